@@ -1,0 +1,3 @@
+from featurerollout.cli import main
+
+raise SystemExit(main())
