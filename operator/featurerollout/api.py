@@ -1,0 +1,618 @@
+"""The FeatureRollout API (featurerollout.io/v1alpha1) as pydantic models.
+
+These models are the one source of truth: `crd.py` renders the CRD's schema from them, the
+operator reads every object through them, and the CLI formats them. Field names follow
+`shared/docs/api.md`; the wire format is camelCase (`failureLimit`), the Python attributes are
+snake_case (`failure_limit`).
+
+Every rule that the API server enforces through the CRD (schema or CEL) is enforced here too,
+and a violation names the field path the way kube-apiserver does:
+`spec.stages[2].weight: 40 is not greater than the previous stage's 50`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+# --- limits shared with the CRD (a real kube-apiserver refuses CEL rules whose cost is unbounded)
+
+MAX_STAGES = 20
+MAX_METRICS = 20
+MAX_QUERY_LENGTH = 10_000
+MAX_NAME_LENGTH = 253
+MAX_FLAG_LENGTH = 253
+MAX_HEADERS = 20
+
+# --- Go-style durations ------------------------------------------------------------------------
+
+# One or more <number><unit> groups, as Go's time.ParseDuration accepts (a bare "0" too).
+DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"
+_DURATION_RE = re.compile(DURATION_PATTERN)
+_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS: dict[str, float] = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Go-style duration (`30s`, `5m`, `1h30m`, `168h`, `1.5h`) into a timedelta."""
+    if not _DURATION_RE.match(text):
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit, e.g. 30s, 5m, 1h30m or 168h"
+        )
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Format a timedelta the way Go prints durations, rounded to whole seconds (`1h2m3s`)."""
+    total = max(0, round(delta.total_seconds()))
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+# The pattern goes to the CRD; the models check with parse_duration, whose message is friendlier.
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    Field(max_length=64, json_schema_extra={"pattern": DURATION_PATTERN}),
+]
+
+# DNS-1123 subdomain: what Kubernetes accepts as an object name.
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ObjectName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=OBJECT_NAME_PATTERN)]
+# A metric name doubles as a Prometheus label value and a status key: a DNS-1123 label.
+METRIC_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Model(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(alias=to_camel),
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict as the API server stores it (camelCase, unset optionals left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --- spec: target ------------------------------------------------------------------------------
+
+
+class ConfigMapTarget(Model):
+    """A flagd flag-definition document (`{"flags": {...}}`) held in a ConfigMap key."""
+
+    name: ObjectName = Field(description="Name of the ConfigMap, in the FeatureRollout's namespace.")
+    key: str = Field(
+        default="flags.flagd.json",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="The ConfigMap key that holds the flagd document.",
+    )
+
+
+class FeatureFlagTarget(Model):
+    """An OpenFeature `core.openfeature.dev/v1beta1` FeatureFlag (its `spec.flagSpec.flags`)."""
+
+    name: ObjectName = Field(description="Name of the FeatureFlag, in the FeatureRollout's namespace.")
+
+
+class HTTPRouteTarget(Model):
+    """A Gateway API HTTPRoute whose rule splits traffic between a stable and a feature backend."""
+
+    name: ObjectName = Field(description="Name of the HTTPRoute, in the FeatureRollout's namespace.")
+    rule: int = Field(default=0, ge=0, le=63, description="Index of the rule in spec.rules.")
+    stable_backend: ObjectName = Field(description="The backendRef (Service) that serves the flag off.")
+    feature_backend: ObjectName = Field(description="The backendRef (Service) that serves the flag on.")
+
+
+class SecretKeyRef(Model):
+    """A key in a Secret in the FeatureRollout's namespace."""
+
+    name: ObjectName = Field(description="Name of the Secret.")
+    key: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key in the Secret."
+    )
+
+
+class WebhookTarget(Model):
+    """An external flag service that receives `PUT {flag, weight}` as JSON."""
+
+    url: str = Field(
+        min_length=1, max_length=2048, pattern=r"^https?://", description="The endpoint to PUT the weight to."
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A bearer token for the endpoint, read from a Secret key."
+    )
+
+
+TARGET_MEMBERS: tuple[str, ...] = ("configMap", "featureFlag", "httpRoute", "webhook")
+
+
+class Target(Model):
+    """Where the flag lives. Exactly one member is set."""
+
+    config_map: ConfigMapTarget | None = Field(
+        default=None, description="A flagd document in a ConfigMap (the default kind of target)."
+    )
+    feature_flag: FeatureFlagTarget | None = Field(default=None, description="An OpenFeature FeatureFlag.")
+    http_route: HTTPRouteTarget | None = Field(default=None, description="Gateway API HTTPRoute weights.")
+    webhook: WebhookTarget | None = Field(default=None, description="An external flag service.")
+
+    @model_validator(mode="after")
+    def _exactly_one_member(self) -> Target:
+        if len(self.members()) != 1:
+            raise ValueError(TARGET_RULE_MESSAGE)
+        return self
+
+    def members(self) -> list[str]:
+        """The wire names of the members that are set."""
+        values = (self.config_map, self.feature_flag, self.http_route, self.webhook)
+        return [name for name, value in zip(TARGET_MEMBERS, values, strict=True) if value is not None]
+
+    @property
+    def kind(self) -> str:
+        """The wire name of the one member set (`configMap`, `featureFlag`, ...)."""
+        return self.members()[0]
+
+
+TARGET_RULE_MESSAGE = "exactly one of configMap, featureFlag, httpRoute or webhook must be set"
+
+# --- spec: stages ------------------------------------------------------------------------------
+
+
+class Stage(Model):
+    """One step of the ramp: expose `weight` percent of users for at least `duration`."""
+
+    weight: float = Field(
+        gt=0,
+        le=100,
+        description="Percent of users who get the feature at this stage, in (0, 100]. "
+        "Fractions are allowed (0.5).",
+    )
+    duration: Duration | None = Field(
+        default=None,
+        description="How long the stage holds at least, Go-style (30s, 5m, 1h30m). "
+        "Omitted: the stage advances at the first healthy analysis. The last stage needs none.",
+    )
+
+    @property
+    def hold(self) -> timedelta:
+        """The minimum time this stage holds."""
+        return timedelta(0) if self.duration is None else parse_duration(self.duration)
+
+
+DEFAULT_STAGES: tuple[Stage, ...] = (
+    Stage(weight=10, duration="1h"),
+    Stage(weight=25, duration="1h"),
+    Stage(weight=50, duration="1h"),
+    Stage(weight=100),
+)
+
+STAGES_INCREASING_MESSAGE = "stage weights must be strictly increasing"
+STAGES_LAST_MESSAGE = "the last stage's weight must be exactly 100"
+
+# --- spec: analysis ----------------------------------------------------------------------------
+
+
+class OnNoData(StrEnum):
+    """What a metric with no data (an empty result or NaN) does to the rollout."""
+
+    HOLD = "Hold"  # no promotion, no rollback: wait for data
+    ROLLBACK = "Rollback"  # treat as a failed evaluation
+    IGNORE = "Ignore"  # treat as a passed evaluation
+
+
+class OnError(StrEnum):
+    """What the rollout does once the analysis has errored `consecutiveErrorLimit` times in a row."""
+
+    ROLLBACK = "Rollback"  # to 0%, as Argo Rollouts does after consecutiveErrorLimit
+    PAUSE = "Pause"  # hold the current weight and wait for a person
+
+
+class PrometheusAuth(Model):
+    """Credentials for Prometheus, from a Secret in the FeatureRollout's namespace."""
+
+    secret_name: ObjectName = Field(
+        description="The Secret. Keys read: `token` (bearer), or `username` and `password` (basic), "
+        "and optionally `ca.crt` (a CA bundle for TLS)."
+    )
+
+
+class PrometheusProvider(Model):
+    """Where and how to query Prometheus."""
+
+    address: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
+    )
+    timeout: Duration = Field(default="10s", description="Per-query timeout.")
+    auth: PrometheusAuth | None = Field(default=None, description="Bearer or basic auth from a Secret.")
+    headers: dict[str, str] | None = Field(
+        default=None, max_length=MAX_HEADERS, description="Extra HTTP headers sent with every query."
+    )
+    insecure_skip_verify: bool = Field(default=False, description="Skip TLS certificate verification.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_parses(cls, value: str) -> str:
+        if parse_duration(value) <= timedelta(0):
+            raise ValueError("must be greater than 0")
+        return value
+
+
+class Metric(Model):
+    """One error budget: a PromQL query that yields one number, and the range it must stay in."""
+
+    name: str = Field(
+        min_length=1, max_length=63, pattern=METRIC_NAME_PATTERN, description="Unique name of the metric."
+    )
+    query: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
+        description="PromQL yielding one number (a scalar or a one-element vector). "
+        "Variables: {{flag}}, {{name}}, {{namespace}}, {{interval}}.",
+    )
+    max: float | None = Field(default=None, description="The budget's upper bound: a value above it fails.")
+    min: float | None = Field(default=None, description="The budget's lower bound: a value below it fails.")
+    failure_limit: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Consecutive failed evaluations tolerated; one more rolls back.",
+    )
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> Metric:
+        if self.min is None and self.max is None:
+            raise ValueError(METRIC_BOUND_MESSAGE)
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
+        return self
+
+    def budget(self) -> str:
+        """The budget in words, e.g. `<= 0.01` or `within [0.9, 1]`."""
+        if self.min is not None and self.max is not None:
+            return f"within [{self.min:g}, {self.max:g}]"
+        if self.max is not None:
+            return f"<= {self.max:g}"
+        return f">= {self.min:g}"
+
+
+METRIC_BOUND_MESSAGE = "set max, min or both"
+METRIC_MIN_MAX_MESSAGE = "min must not be greater than max"
+METRICS_UNIQUE_MESSAGE = "metric names must be unique"
+
+
+class Analysis(Model):
+    """The error budgets, evaluated every `interval` while the rollout progresses."""
+
+    interval: Duration = Field(default="1m", description="How often every metric is evaluated (>= 1s).")
+    prometheus: PrometheusProvider = Field(description="The Prometheus server to query.")
+    metrics: list[Metric] = Field(
+        min_length=1, max_length=MAX_METRICS, description="The error budgets. Names are unique."
+    )
+    on_no_data: OnNoData = Field(
+        default=OnNoData.HOLD,
+        description="Hold (no promotion, no rollback), Rollback (counts as a failure) or Ignore "
+        "(counts as a pass).",
+    )
+    consecutive_error_limit: int = Field(
+        default=4,
+        ge=0,
+        le=1000,
+        description="Consecutive errored evaluations (Prometheus unreachable, a broken query) "
+        "tolerated; one more applies onError. Errors never promote.",
+    )
+    on_error: OnError = Field(
+        default=OnError.ROLLBACK,
+        description="After consecutiveErrorLimit errors in a row: Rollback (to 0%) or Pause.",
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_at_least_a_second(cls, value: str) -> str:
+        if parse_duration(value) < timedelta(seconds=1):
+            raise ValueError(f"{value!r} is shorter than the minimum of 1s")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _names_unique(cls, metrics: list[Metric]) -> list[Metric]:
+        seen: set[str] = set()
+        for metric in metrics:
+            if metric.name in seen:
+                raise ValueError(f"{METRICS_UNIQUE_MESSAGE}: {metric.name!r} appears more than once")
+            seen.add(metric.name)
+        return metrics
+
+    @property
+    def every(self) -> timedelta:
+        """The evaluation interval."""
+        return parse_duration(self.interval)
+
+
+class Rollback(Model):
+    """What happens when a budget is exhausted."""
+
+    automatic: bool = Field(
+        default=True,
+        description="Roll the flag back to 0% by itself. false: pause at the current weight instead.",
+    )
+
+
+# --- spec --------------------------------------------------------------------------------------
+
+
+class FeatureRolloutSpec(Model):
+    """What to roll out, where, how fast, and under which error budgets."""
+
+    flag: str = Field(
+        min_length=1,
+        max_length=MAX_FLAG_LENGTH,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="The flag key.",
+    )
+    target: Target = Field(description="Where the flag lives: exactly one member.")
+    stages: list[Stage] = Field(
+        default_factory=lambda: list(DEFAULT_STAGES),
+        min_length=1,
+        max_length=MAX_STAGES,
+        description="The ramp: weights strictly increasing, the last exactly 100. "
+        "Default: 10%, 25%, 50% for 1h each, then 100%.",
+    )
+    analysis: Analysis | None = Field(
+        default=None, description="Error budgets. Without it the rollout progresses on time alone."
+    )
+    rollback: Rollback = Field(default_factory=Rollback, description="Rollback policy.")
+    paused: bool = Field(default=False, description="Hold the rollout at its current stage.")
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_ramp_up_to_100(cls, stages: list[Stage]) -> list[Stage]:
+        for index in range(1, len(stages)):
+            previous, current = stages[index - 1].weight, stages[index].weight
+            if current <= previous:
+                raise StageRuleError(
+                    index, f"{current:g} is not greater than the previous stage's {previous:g}"
+                )
+        if stages and stages[-1].weight != 100:
+            raise StageRuleError(len(stages) - 1, f"{stages[-1].weight:g}: {STAGES_LAST_MESSAGE}")
+        return stages
+
+
+class StageRuleError(ValueError):
+    """A rule on `spec.stages` broken at one stage; the message gets that stage's path."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"[{index}].weight: {problem}")
+        self.index = index
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    """Where a rollout is in its life. See the state diagram in README.md."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
+
+
+class MetricResult(StrEnum):
+    """The verdict of one evaluation of one metric."""
+
+    PASSED = "Passed"
+    FAILED = "Failed"
+    NO_DATA = "NoData"
+    ERROR = "Error"
+
+
+class MetricStatus(Model):
+    """The last evaluation of one metric."""
+
+    name: str = Field(max_length=63, description="The metric's name.")
+    value: float | None = Field(default=None, description="The last value, when there was one.")
+    result: MetricResult = Field(description="Passed, Failed, NoData or Error.")
+    consecutive_failures: int = Field(default=0, ge=0, description="Failed evaluations in a row.")
+    consecutive_errors: int = Field(default=0, ge=0, description="Errored evaluations in a row.")
+    message: str | None = Field(default=None, max_length=4096, description="Why, for NoData and Error.")
+    evaluated_at: datetime | None = Field(default=None, description="When it was last evaluated.")
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(Model):
+    """A Kubernetes API condition (metav1.Condition)."""
+
+    type: str = Field(max_length=316, description="Progressing, Ready, Degraded or Analysis.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="A CamelCase word for machines.")
+    message: str = Field(default="", max_length=32768, description="Details for people.")
+    last_transition_time: datetime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(default=None, ge=0, description="The spec it speaks of.")
+
+
+class ControlAction(StrEnum):
+    """A manual request from `featurerollout promote|pause|resume|abort|retry`."""
+
+    PROMOTE = "promote"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+    RETRY = "retry"
+
+
+class HandledRequest(Model):
+    """The last manual request the operator consumed, so that each is carried out exactly once."""
+
+    id: str = Field(max_length=128, description="The request's id, from the annotation.")
+    action: ControlAction = Field(description="What was asked.")
+    handled_at: datetime = Field(description="When the operator carried it out.")
+
+
+class FeatureRolloutStatus(Model):
+    """What the operator observed and did. Written only by the operator."""
+
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Progressing, Paused, Succeeded, "
+                         "RolledBack or Failed.")
+    current_stage: int = Field(default=0, ge=0, description="0-based index into spec.stages.")
+    current_weight: float = Field(default=0, ge=0, le=100, description="The exposure the target holds now, "
+                                  "in percent.")
+    stage_started_at: datetime | None = Field(
+        default=None, description="When the target began to hold the current stage's weight."
+    )
+    observed_generation: int | None = Field(default=None, ge=0, description="The spec generation acted on.")
+    message: str | None = Field(default=None, max_length=32768, description="What is happening, for people.")
+    metrics: list[MetricStatus] = Field(
+        default_factory=list, max_length=MAX_METRICS, description="The last evaluation of each metric."
+    )
+    conditions: list[Condition] = Field(default_factory=list, max_length=16, description="Conditions.")
+    manual_pause: bool = Field(
+        default=False, description="Paused by `featurerollout pause` (released by resume), apart from "
+        "spec.paused so that a GitOps tool never reverts it."
+    )
+    last_request: HandledRequest | None = Field(default=None, description="The last manual request handled.")
+    last_analysis_at: datetime | None = Field(default=None, description="When the metrics were last evaluated.")
+    started_at: datetime | None = Field(default=None, description="When the rollout first exposed the flag.")
+    finished_at: datetime | None = Field(default=None, description="When it reached a terminal phase.")
+
+    @property
+    def terminal(self) -> bool:
+        """Succeeded, RolledBack or Failed: nothing moves until a person acts."""
+        return self.phase in TERMINAL_PHASES
+
+    def condition(self, type_: str) -> Condition | None:
+        """The condition of that type, if set."""
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+# --- the whole object --------------------------------------------------------------------------
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata the operator reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    name: str
+    namespace: str = "default"
+    uid: str | None = None
+    generation: int = 1
+    resource_version: str | None = Field(default=None, alias="resourceVersion")
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    deletion_timestamp: datetime | None = Field(default=None, alias="deletionTimestamp")
+
+
+class FeatureRollout(BaseModel):
+    """A FeatureRollout object as read from the API server."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: Literal["featurerollout.io/v1alpha1"] = Field(
+        default="featurerollout.io/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["FeatureRollout"] = "FeatureRollout"
+    metadata: ObjectMeta
+    spec: FeatureRolloutSpec
+    status: FeatureRolloutStatus = Field(default_factory=FeatureRolloutStatus)
+
+
+# --- errors that name the field ----------------------------------------------------------------
+
+
+class InvalidFeatureRollout(ValueError):
+    """A FeatureRollout that breaks the API's rules; `problems` are `path: what is wrong` lines."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f'FeatureRollout "{name}" is invalid: ' + "; ".join(problems))
+
+
+def field_problems(error: ValidationError, prefix: str = "spec") -> list[str]:
+    """Turn pydantic's errors into `spec.stages[2].weight: ...` lines, as kube-apiserver words them."""
+    problems: list[str] = []
+    for item in error.errors():
+        path = prefix
+        for part in item["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif part in ("function-after", "function-before") or str(part).startswith("function-"):
+                continue
+            else:
+                path += f".{part}"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if message.startswith("[") and "]." in message.split(":", 1)[0]:
+            # A StageRuleError carries its own `[i].weight` suffix for the path.
+            suffix, message = message.split(": ", 1)
+            path += suffix
+        problems.append(f"{path}: {message}")
+    return problems
+
+
+def parse_spec(data: dict[str, Any], name: str = "") -> FeatureRolloutSpec:
+    """Validate a spec dict (camelCase, as stored) into a model, or raise InvalidFeatureRollout."""
+    try:
+        return FeatureRolloutSpec.model_validate(data)
+    except ValidationError as error:
+        raise InvalidFeatureRollout(name, field_problems(error, "spec")) from None
+
+
+def parse_rollout(body: dict[str, Any]) -> FeatureRollout:
+    """Read a whole FeatureRollout object, or raise InvalidFeatureRollout naming each bad field."""
+    name = str(body.get("metadata", {}).get("name", ""))
+    try:
+        return FeatureRollout.model_validate(body)
+    except ValidationError as error:
+        raise InvalidFeatureRollout(name, field_problems(error, "")) from None

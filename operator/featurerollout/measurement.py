@@ -1,0 +1,41 @@
+"""What one evaluation of one metric yields: a number, no data, or an error.
+
+Providers (metrics/) produce these; the engine turns them into verdicts. Keeping the three cases
+apart is what lets the engine refuse to promote on an error without mistaking it for a breach.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class MeasurementKind(StrEnum):
+    VALUE = "Value"  # a scalar, or a one-element vector
+    NO_DATA = "NoData"  # an empty vector, or NaN
+    ERROR = "Error"  # several series, invalid PromQL, an unreachable or timed-out server
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The outcome of one query. `detail` says why, for NoData and Error (Prometheus's own words)."""
+
+    kind: MeasurementKind
+    value: float | None = None
+    detail: str = ""
+
+    @classmethod
+    def of(cls, value: float) -> Measurement:
+        """A number; NaN counts as no data, as PromQL yields NaN for 0/0."""
+        if math.isnan(value):
+            return cls(MeasurementKind.NO_DATA, None, "the query returned NaN")
+        return cls(MeasurementKind.VALUE, value)
+
+    @classmethod
+    def no_data(cls, detail: str) -> Measurement:
+        return cls(MeasurementKind.NO_DATA, None, detail)
+
+    @classmethod
+    def error(cls, detail: str) -> Measurement:
+        return cls(MeasurementKind.ERROR, None, detail)
