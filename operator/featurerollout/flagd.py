@@ -1,0 +1,201 @@
+"""The flagd flag-definition document: build our flag's entry and splice it into someone's JSON.
+
+A flagd document (`{"flags": {...}}`) usually holds many flags, written by people and other
+tools. The operator owns exactly one entry. To keep every other flag byte-for-byte (formatting,
+key order, number spelling and all), it never re-serialises the whole document: it locates the
+text span of its own entry and replaces only that span. Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+FLAGD_SCHEMA = "https://flagd.dev/schema/v0/flags.json"
+ON, OFF = "on", "off"
+
+
+class InvalidDocument(ValueError):
+    """The document is not a flagd flag-definition JSON object; it must not be overwritten."""
+
+
+def relative_weights(weight: float) -> tuple[int, int]:
+    """Integer fractional weights (on, off) for a percentage: 25 -> (25, 75), 0.5 -> (5, 995).
+
+    flagd's `fractional` takes integer relative weights, so a fractional percentage is scaled
+    by the power of ten that makes it whole.
+    """
+    if not 0 <= weight <= 100:
+        raise ValueError(f"weight {weight} is outside [0, 100]")
+    exact = Decimal(str(weight)).normalize()
+    exponent = exact.as_tuple().exponent
+    scale = 10 ** max(0, -exponent) if isinstance(exponent, int) else 1
+    on = int(exact * scale)
+    return on, 100 * scale - on
+
+
+def flag_entry(weight: float) -> dict[str, Any]:
+    """Our flag's entry at `weight` percent. The treatment variant comes first, so that raising
+    the weight only adds users (flagd walks the buckets in order)."""
+    on, off = relative_weights(weight)
+    return {
+        "state": "ENABLED",
+        "variants": {ON: True, OFF: False},
+        "defaultVariant": OFF,
+        "targeting": {"fractional": [[ON, on], [OFF, off]]},
+    }
+
+
+def weight_of(entry: Any) -> float | None:
+    """The percentage a flag entry exposes, read back (None when it is not one of ours)."""
+    if not isinstance(entry, dict):
+        return None
+    if entry.get("state") == "DISABLED":
+        return 0.0
+    try:
+        buckets = entry["targeting"]["fractional"]
+        weights = {str(b[0]): float(b[1]) for b in buckets}
+        total = sum(weights.values())
+        return 0.0 if total == 0 else round(100 * weights.get(ON, 0.0) / total, 6)
+    except (KeyError, TypeError, IndexError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a JSON value sits in a text: text[start:end]."""
+
+    start: int
+    end: int
+
+
+_decoder = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _object_members(text: str, start: int) -> tuple[dict[str, Span], int]:
+    """The member spans of the JSON object that begins at `start`, and the index of its `}`."""
+    if start >= len(text) or text[start] != "{":
+        raise InvalidDocument(f"expected a JSON object at character {start}")
+    members: dict[str, Span] = {}
+    pos = _skip(text, start + 1)
+    if pos < len(text) and text[pos] == "}":
+        return members, pos
+    while True:
+        if pos >= len(text) or text[pos] != '"':
+            raise InvalidDocument(f"expected a member name at character {pos}")
+        key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        pos = _skip(text, pos)
+        if pos >= len(text) or text[pos] != ":":
+            raise InvalidDocument(f"expected ':' at character {pos}")
+        value_start = _skip(text, pos + 1)
+        _, value_end = _decoder.raw_decode(text, value_start)
+        members[key] = Span(value_start, value_end)
+        pos = _skip(text, value_end)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip(text, pos + 1)
+            continue
+        if pos < len(text) and text[pos] == "}":
+            return members, pos
+        raise InvalidDocument(f"expected ',' or '}}' at character {pos}")
+
+
+def _indent_before(text: str, pos: int) -> str:
+    """The run of spaces that starts the line holding `pos`."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    indent = ""
+    for char in text[line_start:]:
+        if char not in " \t":
+            break
+        indent += char
+    return indent
+
+
+def _render(value: Any, indent: str, step: str) -> str:
+    """An object over several lines, one member a line, each member's value kept on one line."""
+    if not isinstance(value, dict) or not value:
+        return json.dumps(value)
+    inner = indent + step
+    lines = [f"{inner}{json.dumps(k)}: {_render(v, inner, step) if k == 'flags' else json.dumps(v)}"
+             for k, v in value.items()]
+    return "{\n" + ",\n".join(lines) + "\n" + indent + "}"
+
+
+def _insert_member(text: str, members: dict[str, Span], close: int, key: str, value: Any) -> str:
+    """Add `"key": value` as the last member of the object whose `}` is at `close`."""
+    rendered_key = json.dumps(key)
+    multiline = "\n" in text[: close + 1] and bool(members)
+    if multiline:
+        last = max(members.values(), key=lambda s: s.end)
+        indent = _indent_before(text, last.start)
+        closing_indent = _indent_before(text, close)
+        step = indent[len(closing_indent) :] or "  "
+        body = _render(value, indent, step)
+        return text[: last.end] + f",\n{indent}{rendered_key}: {body}" + text[last.end :]
+    separator = ", " if members else ""
+    body = json.dumps(value)
+    return text[:close] + f"{separator}{rendered_key}: {body}" + text[close:]
+
+
+def new_document(flag: str, weight: float) -> str:
+    """A fresh flagd document holding only our flag."""
+    document = {"$schema": FLAGD_SCHEMA, "flags": {flag: flag_entry(weight)}}
+    return _render(document, "", "  ") + "\n"
+
+
+def set_flag(text: str | None, flag: str, weight: float) -> str:
+    """The document with our flag's entry at `weight`, every other byte unchanged.
+
+    An empty or missing document becomes a fresh one. A document that is not a flagd JSON
+    object raises InvalidDocument: someone else broke it, and overwriting it would lose their
+    flags.
+    """
+    if text is None or not text.strip():
+        return new_document(flag, weight)
+    start = _skip(text, 0)
+    try:
+        top, top_close = _object_members(text, start)
+        if _skip(text, top_close + 1) != len(text):
+            raise InvalidDocument(f"unexpected text after the JSON object at character {top_close + 1}")
+        entry = flag_entry(weight)
+        if "flags" not in top:
+            return _insert_member(text, top, top_close, "flags", {flag: entry})
+        flags_span = top["flags"]
+        if text[flags_span.start] != "{":
+            raise InvalidDocument('its "flags" member is not a JSON object')
+        flags, flags_close = _object_members(text, flags_span.start)
+        if flag not in flags:
+            return _insert_member(text, flags, flags_close, flag, entry)
+        current = flags[flag]
+        if json.loads(text[current.start : current.end]) == entry:
+            return text
+        indent = _indent_before(text, current.start)
+        if "\n" in text[current.start : current.end]:
+            closing = _indent_before(text, flags_close)
+            rendered = _render(entry, indent, indent[len(closing) :] or "  ")
+        else:
+            rendered = json.dumps(entry)
+        return text[: current.start] + rendered + text[current.end :]
+    except json.JSONDecodeError as error:
+        raise InvalidDocument(f"not valid JSON: {error}") from None
+
+
+def read_flag_weight(text: str | None, flag: str) -> float | None:
+    """The weight the document gives our flag now (None: no such flag, or not ours to read)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidDocument(f"not valid JSON: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("flags", {}), dict):
+        raise InvalidDocument('expected a JSON object with a "flags" object')
+    return weight_of(document.get("flags", {}).get(flag))

@@ -1,0 +1,137 @@
+"""The flagd document builder: the entry's shape, weights, and byte-for-byte splicing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from featurerollout.flagd import (
+    InvalidDocument,
+    flag_entry,
+    read_flag_weight,
+    relative_weights,
+    set_flag,
+)
+
+SHARED = """{
+  "$schema": "https://flagd.dev/schema/v0/flags.json",
+  "flags": {
+    "dark-mode": {"state": "ENABLED", "variants": {"a": 1.0e0, "b": 2}, "defaultVariant": "a"},
+    "new-checkout": {
+      "state": "DISABLED",
+      "variants": {"on": true, "off": false},
+      "defaultVariant": "off"
+    },
+    "search-v2":   { "state":"ENABLED","variants":{"x":"y"},"defaultVariant":"x" }
+  }
+}
+"""
+
+
+def test_entry_at_weight_matches_the_contract() -> None:
+    assert flag_entry(25) == {
+        "state": "ENABLED",
+        "variants": {"on": True, "off": False},
+        "defaultVariant": "off",
+        "targeting": {"fractional": [["on", 25], ["off", 75]]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("weight", "expected"),
+    [(0, (0, 100)), (10, (10, 90)), (100, (100, 0)), (0.5, (5, 995)), (12.5, (125, 875)), (0.25, (25, 9975))],
+)
+def test_fractional_weights_are_integer_relative_weights(weight: float, expected: tuple[int, int]) -> None:
+    assert relative_weights(weight) == expected
+
+
+def test_treatment_variant_comes_first() -> None:
+    assert flag_entry(10)["targeting"]["fractional"][0][0] == "on"
+
+
+def test_only_our_entry_changes_and_other_flags_stay_byte_for_byte() -> None:
+    updated = set_flag(SHARED, "new-checkout", 25)
+    assert '"dark-mode": {"state": "ENABLED", "variants": {"a": 1.0e0, "b": 2}, "defaultVariant": "a"}' in updated
+    assert '"search-v2":   { "state":"ENABLED","variants":{"x":"y"},"defaultVariant":"x" }' in updated
+    assert updated.startswith('{\n  "$schema": "https://flagd.dev/schema/v0/flags.json",\n  "flags": {\n')
+    document = json.loads(updated)
+    assert document["flags"]["new-checkout"] == flag_entry(25)
+    assert read_flag_weight(updated, "new-checkout") == 25
+
+
+def test_unchanged_weight_returns_the_same_text() -> None:
+    once = set_flag(SHARED, "new-checkout", 50)
+    assert set_flag(once, "new-checkout", 50) is once
+
+
+def test_missing_flag_is_added_after_the_others() -> None:
+    updated = set_flag(SHARED, "brand-new", 10)
+    assert updated.index('"search-v2"') < updated.index('"brand-new"')
+    assert json.loads(updated)["flags"]["brand-new"] == flag_entry(10)
+    assert json.loads(updated)["flags"]["dark-mode"] == json.loads(SHARED)["flags"]["dark-mode"]
+
+
+def test_empty_or_missing_document_becomes_a_fresh_one() -> None:
+    for text in (None, "", "  \n"):
+        assert json.loads(set_flag(text, "f", 10))["flags"] == {"f": flag_entry(10)}
+
+
+def test_document_without_flags_member_gets_one() -> None:
+    updated = set_flag('{"$schema": "x"}', "f", 10)
+    assert json.loads(updated) == {"$schema": "x", "flags": {"f": flag_entry(10)}}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{not json", "member name"),
+        ("[1, 2]", "JSON object"),
+        ('{"flags": 3}', '"flags" member is not a JSON object'),
+        ('{"flags": {}} trailing', "unexpected text"),
+        ('{"flags": {"a": }}', "not valid JSON"),
+    ],
+)
+def test_invalid_document_is_refused_not_overwritten(text: str, words: str) -> None:
+    with pytest.raises(InvalidDocument, match=words):
+        set_flag(text, "f", 10)
+
+
+def test_weight_zero_serves_off_to_everyone_and_hundred_serves_on() -> None:
+    assert flag_entry(0)["targeting"]["fractional"] == [["on", 0], ["off", 100]]
+    assert flag_entry(100)["targeting"]["fractional"] == [["on", 100], ["off", 0]]
+    assert read_flag_weight(set_flag(None, "f", 0), "f") == 0
+    assert read_flag_weight(set_flag(None, "f", 100), "f") == 100
+
+
+flag_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    others=st.dictionaries(flag_names, json_values, max_size=5),
+    ours=flag_names,
+    weight=st.sampled_from([0, 0.5, 1, 10, 25, 33.3, 50, 99.9, 100]),
+    indent=st.sampled_from([None, 2, 4]),
+)
+def test_other_flags_survive_any_document(
+    others: dict[str, object], ours: str, weight: float, indent: int | None
+) -> None:
+    others = {k: v for k, v in others.items() if k != ours}
+    text = json.dumps({"flags": others, "other": [1, 2]}, indent=indent)
+    updated = set_flag(text, ours, weight)
+    document = json.loads(updated)
+    assert document["other"] == [1, 2]
+    assert {k: v for k, v in document["flags"].items() if k != ours} == others
+    assert read_flag_weight(updated, ours) == pytest.approx(weight)
+    # Byte-for-byte: the update only inserts text; everything that was there stays, in order.
+    prefix = 0
+    while prefix < len(text) and updated[prefix] == text[prefix]:
+        prefix += 1
+    assert updated.endswith(text[prefix:])
