@@ -1,0 +1,37 @@
+"""Metric providers: a query in, a Measurement (a number, NoData or Error) out.
+
+`MetricProvider` is the interface; `PrometheusMetricProvider` the one backend so far;
+`measure_all` runs one rollout's metrics concurrently; `render_query` fills in query variables.
+"""
+
+from __future__ import annotations
+
+from featurerollout.api import PrometheusProvider
+from featurerollout.metrics.prometheus import (
+    InvalidCredentials,
+    PrometheusCredentials,
+    PrometheusMetricProvider,
+    credentials_from_secret,
+)
+from featurerollout.metrics.provider import MetricProvider, measure_all
+from featurerollout.metrics.queries import UnknownQueryVariable, prometheus_duration, render_query
+
+__all__ = [
+    "InvalidCredentials",
+    "MetricProvider",
+    "PrometheusCredentials",
+    "PrometheusMetricProvider",
+    "UnknownQueryVariable",
+    "credentials_from_secret",
+    "measure_all",
+    "prometheus_duration",
+    "provider_for",
+    "render_query",
+]
+
+
+def provider_for(
+    spec: PrometheusProvider, credentials: PrometheusCredentials | None = None
+) -> MetricProvider:
+    """The provider for a rollout's `spec.analysis.prometheus` (the factory more backends will join)."""
+    return PrometheusMetricProvider(spec, credentials)

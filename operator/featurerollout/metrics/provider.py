@@ -1,0 +1,64 @@
+"""The metric provider interface, as Flagger's `RunQuery(q) -> float` and `IsOnline()`.
+
+A provider turns one query into one Measurement: a number, NoData or Error. It never raises for
+anything a user or a server can cause: an unreachable server, a broken query and a timeout are
+all Error measurements with a message meant for people. More backends (Datadog, CloudWatch, ...)
+can follow behind the same two methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Protocol, runtime_checkable
+
+from featurerollout.api import Metric
+from featurerollout.measurement import Measurement
+from featurerollout.metrics.queries import render_query
+
+
+@runtime_checkable
+class MetricProvider(Protocol):
+    """A metrics backend: one query in, one Measurement out."""
+
+    async def measure(self, query: str) -> Measurement:
+        """Run one (already rendered) query. Never raises for server or query problems."""
+        ...
+
+    async def is_online(self) -> bool:
+        """Whether the backend answers at all (for a status condition, not for verdicts)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and temporary files."""
+        ...
+
+
+async def measure_all(
+    provider: MetricProvider,
+    metrics: Sequence[Metric],
+    *,
+    flag: str,
+    name: str,
+    namespace: str,
+    interval: str | timedelta,
+) -> dict[str, Measurement]:
+    """Render and run all of one rollout's metrics concurrently; returns a Measurement per metric name.
+
+    A template that does not render (an unknown `{{variable}}`) is an Error for that metric only;
+    the others are still measured.
+    """
+
+    async def one(metric: Metric) -> Measurement:
+        try:
+            query = render_query(metric.query, flag=flag, name=name, namespace=namespace, interval=interval)
+        except ValueError as error:
+            return Measurement.error(f"metric {metric.name!r}: {error}")
+        try:
+            return await provider.measure(query)
+        except Exception as error:  # a provider bug must not take the other metrics down with it
+            return Measurement.error(f"metric {metric.name!r}: {type(error).__name__}: {error}")
+
+    results = await asyncio.gather(*(one(metric) for metric in metrics))
+    return {metric.name: result for metric, result in zip(metrics, results, strict=True)}

@@ -1,0 +1,72 @@
+"""Query variables: `{{flag}}`, `{{name}}`, `{{namespace}}` and `{{interval}}`, as Flagger offers them.
+
+A metric's query is a template, so that one query can be shared between rollouts:
+
+    sum(rate(http_requests_total{flag="{{flag}}",code=~"5.."}[{{ interval }}]))
+
+Rendering is a pure function. An unknown variable is an error that names it, so that a typo
+never reaches Prometheus as a confusing parse error.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from featurerollout.api import parse_duration
+
+VARIABLES: tuple[str, ...] = ("flag", "name", "namespace", "interval")
+
+# `{{flag}}`, `{{ flag }}`; a dotted name is matched too, so that `{{ variables.x }}` (Flagger's
+# custom variables, which this project has not got) is reported as unknown instead of left in.
+_VARIABLE_RE = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
+
+_PROMETHEUS_UNITS: tuple[tuple[str, int], ...] = (("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
+
+
+class UnknownQueryVariable(ValueError):
+    """A template names a variable that does not exist."""
+
+    def __init__(self, variable: str) -> None:
+        self.variable = variable
+        known = ", ".join("{{" + v + "}}" for v in VARIABLES)
+        shown = "{{" + variable + "}}" if variable else "{{}}"
+        super().__init__(f"unknown query variable {shown}: the variables are {known}")
+
+
+def prometheus_duration(interval: str | timedelta) -> str:
+    """Format a duration the way PromQL writes one in a range selector: `1m`, `30s`, `1h30m`, `1s500ms`.
+
+    Accepts a Go-style string (`1m`, `90s`, `1.5m`) or a timedelta. PromQL takes no fractions, so a
+    fraction becomes smaller units (`1.5m` -> `1m30s`); below a millisecond it is rounded.
+    """
+    delta = parse_duration(interval) if isinstance(interval, str) else interval
+    millis = round(delta.total_seconds() * 1000)
+    if millis <= 0:
+        raise ValueError(f"interval {interval!r} must be at least 1ms to be used in a query")
+    parts: list[str] = []
+    for unit, size in _PROMETHEUS_UNITS:
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def render_query(template: str, *, flag: str, name: str, namespace: str, interval: str | timedelta) -> str:
+    """Replace `{{flag}}`, `{{name}}`, `{{namespace}}` and `{{interval}}` (spaces inside the braces allowed).
+
+    `name` and `namespace` are the FeatureRollout's; `interval` is the analysis interval, rendered as
+    a PromQL duration. Raises UnknownQueryVariable (a ValueError) naming the first unknown variable.
+    """
+    used = {match.group(1) for match in _VARIABLE_RE.finditer(template)}
+    for match in _VARIABLE_RE.finditer(template):
+        if match.group(1) not in VARIABLES:
+            raise UnknownQueryVariable(match.group(1))
+    values: dict[str, str] = {"flag": flag, "name": name, "namespace": namespace}
+    if "interval" in used:
+        values["interval"] = prometheus_duration(interval)
+
+    def substitute(match: re.Match[str]) -> str:
+        return values[match.group(1)]
+
+    return _VARIABLE_RE.sub(substitute, template)
