@@ -1,0 +1,100 @@
+"""The Kubernetes API, as the operator and the CLI use it: one client, called off the event loop.
+
+The official client is synchronous; every call runs in a worker thread of one pool, so that a
+slow API call never stalls the operator's scheduler. The pool is sized for many rollouts
+waiting on I/O at once, not for CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from featurerollout import GROUP, PLURAL, VERSION
+
+CONFLICT = 409
+NOT_FOUND = 404
+
+
+def load_config(kubeconfig: str | None = None, context: str | None = None) -> None:
+    """Configure the client from a kubeconfig file, the default kubeconfig, or in-cluster."""
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, context=context)
+        return
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config(context=context)
+
+
+def status_code(error: BaseException) -> int | None:
+    """The HTTP status of an API error, None for anything else."""
+    return int(error.status) if isinstance(error, ApiException) and error.status else None
+
+
+def api_message(error: BaseException) -> str:
+    """The API server's own message for an error, falling back to the exception text."""
+    if isinstance(error, ApiException) and error.body:
+        import json
+
+        try:
+            body = json.loads(error.body)
+            return str(body.get("message") or error.reason)
+        except (ValueError, AttributeError):
+            return str(error.body)[:500]
+    return str(error)
+
+
+@dataclass
+class Kube:
+    """The API groups the operator touches, plus the pool their calls run in."""
+
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "kube"))
+    api: client.ApiClient = field(default_factory=client.ApiClient)
+
+    def __post_init__(self) -> None:
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one blocking client call in the pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
+
+    async def get_rollout(self, namespace: str, name: str) -> dict[str, Any]:
+        """The FeatureRollout as stored now."""
+        body: dict[str, Any] = await self.call(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+        return body
+
+    async def patch_rollout(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of the main resource (metadata, spec)."""
+        body: dict[str, Any] = await self.call(
+            self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, patch
+        )
+        return body
+
+    async def patch_rollout_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        """Replace the status through the status subresource; with a resourceVersion, only if the
+        object is still the one the decision was made on (409 otherwise)."""
+        patch: dict[str, Any] = {"status": status}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        body: dict[str, Any] = await self.call(
+            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, patch
+        )
+        return body
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()  # type: ignore[no-untyped-call]

@@ -1,0 +1,33 @@
+"""The one small interface every target implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class TargetError(Exception):
+    """The target could not be read or written. `reason` is a CamelCase word for conditions and
+    Events (TargetNotFound, InvalidDocument, TargetConflict, TargetError, UnsupportedTarget);
+    the message says what was wrong, where, and what to do."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Target(Protocol):
+    """Exposes a flag to a share of users."""
+
+    def describe(self) -> str:
+        """Where the flag lives, for messages: `ConfigMap shop/feature-flags key flags.flagd.json`."""
+        ...
+
+    async def apply(self, weight: float) -> bool:
+        """Make the flag expose `weight` percent. Returns whether anything was written.
+        Raises TargetError when it cannot; it never overwrites what it cannot understand."""
+        ...
+
+    async def current_weight(self) -> float | None:
+        """The weight the target exposes now (None when the flag is not there)."""
+        ...

@@ -1,0 +1,90 @@
+"""The configMap target: our flag's entry in a flagd document held in a ConfigMap key.
+
+Writes are read-modify-replace with the ConfigMap's resourceVersion, so a concurrent writer's
+change is never lost: on 409 Conflict the document is read again and only our entry is
+re-applied to the fresh text. A missing key is created (the ConfigMap exists, so it is the
+one meant); a missing ConfigMap is an error, not created, because a typo in its name would
+otherwise "succeed" a rollout that no flagd ever reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from featurerollout import flagd
+from featurerollout.api import ConfigMapTarget as ConfigMapSpec
+from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
+from featurerollout.targets.base import TargetError
+
+MAX_ATTEMPTS = 12
+
+
+class ConfigMapTarget:
+    """A flagd document in `data[key]` of a ConfigMap."""
+
+    def __init__(self, kube: Kube, namespace: str, spec: ConfigMapSpec, flag: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.name = spec.name
+        self.key = spec.key
+        self.flag = flag
+
+    def describe(self) -> str:
+        return f"ConfigMap {self.namespace}/{self.name} key {self.key}"
+
+    async def _read(self) -> object:
+        try:
+            return await self.kube.call(self.kube.core.read_namespaced_config_map, self.name, self.namespace)
+        except Exception as error:
+            if status_code(error) == NOT_FOUND:
+                raise TargetError(
+                    "TargetNotFound",
+                    f"{self.describe()}: the ConfigMap does not exist; create it (an empty one is "
+                    "enough) or fix spec.target.configMap.name",
+                ) from None
+            raise TargetError("TargetError", f"{self.describe()}: {api_message(error)}") from None
+
+    async def apply(self, weight: float) -> bool:
+        for attempt in range(MAX_ATTEMPTS):
+            config_map = await self._read()
+            data = dict(config_map.data or {})  # type: ignore[attr-defined]
+            current = data.get(self.key)
+            try:
+                updated = flagd.set_flag(current, self.flag, weight)
+            except flagd.InvalidDocument as error:
+                raise TargetError(
+                    "InvalidDocument",
+                    f"{self.describe()} is not a valid flagd document ({error}); it was left untouched. "
+                    "Fix the JSON and the rollout carries on.",
+                ) from None
+            if updated == current:
+                return False
+            data[self.key] = updated
+            config_map.data = data  # type: ignore[attr-defined]
+            try:
+                await self.kube.call(
+                    self.kube.core.replace_namespaced_config_map, self.name, self.namespace, config_map
+                )
+                return True
+            except Exception as error:
+                if status_code(error) == CONFLICT:
+                    # Someone else wrote in between: back off a little, then re-read their text.
+                    await asyncio.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.0))
+                    continue
+                if status_code(error) == NOT_FOUND:
+                    continue
+                raise TargetError("TargetError", f"{self.describe()}: {api_message(error)}") from None
+        raise TargetError(
+            "TargetConflict",
+            f"{self.describe()}: still conflicting with other writers after {MAX_ATTEMPTS} attempts; "
+            "will try again",
+        )
+
+    async def current_weight(self) -> float | None:
+        config_map = await self._read()
+        text = (config_map.data or {}).get(self.key)  # type: ignore[attr-defined]
+        try:
+            return flagd.read_flag_weight(text, self.flag)
+        except flagd.InvalidDocument as error:
+            raise TargetError("InvalidDocument", f"{self.describe()}: {error}") from None
