@@ -97,4 +97,4 @@ class Kube:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.api.close()  # type: ignore[no-untyped-call]
+        self.api.close()
