@@ -14,6 +14,7 @@ work is retried with backoff instead of being dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -108,10 +109,8 @@ class Scheduler(Generic[K]):
         timeout = None if not self._heap else max(0.0, self._heap[0][0] - self.clock())
         if timeout == 0.0:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def _run_one(self, key: K, state: _State, limit: asyncio.Semaphore) -> None:
         next_due: float | None
