@@ -501,6 +501,16 @@ class HandledRequest(Model):
     handled_at: datetime = Field(description="When the operator carried it out.")
 
 
+class Halt(Model):
+    """Why the rollout stopped without being told to continue: a rollback, an abort, or a pause for
+    a breached budget or a failing analysis. Kept so that the reason outlives later conditions
+    (a target error) and every later message can repeat it; cleared by `resume` (a pause) or `retry`."""
+
+    reason: str = Field(max_length=1024, description="BudgetExceeded, NoData, AnalysisError or Aborted.")
+    message: str = Field(max_length=4096, description="The metric, its value and its budget; or who aborted.")
+    at: datetime = Field(description="When it happened.")
+
+
 class FeatureRolloutStatus(Model):
     """What the operator observed and did. Written only by the operator."""
 
@@ -509,6 +519,9 @@ class FeatureRolloutStatus(Model):
     current_stage: int = Field(default=0, ge=0, description="0-based index into spec.stages.")
     current_weight: float = Field(default=0, ge=0, le=100, description="The exposure the target holds now, "
                                   "in percent.")
+    stage: str | None = Field(
+        default=None, max_length=32, description="The current stage as N/M, for kubectl get."
+    )
     stage_started_at: datetime | None = Field(
         default=None, description="When the target began to hold the current stage's weight."
     )
@@ -526,6 +539,9 @@ class FeatureRolloutStatus(Model):
     last_analysis_at: datetime | None = Field(default=None, description="When the metrics were last evaluated.")
     started_at: datetime | None = Field(default=None, description="When the rollout first exposed the flag.")
     finished_at: datetime | None = Field(default=None, description="When it reached a terminal phase.")
+    halt: Halt | None = Field(
+        default=None, description="Why it rolled back, was aborted or paused itself; None while healthy."
+    )
 
     @property
     def terminal(self) -> bool:

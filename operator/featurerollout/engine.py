@@ -1,0 +1,769 @@
+"""Every decision the operator takes, as pure functions: (spec, status, now, measurements, request)
+-> the next status, the actions to apply, and when to look again.
+
+No I/O and no clock: the handler reads the object into `api` models, measures when
+`analysis_due()` says so, calls `decide()`, applies the `SetWeight` through the target (or calls
+`target_failed()` if it could not), writes the status it gets back and emits the Events. Calling
+`decide()` again with nothing new returns an equal status and no actions, so the handler writes
+nothing.
+
+The rules, in the order `decide()` applies them:
+
+1. A manual request whose id is `status.lastRequest.id` was handled already and is ignored.
+2. Spec changes. When `metadata.generation` differs from `status.observedGeneration`:
+   - on a rollout in progress (Progressing or Paused) the exposure is kept: the weight never
+     decreases except to 0 by a rollback or an abort. The rollout continues from the highest stage
+     whose weight is at or below the current weight (or from the first stage, raised to its weight,
+     if the current weight is below it); that stage's duration counts from the change, the metric
+     results and their counters start afresh (the queries may have changed), and the current
+     weight is written again (the target or the flag key may have changed). Event `SpecChanged`.
+   - on a finished rollout (Succeeded, RolledBack, Failed) nothing moves: exposing users again
+     after a rollback takes a person (`featurerollout retry`), and the status message says so.
+3. Measurements (given only when `analysis_due()` was true) update `status.metrics`. A value
+   outside [min, max] fails; more than `failureLimit` failures in a row roll back to 0% (or,
+   with `rollback.automatic: false`, pause and wait for a person); no data holds, fails or passes
+   as `onNoData` says; an error never promotes, and more than `consecutiveErrorLimit` errors in a
+   row apply `onError`.
+4. The request: promote, pause, resume, abort, retry.
+5. A new rollout starts at the first stage, unless paused (then it waits at 0%).
+6. A rollout in progress is Paused while `spec.paused`, `status.manualPause` or a halt (a budget
+   breach without automatic rollback, analysis errors with `onError: Pause`) holds it; pausing
+   stops promotion only: the weight holds, the stage clock runs, analysis and rollback continue.
+   Otherwise it advances once the stage has held for its duration and, with analysis, every
+   metric's latest evaluation taken after the stage began passed. At the last stage that
+   completes the rollout: Succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from featurerollout.api import (
+    Analysis,
+    Condition,
+    ConditionStatus,
+    ControlAction,
+    FeatureRolloutSpec,
+    FeatureRolloutStatus,
+    Halt,
+    HandledRequest,
+    Metric,
+    MetricResult,
+    MetricStatus,
+    OnError,
+    OnNoData,
+    Phase,
+)
+from featurerollout.conditions import (
+    ANALYSIS,
+    DEGRADED,
+    PROGRESSING,
+    READY,
+    find_condition,
+    remove_condition,
+    set_condition,
+)
+from featurerollout.measurement import Measurement, MeasurementKind
+
+__all__ = [
+    "Action",
+    "ControlRequest",
+    "Decision",
+    "EmitEvent",
+    "SetWeight",
+    "analysis_due",
+    "decide",
+    "next_check",
+    "target_failed",
+]
+
+# Reasons a target reports through target_failed(); while one is on Degraded, decide() writes the
+# current weight again so that the condition clears only once the target really takes a write.
+TARGET_REASONS = frozenset({"TargetError", "InvalidDocument", "TargetNotFound"})
+TARGET_RETRY_MIN = timedelta(seconds=5)
+TARGET_RETRY_MAX = timedelta(seconds=60)
+
+ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
+
+
+# --- the interface -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    """The target must expose this percentage now."""
+
+    weight: float
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    """A Kubernetes Event on the FeatureRollout."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = SetWeight | EmitEvent
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """A manual request, parsed by the handler from the annotation featurerollout.io/request."""
+
+    id: str
+    action: ControlAction
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The next status (assuming the actions succeed), the actions, and when to look again."""
+
+    status: FeatureRolloutStatus
+    actions: tuple[Action, ...]  # SetWeight first (at most one), then events
+    next_check: datetime | None  # call decide() again at the latest then; None: only on a change
+    log: str | None = None  # one line for the operator's log when something notable happened
+
+
+# --- words -------------------------------------------------------------------------------------
+
+
+def _pct(weight: float) -> str:
+    return f"{weight:g}%"
+
+
+def _stage(spec: FeatureRolloutSpec, index: int) -> str:
+    total = len(spec.stages)
+    return f"stage {min(index, total - 1) + 1}/{total}"
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _cli(action: ControlAction | str) -> str:
+    return f"`featurerollout {action}`"
+
+
+def _breach_words(metric: Metric, value: float) -> tuple[str, str]:
+    """(long, short) words for a value outside its budget: `exceeds its budget <= 0.01`, `> 0.01`."""
+    if metric.max is not None and value > metric.max:
+        return f"{value:g} exceeds its budget {metric.budget()}", f"{value:g} > {metric.max:g}"
+    bound = metric.min if metric.min is not None else 0.0
+    return f"{value:g} is below its budget {metric.budget()}", f"{value:g} < {bound:g}"
+
+
+def _outside(metric: Metric, value: float) -> bool:
+    return (metric.max is not None and value > metric.max) or (metric.min is not None and value < metric.min)
+
+
+# --- the public functions ----------------------------------------------------------------------
+
+
+def analysis_due(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime) -> bool:
+    """Should the handler measure every metric before calling decide()?
+
+    True with spec.analysis set, on a started rollout that is Progressing or Paused (a pause stops
+    promotion only: analysis and automatic rollback keep protecting users), once an interval has
+    passed since the last analysis.
+    """
+    if spec.analysis is None or status.phase not in ACTIVE_PHASES or status.started_at is None:
+        return False
+    return status.last_analysis_at is None or now >= status.last_analysis_at + spec.analysis.every
+
+
+def next_check(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime) -> datetime | None:
+    """When decide() should run again at the latest: the stage's end or the next analysis,
+    whichever comes first; None when only a change can move the rollout (finished, or waiting)."""
+    if status.terminal:
+        return None
+    if status.phase == Phase.PENDING:
+        return now
+    if status.started_at is None:  # paused before the start: waits for a person or a spec change
+        return None
+    candidates: list[datetime] = []
+    if spec.analysis is not None:
+        due = now if status.last_analysis_at is None else status.last_analysis_at + spec.analysis.every
+        candidates.append(max(due, now))
+    if status.phase == Phase.PROGRESSING and status.stage_started_at is not None:
+        end = status.stage_started_at + _stage_hold(spec, status.current_stage)
+        if end > now:
+            candidates.append(end)
+    return min(candidates) if candidates else None
+
+
+def decide(
+    spec: FeatureRolloutSpec,
+    status: FeatureRolloutStatus,
+    *,
+    generation: int,
+    now: datetime,
+    measurements: Mapping[str, Measurement] | None = None,
+    request: ControlRequest | None = None,
+) -> Decision:
+    """The next status, the actions that get there, and when to call again. See the module doc."""
+    work = _Work(spec, status, generation, now)
+    if request is not None and status.last_request is not None and status.last_request.id == request.id:
+        request = None
+    if status.observed_generation is not None and status.observed_generation != generation:
+        work.spec_changed()
+    if measurements and spec.analysis is not None and work.started and work.st.phase in ACTIVE_PHASES:
+        work.analyse(spec.analysis, measurements)
+    if request is not None:
+        work.handle(request)
+    if not work.st.terminal and not work.started:
+        work.start_unless_paused()
+    if work.started and work.st.phase in ACTIVE_PHASES:
+        work.settle_phase()
+        if work.st.phase == Phase.PROGRESSING:
+            work.progress()
+    work.rewrite_after_target_error(status)
+    return work.finish(status)
+
+
+def target_failed(
+    status: FeatureRolloutStatus, *, generation: int, now: datetime, reason: str, message: str
+) -> Decision:
+    """The target could not apply the SetWeight: keep what the target really holds, say so.
+
+    Pass the status that decide() was given, not the one it returned: nothing the target did not
+    do is recorded (weight, stage, phase, handled request, generation), so the next decide() tries
+    again. Degraded=True with `reason`; a Warning event only when that is news, so a persistent
+    error does not raise one every tick. Retries after 5 s, backing off to 60 s.
+    """
+    previous = find_condition(status.conditions, DEGRADED)
+    ongoing = previous is not None and previous.status == ConditionStatus.TRUE and previous.reason == reason
+    conditions = set_condition(
+        status.conditions, DEGRADED, ConditionStatus.TRUE, reason, message, now, generation
+    )
+    delay = TARGET_RETRY_MIN
+    if ongoing and previous is not None:
+        delay = min(TARGET_RETRY_MAX, max(TARGET_RETRY_MIN, (now - previous.last_transition_time) / 2))
+    actions: tuple[Action, ...] = () if ongoing else (EmitEvent("Warning", reason, message),)
+    return Decision(
+        status=status.model_copy(update={"conditions": conditions}),
+        actions=actions,
+        next_check=now + delay,
+        log=None if ongoing else f"target error ({reason}): {message}",
+    )
+
+
+# --- the work of one decision ------------------------------------------------------------------
+
+
+def _stage_hold(spec: FeatureRolloutSpec, index: int) -> timedelta:
+    return spec.stages[min(index, len(spec.stages) - 1)].hold
+
+
+class _Work:
+    """One decision under way: the status so far, the weight to apply, the events, the log line."""
+
+    def __init__(
+        self, spec: FeatureRolloutSpec, status: FeatureRolloutStatus, generation: int, now: datetime
+    ) -> None:
+        self.spec = spec
+        self.st = status
+        self.generation = generation
+        self.now = now
+        self.weight: float | None = None
+        self.events: list[EmitEvent] = []
+        self.log: str | None = None
+        self.terminal_message: str | None = None
+
+    # -- helpers
+
+    def update(self, **changes: Any) -> None:
+        self.st = self.st.model_copy(update=changes)
+
+    @property
+    def started(self) -> bool:
+        return self.st.started_at is not None and self.st.phase != Phase.PENDING
+
+    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.events.append(EmitEvent(type_, reason, message))
+
+    def where(self) -> str:
+        return f"at {_pct(self.st.current_weight)} ({_stage(self.spec, self.st.current_stage)})"
+
+    def apply(self, weight: float) -> None:
+        self.weight = weight
+        self.update(current_weight=weight)
+
+    # -- 2. spec changes
+
+    def spec_changed(self) -> None:
+        generation = self.generation
+        if self.st.terminal:
+            base = (self.st.message or _default_terminal_message(self.st)).split(_SPEC_NOTE)[0]
+            advice = (
+                f"run {_cli(ControlAction.RETRY)} to roll it out"
+                if self.st.phase != Phase.SUCCEEDED
+                else "a finished rollout does not start again"
+            )
+            note = f"{_SPEC_NOTE}generation {generation} is not rolled out: {advice}"
+            self.terminal_message = base + note
+            self.event("Normal", "SpecChanged", f"spec changed (generation {generation}) after the "
+                       f"rollout {self.st.phase}: nothing moves; {advice}")
+            return
+        if not self.started:
+            return
+        stages = self.spec.stages
+        at_or_below = [i for i, stage in enumerate(stages) if stage.weight <= self.st.current_weight]
+        if at_or_below:
+            index, weight = at_or_below[-1], self.st.current_weight
+        else:
+            index, weight = 0, stages[0].weight
+        previous = self.st.current_weight
+        self.update(current_stage=index, stage_started_at=self.now, metrics=[], last_analysis_at=None)
+        self.apply(weight)
+        moved = "" if weight == previous else f" (raised from {_pct(previous)} to the first stage)"
+        self.event("Normal", "SpecChanged", f"spec changed (generation {generation}): continuing "
+                   f"{self.where()}{moved}; its duration counts from now and the analysis starts afresh")
+
+    # -- 3. measurements
+
+    def analyse(self, analysis: Analysis, measurements: Mapping[str, Measurement]) -> None:
+        known = {m.name: m for m in self.st.metrics}
+        metrics: list[MetricStatus] = []
+        measured: list[tuple[Metric, MetricStatus]] = []
+        for metric in analysis.metrics:
+            previous = known.get(metric.name)
+            measurement = measurements.get(metric.name)
+            if measurement is None:
+                if previous is not None:
+                    metrics.append(previous)
+                continue
+            current = _evaluate(analysis, metric, previous, measurement, self.now)
+            metrics.append(current)
+            measured.append((metric, current))
+        self.update(metrics=metrics, last_analysis_at=self.now)
+
+        for metric, current in measured:  # budgets first: a breach outranks an error
+            if current.consecutive_failures > metric.failure_limit and current.result in (
+                MetricResult.FAILED,
+                MetricResult.NO_DATA,
+            ):
+                self.breached(metric, current)
+                return
+        for metric, current in measured:
+            if current.result == MetricResult.ERROR and current.consecutive_errors > analysis.consecutive_error_limit:
+                self.analysis_broken(analysis, metric, current)
+                return
+        for metric, current in measured:  # within the tolerance: say so, hold
+            if current.result == MetricResult.FAILED and current.value is not None:
+                words, _ = _breach_words(metric, current.value)
+                self.event("Warning", "AnalysisFailing", f"{metric.name} {words} {self.where()}: failure "
+                           f"{current.consecutive_failures} of {metric.failure_limit} tolerated; holding")
+            elif current.result == MetricResult.ERROR and current.consecutive_errors == 1:
+                self.event("Warning", "AnalysisError", f"{metric.name} could not be evaluated "
+                           f"{self.where()}: {current.message}; holding")
+
+    def breached(self, metric: Metric, current: MetricStatus) -> None:
+        if current.result == MetricResult.NO_DATA:
+            reason = "NoData"
+            long = (f"{metric.name} had no data ({current.message}) {current.consecutive_failures} times "
+                    f"in a row, more than its failureLimit {metric.failure_limit}, {self.where()}; "
+                    f"onNoData is Rollback")
+            short = f"{metric.name} had no data"
+        else:
+            reason = "BudgetExceeded"
+            value = current.value if current.value is not None else float("nan")
+            words, brief = _breach_words(metric, value)
+            long = f"{metric.name} {words} {self.where()}"
+            short = f"{metric.name} {brief}"
+        if self.spec.rollback.automatic:
+            self.roll_back(reason, long, short)
+        else:
+            self.halt(reason, long + f"; automatic rollback is off (rollback.automatic: false), so it "
+                      f"holds {_pct(self.st.current_weight)}: run {_cli('abort')} to roll back or "
+                      f"{_cli('resume')} to continue", "AnalysisFailing")
+
+    def analysis_broken(self, analysis: Analysis, metric: Metric, current: MetricStatus) -> None:
+        long = (f"{metric.name} could not be evaluated {current.consecutive_errors} times in a row, "
+                f"more than consecutiveErrorLimit {analysis.consecutive_error_limit}, {self.where()}: "
+                f"{current.message}")
+        if analysis.on_error == OnError.ROLLBACK:
+            self.roll_back("AnalysisError", long + "; onError is Rollback",
+                           f"{metric.name} could not be evaluated")
+        else:
+            self.halt("AnalysisError", long + f"; onError is Pause, so it holds "
+                      f"{_pct(self.st.current_weight)}: run {_cli('abort')} to roll back or "
+                      f"{_cli('resume')} to continue", "AnalysisError")
+
+    def roll_back(self, reason: str, long: str, short: str) -> None:
+        weight = self.st.current_weight
+        message = f"{long}; rolled back to 0%"
+        self.update(phase=Phase.ROLLED_BACK, finished_at=self.now, halt=Halt(reason=reason, message=message,
+                                                                             at=self.now))
+        self.apply(0)
+        self.terminal_message = f"rolled back: {short} at {_pct(weight)}"
+        self.event("Warning", "RolledBack", message)
+        self.log = f"rolled back flag {self.spec.flag!r} to 0%: {message}"
+
+    def halt(self, reason: str, message: str, event_reason: str) -> None:
+        if self.st.halt is not None:  # already held for a person: no new alarm
+            return
+        self.update(halt=Halt(reason=reason, message=message, at=self.now), phase=Phase.PAUSED)
+        self.event("Warning", event_reason, message)
+        self.log = f"paused flag {self.spec.flag!r}: {message}"
+
+    # -- 4. requests
+
+    def handle(self, request: ControlRequest) -> None:
+        action = request.action
+        self.update(last_request=HandledRequest(id=request.id, action=action, handled_at=self.now))
+        if self.st.terminal and action != ControlAction.RETRY:
+            self.event("Normal", "RequestIgnored", f"{_cli(action)} ignored: the rollout is {self.st.phase}"
+                       + (f"; run {_cli('retry')} to roll it out again"
+                          if self.st.phase != Phase.SUCCEEDED else ""))
+            return
+        if action == ControlAction.PROMOTE:
+            self.promote()
+        elif action == ControlAction.PAUSE:
+            self.update(manual_pause=True)
+            where = self.where() if self.started else "before the start (nothing exposed)"
+            self.event("Normal", "Paused", f"paused by {_cli('pause')} {where}")
+        elif action == ControlAction.RESUME:
+            self.update(manual_pause=False, halt=None)
+            if self.spec.paused:
+                self.event("Normal", "Resumed", f"{_cli('resume')} handled, but spec.paused is true and "
+                           "still holds the rollout: set spec.paused to false")
+            else:
+                where = self.where() if self.started else "before the start"
+                self.event("Normal", "Resumed", f"resumed by {_cli('resume')} {where}")
+        elif action == ControlAction.ABORT:
+            weight = self.st.current_weight
+            message = f"aborted by {_cli('abort')} {self.where()}; rolled back to 0%"
+            self.update(phase=Phase.ROLLED_BACK, finished_at=self.now,
+                        halt=Halt(reason="Aborted", message=message, at=self.now))
+            self.apply(0)
+            self.terminal_message = f"aborted by {_cli('abort')} at {_pct(weight)}; rolled back to 0%"
+            self.event("Warning", "Aborted", message)
+            self.log = f"aborted flag {self.spec.flag!r}: {message}"
+        elif action == ControlAction.RETRY:
+            if self.st.phase not in (Phase.ROLLED_BACK, Phase.FAILED):
+                self.event("Normal", "RequestIgnored", f"{_cli('retry')} ignored: it restarts a RolledBack "
+                           f"or Failed rollout, and this one is {self.st.phase}")
+                return
+            self.update(phase=Phase.PENDING, current_stage=0, stage_started_at=None, metrics=[],
+                        last_analysis_at=None, manual_pause=False, halt=None, started_at=None,
+                        finished_at=None)
+            self.event("Normal", "Retried", f"retried by {_cli('retry')}: starting again at "
+                       f"{_pct(self.spec.stages[0].weight)} ({_stage(self.spec, 0)})")
+
+    def promote(self) -> None:
+        self.update(manual_pause=False, halt=None)
+        if not self.started:
+            self.event("Normal", "Promoted", f"promoted by {_cli('promote')}: starting now")
+            self.start()
+            return
+        index = self.st.current_stage
+        if index >= len(self.spec.stages) - 1:
+            self.event("Normal", "Promoted", f"promoted by {_cli('promote')} {self.where()}: completing")
+            self.succeed()
+            return
+        before = self.st.current_weight
+        self.advance()
+        self.event("Normal", "Promoted", f"promoted by {_cli('promote')}: "
+                   f"{_stage(self.spec, self.st.current_stage)}: {_pct(before)} -> "
+                   f"{_pct(self.st.current_weight)}")
+
+    # -- 5. start
+
+    def paused_by(self) -> list[str]:
+        causes = []
+        if self.spec.paused:
+            causes.append("spec.paused")
+        if self.st.manual_pause:
+            causes.append(_cli("pause"))
+        return causes
+
+    def start_unless_paused(self) -> None:
+        if self.paused_by():
+            self.update(phase=Phase.PAUSED, current_stage=0, current_weight=0)
+            return
+        self.start()
+
+    def start(self) -> None:
+        weight = self.spec.stages[0].weight
+        self.update(phase=Phase.PROGRESSING, current_stage=0, stage_started_at=self.now,
+                    started_at=self.now, finished_at=None, metrics=[], last_analysis_at=None)
+        self.apply(weight)
+        self.event("Normal", "Started", f"started: {_stage(self.spec, 0)} at {_pct(weight)}")
+
+    # -- 6. progress
+
+    def settle_phase(self) -> None:
+        paused = bool(self.paused_by()) or self.st.halt is not None
+        was_paused = self.st.phase == Phase.PAUSED
+        self.update(phase=Phase.PAUSED if paused else Phase.PROGRESSING)
+        explained = {e.reason for e in self.events} & {"Resumed", "Promoted", "Started", "SpecChanged"}
+        if was_paused and not paused and not explained:
+            self.event("Normal", "Resumed", f"resumed {self.where()}: nothing holds it any more")
+
+    def hold_passed(self) -> bool:
+        started = self.st.stage_started_at
+        return started is None or self.now >= started + _stage_hold(self.spec, self.st.current_stage)
+
+    def progress(self) -> None:
+        for _ in range(len(self.spec.stages) + 1):  # zero-length stages without analysis chain
+            if not (self.hold_passed() and _analysis_passed(self.spec, self.st)):
+                return
+            if self.st.current_stage >= len(self.spec.stages) - 1:
+                self.succeed()
+                return
+            before = self.st.current_weight
+            self.advance()
+            self.event("Normal", "StageAdvanced", f"{_stage(self.spec, self.st.current_stage)}: "
+                       f"{_pct(before)} -> {_pct(self.st.current_weight)}")
+
+    def advance(self) -> None:
+        index = self.st.current_stage + 1
+        self.update(current_stage=index, stage_started_at=self.now)
+        self.apply(self.spec.stages[index].weight)
+
+    def succeed(self) -> None:
+        if self.st.current_weight != 100:
+            self.apply(100)
+        self.update(phase=Phase.SUCCEEDED, finished_at=self.now)
+        self.terminal_message = f"succeeded: {self.spec.flag} is at 100%"
+        self.event("Normal", "Succeeded", f"succeeded: {self.spec.flag} is at 100% after "
+                   f"{len(self.spec.stages)} stages")
+
+    # -- the end
+
+    def rewrite_after_target_error(self, given: FeatureRolloutStatus) -> None:
+        degraded = find_condition(given.conditions, DEGRADED)
+        if (
+            self.weight is None
+            and degraded is not None
+            and degraded.status == ConditionStatus.TRUE
+            and degraded.reason in TARGET_REASONS
+            and self.st.started_at is not None
+        ):
+            self.weight = self.st.current_weight
+
+    def finish(self, given: FeatureRolloutStatus) -> Decision:
+        before, after = given.phase, self.st.phase
+        reasons = {e.reason for e in self.events}
+        if after == Phase.PAUSED and before != Phase.PAUSED and not reasons & _PAUSE_REASONS:
+            self.event("Normal", "Paused", _paused_message(self.spec, self.st))
+
+        if self.st.terminal:
+            message = self.terminal_message or self.st.message or _default_terminal_message(self.st)
+        else:
+            message = _message(self.spec, self.st)
+        self.update(message=message, observed_generation=self.generation)
+        self.update(conditions=_conditions(self.spec, self.st, self.now, self.generation))
+
+        actions: list[Action] = []
+        if self.weight is not None:
+            actions.append(SetWeight(self.weight))
+        actions.extend(self.events)
+        return Decision(self.st, tuple(actions), next_check(self.spec, self.st, self.now), self.log)
+
+
+_SPEC_NOTE = "; since then the spec changed: "
+_PAUSE_REASONS = frozenset({"Paused", "AnalysisFailing", "AnalysisError", "SpecChanged", "Resumed"})
+
+
+# --- verdicts ----------------------------------------------------------------------------------
+
+
+def _evaluate(
+    analysis: Analysis, metric: Metric, previous: MetricStatus | None, measurement: Measurement, now: datetime
+) -> MetricStatus:
+    failures = previous.consecutive_failures if previous is not None else 0
+    errors = previous.consecutive_errors if previous is not None else 0
+    value: float | None = None
+    message: str | None = None
+    if measurement.kind == MeasurementKind.VALUE and measurement.value is not None:
+        value = measurement.value
+        if _outside(metric, value):
+            result, failures, errors = MetricResult.FAILED, failures + 1, 0
+            message = f"{value:g} is outside its budget {metric.budget()}"
+        else:
+            result, failures, errors = MetricResult.PASSED, 0, 0
+    elif measurement.kind == MeasurementKind.ERROR:
+        result, errors = MetricResult.ERROR, errors + 1
+        message = measurement.detail or "the query failed"
+    else:  # no data (or a VALUE without a number, which is no data too)
+        result = MetricResult.NO_DATA
+        message = measurement.detail or "the query returned no data"
+        if analysis.on_no_data == OnNoData.ROLLBACK:
+            failures, errors = failures + 1, 0
+        elif analysis.on_no_data == OnNoData.IGNORE:
+            failures, errors = 0, 0
+    return MetricStatus(
+        name=metric.name,
+        value=value,
+        result=result,
+        consecutive_failures=failures,
+        consecutive_errors=errors,
+        message=message[:4096] if message else None,
+        evaluated_at=now,
+    )
+
+
+def _passes(analysis: Analysis, status: MetricStatus) -> bool:
+    return status.result == MetricResult.PASSED or (
+        status.result == MetricResult.NO_DATA and analysis.on_no_data == OnNoData.IGNORE
+    )
+
+
+def _fresh(status: FeatureRolloutStatus, metric: MetricStatus) -> bool:
+    """Evaluated at the current weight: strictly after the stage began. A measurement taken in the
+    same decision that set the weight was taken at the weight before."""
+    started = status.stage_started_at
+    return metric.evaluated_at is not None and (started is None or metric.evaluated_at > started)
+
+
+def _analysis_passed(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> bool:
+    """Every metric's latest evaluation passed at the current weight (always true without analysis)."""
+    if spec.analysis is None:
+        return True
+    known = {m.name: m for m in status.metrics}
+    for metric in spec.analysis.metrics:
+        latest = known.get(metric.name)
+        if latest is None or not _fresh(status, latest) or not _passes(spec.analysis, latest):
+            return False
+    return True
+
+
+# --- what people read --------------------------------------------------------------------------
+
+
+def _metric_words(analysis: Analysis, metric: Metric, latest: MetricStatus | None,
+                  status: FeatureRolloutStatus) -> str:
+    name = metric.name
+    if latest is None or not _fresh(status, latest):
+        return f"{name} awaiting evaluation"
+    if latest.result == MetricResult.PASSED and latest.value is not None:
+        return f"{name} {latest.value:g} {metric.budget()}"
+    if latest.result == MetricResult.FAILED and latest.value is not None:
+        _, brief = _breach_words(metric, latest.value)
+        return (f"{name} {brief} (failure {latest.consecutive_failures}, "
+                f"{metric.failure_limit} tolerated)")
+    if latest.result == MetricResult.NO_DATA:
+        policy = {OnNoData.HOLD: "holding", OnNoData.IGNORE: "ignored",
+                  OnNoData.ROLLBACK: f"failure {latest.consecutive_failures}, "
+                                     f"{metric.failure_limit} tolerated"}[analysis.on_no_data]
+        return f"{name} no data ({policy})"
+    return (f"{name} error {latest.consecutive_errors} of {analysis.consecutive_error_limit} tolerated: "
+            f"{latest.message}")
+
+
+def _metrics_words(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
+    if spec.analysis is None:
+        return ""
+    known = {m.name: m for m in status.metrics}
+    return ", ".join(_metric_words(spec.analysis, m, known.get(m.name), status) for m in spec.analysis.metrics)
+
+
+def _paused_message(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
+    if status.started_at is None:
+        causes = " and ".join(_causes(spec, status)) or "a request"
+        return f"paused before the start by {causes}: nothing exposed yet"
+    if status.halt is not None:
+        return status.halt.message
+    causes = " and ".join(_causes(spec, status))
+    where = f"at {_pct(status.current_weight)} ({_stage(spec, status.current_stage)})"
+    return f"paused by {causes} {where}"
+
+
+def _causes(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> list[str]:
+    causes = []
+    if spec.paused:
+        causes.append("spec.paused")
+    if status.manual_pause:
+        causes.append(_cli("pause"))
+    return causes
+
+
+def _message(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
+    """One line for people, from the status alone (never from the clock, so it does not churn)."""
+    metrics = _metrics_words(spec, status)
+    if status.phase == Phase.PENDING:
+        return "pending: the rollout starts at the next reconciliation"
+    if status.phase == Phase.PAUSED:
+        message = _paused_message(spec, status)
+        if status.started_at is not None and metrics and status.halt is None:
+            message += f": {metrics}"
+        resumed = status.last_request is not None and status.last_request.action == ControlAction.RESUME
+        if spec.paused and resumed and not status.manual_pause:
+            message += (f"; {_cli('resume')} does not lift spec.paused: set spec.paused to false where the "
+                        "spec is kept (Git)")
+        return message
+    where = f"{_stage(spec, status.current_stage)} at {_pct(status.current_weight)}"
+    parts = [where + (f": {metrics}" if metrics else "")]
+    started = status.stage_started_at
+    hold = _stage_hold(spec, status.current_stage)
+    if started is not None and hold > timedelta(0):
+        parts.append(f"holds at least until {_when(started + hold)}")
+    if spec.analysis is not None and not _analysis_passed(spec, status):
+        parts.append("holds until every metric passes at this weight")
+    return "; ".join(parts)
+
+
+def _default_terminal_message(status: FeatureRolloutStatus) -> str:
+    if status.phase == Phase.SUCCEEDED:
+        return "succeeded: the flag is at 100%"
+    if status.halt is not None:
+        return status.halt.message
+    return f"{status.phase}"
+
+
+def _conditions(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime,
+                generation: int) -> list[Condition]:
+    """Progressing, Ready, Degraded (and Analysis with spec.analysis), consistent with the phase."""
+    true, false, unknown = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
+    message = status.message or ""
+    halt = status.halt
+    phase = status.phase
+    progressing: tuple[ConditionStatus, str]
+    if phase == Phase.PENDING:
+        progressing = (unknown, "Pending")
+    elif phase == Phase.PROGRESSING:
+        progressing = (true, "RollingOut")
+    elif phase == Phase.PAUSED:
+        progressing = (false, "Paused")
+    elif phase == Phase.SUCCEEDED:
+        progressing = (false, "Succeeded")
+    else:
+        progressing = (false, halt.reason if halt is not None else str(phase))
+    conditions = set_condition(status.conditions, PROGRESSING, *progressing, message, now, generation)
+    ready = (true, "Succeeded") if phase == Phase.SUCCEEDED else (false, str(phase))
+    conditions = set_condition(conditions, READY, *ready, message, now, generation)
+    if halt is not None and phase != Phase.SUCCEEDED:
+        conditions = set_condition(conditions, DEGRADED, true, halt.reason, halt.message, now, generation)
+    elif phase == Phase.FAILED:
+        conditions = set_condition(conditions, DEGRADED, true, "Failed", message, now, generation)
+    else:
+        conditions = set_condition(conditions, DEGRADED, false, "AsExpected", "", now, generation)
+    if spec.analysis is None:
+        return remove_condition(conditions, ANALYSIS)
+    return set_condition(conditions, ANALYSIS, *_analysis_condition(spec.analysis, status), now, generation)
+
+
+def _analysis_condition(analysis: Analysis, status: FeatureRolloutStatus) -> tuple[ConditionStatus, str, str]:
+    known = {m.name: m for m in status.metrics}
+    latest = [known[m.name] for m in analysis.metrics if m.name in known]
+    if not latest:
+        return ConditionStatus.UNKNOWN, "Pending", "no evaluation yet"
+    for result, reason in ((MetricResult.FAILED, "Failed"), (MetricResult.ERROR, "Error")):
+        bad = [m for m in latest if m.result == result]
+        if bad:
+            return ConditionStatus.FALSE, reason, "; ".join(f"{m.name}: {m.message}" for m in bad)
+    no_data = [m for m in latest if m.result == MetricResult.NO_DATA and not _passes(analysis, m)]
+    if no_data:
+        return ConditionStatus.FALSE, "NoData", "; ".join(f"{m.name}: {m.message}" for m in no_data)
+    if len(latest) < len(analysis.metrics):
+        return ConditionStatus.UNKNOWN, "Pending", "not every metric has been evaluated yet"
+    words = ", ".join(
+        f"{m.name} {m.value:g}" if m.value is not None else f"{m.name} no data (ignored)" for m in latest
+    )
+    return ConditionStatus.TRUE, "Passed", words
