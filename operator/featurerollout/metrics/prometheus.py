@@ -242,7 +242,9 @@ class PrometheusMetricProvider:
             "timeout": self.timeout,
             # No retries: the next evaluation is the retry, and a retry with backoff would outlast
             # the timeout that the caller relies on.
-            "retry": Retry(total=0, connect=0, read=0, status=0, redirect=0, raise_on_status=False),
+            # read=False re-raises a read timeout as itself (requests' ReadTimeout) instead of
+            # wrapping it in a MaxRetryError that requests reports as a ConnectionError.
+            "retry": Retry(total=0, connect=0, read=False, status=0, redirect=0, raise_on_status=False),
         }
         self._connect = PrometheusConnect(**options)
 
@@ -270,6 +272,8 @@ class PrometheusMetricProvider:
         except requests.exceptions.SSLError as error:
             return Measurement.error(f"TLS to Prometheus at {self.address} failed: {error}")
         except requests.ConnectionError as error:
+            if "Read timed out" in str(error):  # a read timeout that urllib3 wrapped after all
+                return self._timed_out()
             return _unreachable(error, self.address)
         except requests.RequestException as error:
             return Measurement.error(f"querying Prometheus at {self.address} failed: {error}")
