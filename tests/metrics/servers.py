@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
-
 from tests.support.prometheus import free_port
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.metrics.servers import auth_proxy, exporter, sample_registry, slow_prometheus
+from tests.support.fixtures import require_prometheus
+from tests.support.prometheus import PrometheusServer, free_port, start_prometheus, wait_for_query
 
 from featurerollout.api import Metric, PrometheusProvider
 from featurerollout.measurement import Measurement, MeasurementKind
@@ -20,9 +23,6 @@ from featurerollout.metrics import (
     credentials_from_secret,
     measure_all,
 )
-from tests.metrics.servers import auth_proxy, exporter, sample_registry, slow_prometheus
-from tests.support.fixtures import require_prometheus
-from tests.support.prometheus import PrometheusServer, free_port, start_prometheus, wait_for_query
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-
 from tests.support.prometheus import PrometheusMissing, PrometheusServer, Targets, find_prometheus, start_prometheus
 
 
