@@ -204,8 +204,9 @@ SPEC_RULES: tuple[tuple[str, dict[str, str]], ...] = (
         "analysis.metrics",
         {
             "rule": "self.all(a, self.exists_one(b, b.name == a.name))",
+            # No `reason: FieldValueDuplicate`: kube-apiserver words that as `Duplicate value: "array"`
+            # and drops the message.
             "message": api.METRICS_UNIQUE_MESSAGE,
-            "reason": "FieldValueDuplicate",
         },
     ),
     ("analysis.metrics[]", {"rule": "has(self.min) || has(self.max)", "message": api.METRIC_BOUND_MESSAGE}),

@@ -179,3 +179,18 @@ def test_crd_subcommand_output(tmp_path: Path) -> None:
     out = tmp_path / "crd.yaml"
     assert main(["crd", "-o", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == render_crd_yaml()
+
+
+@pytest.mark.parametrize(("path", "node"), [(p, n) for p, n in NODES if "x-kubernetes-validations" in n])
+def test_rules_keep_their_message_and_point_at_real_fields(path: str, node: dict[str, Any]) -> None:
+    for rule in node["x-kubernetes-validations"]:
+        assert rule["message"], f"{path}: a rule without a message"
+        # kube-apiserver words FieldValueDuplicate as `Duplicate value: "array"` and drops the message.
+        assert rule.get("reason", "FieldValueInvalid") != "FieldValueDuplicate"
+        field_path = rule.get("fieldPath")
+        if field_path is not None:
+            assert field_path.startswith(".") and "[" not in field_path, field_path
+            target = node
+            for name in field_path.lstrip(".").split("."):
+                assert name in target.get("properties", {}), f"{path}: fieldPath {field_path} names no field"
+                target = target["properties"][name]
