@@ -342,15 +342,17 @@ class _Work:
             measured.append((metric, current))
         self.update(metrics=metrics, last_analysis_at=self.now)
 
+        no_data_fails = analysis.on_no_data == OnNoData.ROLLBACK
         for metric, current in measured:  # budgets first: a breach outranks an error
-            if current.consecutive_failures > metric.failure_limit and current.result in (
-                MetricResult.FAILED,
-                MetricResult.NO_DATA,
-            ):
+            counts = current.result == MetricResult.FAILED or (
+                current.result == MetricResult.NO_DATA and no_data_fails
+            )
+            if counts and current.consecutive_failures > metric.failure_limit:
                 self.breached(metric, current)
                 return
+        limit = analysis.consecutive_error_limit
         for metric, current in measured:
-            if current.result == MetricResult.ERROR and current.consecutive_errors > analysis.consecutive_error_limit:
+            if current.result == MetricResult.ERROR and current.consecutive_errors > limit:
                 self.analysis_broken(analysis, metric, current)
                 return
         for metric, current in measured:  # within the tolerance: say so, hold
@@ -661,7 +663,8 @@ def _metrics_words(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> st
     if spec.analysis is None:
         return ""
     known = {m.name: m for m in status.metrics}
-    return ", ".join(_metric_words(spec.analysis, m, known.get(m.name), status) for m in spec.analysis.metrics)
+    analysis = spec.analysis
+    return ", ".join(_metric_words(analysis, m, known.get(m.name), status) for m in analysis.metrics)
 
 
 def _paused_message(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
