@@ -1,0 +1,489 @@
+"""A demo HTTP service behind a feature flag, with its own load generator.
+
+    python -m featurerollout.demo.service --weight new-checkout=25 --on-error-rate 0.3 --rps 50
+
+`GET /serve?flag=F&user=U` picks the variant the way flagd's `fractional` does (murmur3 of
+flag key + user, bucketed at the flag's current weight), answers 500 with the variant's error
+probability, and counts the request in `http_requests_total{flag, variant="on"|"off", code}`,
+exposed on `/metrics`. `POST /control` with `{"new-checkout": {"on_error_rate": 0.3}}` changes
+error rates live; `GET /control` shows them and the current weights.
+
+The weight comes from a function `flag -> percent`: fixed (`--weight`), a flagd document file
+(`--flagd-file`), or the flag's ConfigMap read through the Kubernetes API every 0.5 s
+(`--kubeconfig --namespace --configmap --key`), which is what the operator writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+log = logging.getLogger("featurerollout.demo")
+
+WeightSource = Callable[[str], float]
+"""The percentage of users (0..100) who get variant `on` of a flag, now."""
+
+VARIANTS: tuple[str, str] = ("on", "off")
+DEFAULT_FLAG = "new-checkout"
+DEFAULT_KEY = "flags.flagd.json"
+
+# --- flagd's fractional bucketing ---------------------------------------------------------------
+
+_MASK = 0xFFFFFFFF
+
+
+def murmur3_32(data: bytes, seed: int = 0) -> int:
+    """MurmurHash3 x86 32-bit, the hash flagd's `fractional` uses (unsigned result)."""
+    c1, c2 = 0xCC9E2D51, 0x1B873593
+    h = seed & _MASK
+    whole = len(data) - len(data) % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * c1) & _MASK
+        k = ((k << 15) | (k >> 17)) & _MASK
+        k = (k * c2) & _MASK
+        h ^= k
+        h = ((h << 13) | (h >> 19)) & _MASK
+        h = (h * 5 + 0xE6546B64) & _MASK
+    tail = data[whole:]
+    if tail:
+        k = int.from_bytes(tail, "little")
+        k = (k * c1) & _MASK
+        k = ((k << 15) | (k >> 17)) & _MASK
+        k = (k * c2) & _MASK
+        h ^= k
+    h ^= len(data)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _MASK
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _MASK
+    h ^= h >> 16
+    return h
+
+
+def bucket_of(flag: str, user: str) -> float:
+    """The user's bucket in [0, 100] for a flag, as flagd computes it (flag key + targeting key)."""
+    unsigned = murmur3_32((flag + user).encode())
+    signed = unsigned - (1 << 32) if unsigned & 0x80000000 else unsigned
+    return abs(signed) / 0x7FFFFFFF * 100
+
+
+def variant_for(flag: str, user: str, weight: float) -> str:
+    """`on` for the first `weight` percent of buckets, as `fractional: [["on", W], ["off", 100-W]]`."""
+    return "on" if bucket_of(flag, user) < weight else "off"
+
+
+def weight_from_flagd(document: str | Mapping[str, Any], flag: str) -> float:
+    """The percentage of `on` in a flagd document's entry for `flag`.
+
+    A missing flag, `state: DISABLED`, or no `fractional` targeting counts as 0 (everyone gets the
+    default, `off`). Relative weights are normalised: `[["on", 5], ["off", 995]]` is 0.5%.
+    """
+    data = json.loads(document) if isinstance(document, str) else document
+    entry = (data.get("flags") or {}).get(flag) if isinstance(data, Mapping) else None
+    if not isinstance(entry, Mapping) or entry.get("state", "ENABLED") == "DISABLED":
+        return 0.0
+    targeting = entry.get("targeting")
+    fractional = targeting.get("fractional") if isinstance(targeting, Mapping) else None
+    if not isinstance(fractional, list):
+        return 100.0 if entry.get("defaultVariant") == "on" else 0.0
+    # flagd allows a leading bucketing expression (e.g. {"var": "email"}) before the buckets.
+    buckets = [b for b in fractional if isinstance(b, list) and len(b) == 2]
+    total = sum(float(weight) for _, weight in buckets)
+    if total <= 0:
+        return 0.0
+    on = sum(float(weight) for variant, weight in buckets if variant == "on")
+    return on * 100 / total
+
+
+# --- weight sources -----------------------------------------------------------------------------
+
+
+class FixedWeights:
+    """Weights set by hand (`--weight`, or a test); unknown flags are at 0."""
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        self.weights = dict(weights or {})
+
+    def __call__(self, flag: str) -> float:
+        return self.weights.get(flag, 0.0)
+
+
+class FlagdFileWeights:
+    """Weights from a flagd document file, re-read whenever the file changes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self._document: Mapping[str, Any] = {}
+
+    def __call__(self, flag: str) -> float:
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp != self._stamp:
+                self._document = json.loads(self.path.read_text())
+                self._stamp = stamp
+        except (OSError, ValueError) as error:
+            log.warning("cannot read %s (%s); keeping the last weights", self.path, error)
+        return weight_from_flagd(self._document, flag)
+
+
+class ConfigMapWeights:
+    """Weights from the flagd document in a ConfigMap key, polled through the Kubernetes API.
+
+    Run `poll()` as a task; until the first read every flag is at 0. A missing ConfigMap or key
+    counts as an empty document (0); any other error keeps the last weights and is logged.
+    """
+
+    def __init__(self, kubeconfig: str, namespace: str, name: str, key: str = DEFAULT_KEY) -> None:
+        from kubernetes import client, config  # imported here: only this source needs it
+
+        self.namespace, self.name, self.key = namespace, name, key
+        self._api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+        self._document: Mapping[str, Any] = {}
+        self.reads = 0
+        self.last_error: str | None = None
+
+    def __call__(self, flag: str) -> float:
+        return weight_from_flagd(self._document, flag)
+
+    def read(self) -> None:
+        """Read the ConfigMap once (blocking)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            configmap = self._api.read_namespaced_config_map(self.name, self.namespace, _request_timeout=5)
+            text = (configmap.data or {}).get(self.key)
+            self._document = json.loads(text) if text else {}
+            self.last_error = None
+        except ApiException as error:
+            if error.status == 404:
+                self._document = {}
+            self.last_error = f"HTTP {error.status}: {error.reason}"
+        except Exception as error:  # keep serving with the last weights whatever went wrong
+            self.last_error = f"{type(error).__name__}: {error}"
+        if self.last_error:
+            log.warning("reading ConfigMap %s/%s: %s", self.namespace, self.name, self.last_error)
+        self.reads += 1
+
+    async def poll(self, every: float = 0.5) -> None:
+        """Read the ConfigMap every `every` seconds, forever."""
+        while True:
+            await asyncio.to_thread(self.read)
+            await asyncio.sleep(every)
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+@dataclass
+class ErrorRates:
+    """The probability that a request fails, per variant."""
+
+    on: float = 0.0
+    off: float = 0.0
+
+    def of(self, variant: str) -> float:
+        return self.on if variant == "on" else self.off
+
+
+class DemoService:
+    """The demo app: `/serve`, `/metrics`, `/control`, and a load generator against itself."""
+
+    def __init__(
+        self,
+        weights: WeightSource,
+        *,
+        flags: Sequence[str] = (DEFAULT_FLAG,),
+        on_error_rate: float = 0.0,
+        off_error_rate: float = 0.0,
+        error_rates: Mapping[str, ErrorRates] | None = None,
+        rps: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        self.weights = weights
+        self.flags = list(flags)
+        self.default_rates = ErrorRates(on_error_rate, off_error_rate)
+        self.error_rates: dict[str, ErrorRates] = {
+            flag: ErrorRates(self.default_rates.on, self.default_rates.off) for flag in self.flags
+        }
+        self.error_rates.update({flag: ErrorRates(r.on, r.off) for flag, r in (error_rates or {}).items()})
+        self.rps = rps
+        self.random = random.Random(seed)
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests", "Requests served, by flag, variant and status code.",
+            ["flag", "variant", "code"], registry=self.registry,
+        )
+        for flag in self.flags:
+            self._initialise(flag)
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _initialise(self, flag: str) -> None:
+        # Every series exists from the start, so that an error ratio is 0 rather than no data.
+        for variant in VARIANTS:
+            for code in ("200", "500"):
+                self.requests.labels(flag=flag, variant=variant, code=code)
+
+    def rates(self, flag: str) -> ErrorRates:
+        """The error rates of a flag (the defaults for a flag not seen before)."""
+        if flag not in self.error_rates:
+            self.error_rates[flag] = ErrorRates(self.default_rates.on, self.default_rates.off)
+            self._initialise(flag)
+        return self.error_rates[flag]
+
+    def serve(self, flag: str, user: str) -> tuple[str, int]:
+        """Serve one request: its variant and status code, counted."""
+        weight = self.weights(flag)
+        variant = variant_for(flag, user, weight)
+        code = 500 if self.random.random() < self.rates(flag).of(variant) else 200
+        self.requests.labels(flag=flag, variant=variant, code=str(code)).inc()
+        return variant, code
+
+    # --- HTTP ---
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        flag = request.query.get("flag", self.flags[0] if self.flags else DEFAULT_FLAG)
+        user = request.query.get("user") or f"anonymous-{self.random.randrange(1 << 30)}"
+        variant, code = self.serve(flag, user)
+        return web.json_response({"flag": flag, "user": user, "variant": variant, "code": code}, status=code)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(self.registry))
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    async def _show_control(self, request: web.Request) -> web.Response:
+        return web.json_response(self._state())
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            flag: {"on_error_rate": r.on, "off_error_rate": r.off, "weight": self.weights(flag)}
+            for flag, r in self.error_rates.items()
+        }
+
+    async def _control(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object: {flag: {on_error_rate: 0.3}}")
+            for flag, change in body.items():
+                if not isinstance(change, dict) or not set(change) <= {"on_error_rate", "off_error_rate"}:
+                    raise ValueError(
+                        f'{flag}: set on_error_rate and/or off_error_rate, e.g. {{"on_error_rate": 0.3}}'
+                    )
+                rates = self.rates(str(flag))
+                for field, value in change.items():
+                    rate = float(value)
+                    if not 0 <= rate <= 1:
+                        raise ValueError(f"{flag}.{field}: {value} is not a probability in [0, 1]")
+                    setattr(rates, field.removesuffix("_error_rate"), rate)
+        except ValueError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        log.info("error rates now %s", self._state())
+        return web.json_response(self._state())
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application()
+        app.router.add_get("/serve", self._serve)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/control", self._show_control)
+        app.router.add_post("/control", self._control)
+        app.router.add_get("/healthz", lambda request: self._healthz())
+        return app
+
+    async def _healthz(self) -> web.Response:
+        return web.Response(text="ok\n")
+
+    # --- lifecycle ---
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen (port 0: any free port), start the load generator; returns the base URL."""
+        self._runner = web.AppRunner(self.app(), shutdown_timeout=1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = self._runner.addresses[0]
+        self.url = f"http://{host}:{bound[1]}"
+        if self.rps > 0 and self.flags:
+            self._tasks.append(asyncio.create_task(self._generate_load(), name="demo-load"))
+        return self.url
+
+    def add_task(self, task: asyncio.Task[None]) -> None:
+        """A background task (e.g. ConfigMapWeights.poll) to cancel on stop."""
+        self._tasks.append(task)
+
+    async def stop(self) -> None:
+        """Stop the load generator and the server."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _generate_load(self) -> None:
+        """`rps` requests per second against /serve, users drawn at random, flags in turn."""
+        period = 1.0 / self.rps
+        loop = asyncio.get_running_loop()
+        in_flight: set[asyncio.Task[None]] = set()
+        connector = aiohttp.TCPConnector(limit=64)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one(flag: str, user: str) -> None:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(f"{self.url}/serve", params={"flag": flag, "user": user}) as r:
+                        await r.read()
+
+            next_at = loop.time()
+            sent = 0
+            while True:
+                flag = self.flags[sent % len(self.flags)]
+                user = f"user-{self.random.randrange(1_000_000)}"
+                if len(in_flight) < 256:  # a stalled server must not pile up tasks without bound
+                    task = asyncio.create_task(one(flag, user))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                sent += 1
+                next_at += period
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _weight_pair(text: str) -> tuple[str, float]:
+    flag, sep, weight = text.partition("=")
+    try:
+        value = float(weight)
+    except ValueError:
+        value = -1.0
+    if not sep or not flag or not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: write FLAG=PERCENT, e.g. new-checkout=25")
+    return flag, value
+
+
+def _flag_rate(text: str) -> tuple[str, str, float]:
+    target, sep, rate = text.partition("=")
+    flag, colon, variant = target.rpartition(":")
+    try:
+        value = float(rate)
+    except ValueError:
+        value = -1.0
+    if not sep or not colon or not flag or variant not in VARIANTS or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: write FLAG:on=RATE or FLAG:off=RATE, e.g. new-checkout:on=0.3")
+    return flag, variant, value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: an error rate is a probability in [0, 1]")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m featurerollout.demo.service`."""
+    p = argparse.ArgumentParser(
+        prog="python -m featurerollout.demo.service",
+        description="A demo service behind a feature flag: serves /serve, /metrics and /control, and "
+        "generates its own load. Requests with the flag on fail at --on-error-rate.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default 8080)")
+    p.add_argument("--flag", dest="flags", action="append", metavar="FLAG",
+                   help=f"a flag to generate load for (repeatable; default {DEFAULT_FLAG})")
+    p.add_argument("--on-error-rate", type=_probability, default=0.0, metavar="P",
+                   help="probability that a request with the flag on fails (default 0)")
+    p.add_argument("--off-error-rate", type=_probability, default=0.0, metavar="P",
+                   help="probability that a request with the flag off fails (default 0)")
+    p.add_argument("--flag-error-rate", type=_flag_rate, action="append", default=[], metavar="FLAG:VARIANT=P",
+                   help="an error rate for one flag's variant, e.g. new-checkout:on=0.3 (repeatable)")
+    p.add_argument("--rps", type=float, default=20.0, help="requests per second the load generator sends "
+                   "to this service (0: none; default 20)")
+    p.add_argument("--seed", type=int, default=None, help="seed for users and failures (reproducible runs)")
+    source = p.add_argument_group("where the weight comes from (one of)")
+    source.add_argument("--weight", type=_weight_pair, action="append", default=[], metavar="FLAG=PERCENT",
+                        help="a fixed weight, e.g. new-checkout=25 (repeatable)")
+    source.add_argument("--flagd-file", metavar="PATH", help="a flagd flag-definition document, re-read on change")
+    source.add_argument("--kubeconfig", metavar="FILE",
+                        help="read the flagd document from a ConfigMap through this kubeconfig, every 0.5 s")
+    source.add_argument("--namespace", default="default", help="the ConfigMap's namespace (default: default)")
+    source.add_argument("--configmap", default="feature-flags", help="the ConfigMap's name (default feature-flags)")
+    source.add_argument("--key", default=DEFAULT_KEY, help=f"the ConfigMap key (default {DEFAULT_KEY})")
+    return p
+
+
+def service_from_args(args: argparse.Namespace) -> tuple[DemoService, ConfigMapWeights | None]:
+    """Build the service (and the ConfigMap poller, if the weight comes from one) from parsed args."""
+    chosen = [bool(args.weight), args.flagd_file is not None, args.kubeconfig is not None]
+    if sum(chosen) > 1:
+        raise SystemExit("choose one weight source: --weight, --flagd-file or --kubeconfig")
+    poller: ConfigMapWeights | None = None
+    weights: WeightSource
+    if args.kubeconfig is not None:
+        poller = ConfigMapWeights(args.kubeconfig, args.namespace, args.configmap, args.key)
+        weights = poller
+    elif args.flagd_file is not None:
+        weights = FlagdFileWeights(args.flagd_file)
+    else:
+        weights = FixedWeights(dict(args.weight))
+    flags = args.flags or sorted({flag for flag, _ in args.weight}) or [DEFAULT_FLAG]
+    rates: dict[str, ErrorRates] = {}
+    for flag, variant, value in args.flag_error_rate:
+        entry = rates.setdefault(flag, ErrorRates(args.on_error_rate, args.off_error_rate))
+        setattr(entry, variant, value)
+    service = DemoService(
+        weights, flags=flags, on_error_rate=args.on_error_rate, off_error_rate=args.off_error_rate,
+        error_rates=rates, rps=args.rps, seed=args.seed,
+    )
+    return service, poller
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    service, poller = service_from_args(args)
+    url = await service.start(args.host, args.port)
+    if poller is not None:
+        service.add_task(asyncio.create_task(poller.poll(), name="configmap-poll"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"demo service on {url} (flags: {', '.join(service.flags)}; /serve /metrics /control)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m featurerollout.demo.service`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(run(parser().parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
