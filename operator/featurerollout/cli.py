@@ -14,9 +14,13 @@ from collections.abc import Sequence
 
 from featurerollout import __version__
 
-# (module, one of its subcommands) in the order `--help` lists them.
+# The modules that own the subcommands, in the order `--help` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "featurerollout.crd",
+    "featurerollout.runner",  # run
+    "featurerollout.status_view",  # status
+    "featurerollout.manual",  # promote, pause, resume, abort, retry
+    "featurerollout.crd",  # crd
+    "featurerollout.sandbox.command",  # sandbox
 )
 
 

@@ -1,0 +1,112 @@
+"""The Kopf wiring: thin, no decisions.
+
+Kopf watches FeatureRollouts and tells the central schedule when one appears, changes in a way
+that needs a look (a new generation, a new manual request), or goes. The schedule calls the
+reconciler when each rollout is due. No handler here writes to the API, and no finalizer is
+added: deleting a FeatureRollout never waits for the operator (see README, "Deletion").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from featurerollout import GROUP, PLURAL, VERSION
+from featurerollout.control import REQUEST_ANNOTATION
+from featurerollout.kube import Kube
+from featurerollout.reconciler import Reconciler, RolloutKey
+from featurerollout.scheduler import Scheduler
+
+log = logging.getLogger("featurerollout")
+
+Fingerprint = tuple[object, ...]
+
+
+def fingerprint(body: dict[str, Any]) -> Fingerprint:
+    """What, in an object, calls for a look when it changes. Our own status writes change none
+    of it, so they do not wake the rollout again."""
+    metadata = body.get("metadata", {})
+    return (
+        metadata.get("generation"),
+        (metadata.get("annotations") or {}).get(REQUEST_ANNOTATION),
+        metadata.get("deletionTimestamp"),
+    )
+
+
+@dataclass
+class OperatorState:
+    """What the operator holds while it runs: the schedule and the last fingerprint of each rollout.
+    It is all rebuilt from the API on start."""
+
+    kube: Kube
+    concurrency: int = 64
+    scheduler: Scheduler[RolloutKey] = field(init=False)
+    fingerprints: dict[RolloutKey, Fingerprint] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.scheduler = Scheduler(Reconciler(self.kube), concurrency=self.concurrency)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.scheduler.run(), name="featurerollout-scheduler")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        self.kube.close()
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event about one FeatureRollout."""
+        metadata = body.get("metadata", {})
+        key: RolloutKey = (metadata.get("namespace", "default"), metadata.get("name", ""))
+        if event_type == "DELETED":
+            self.fingerprints.pop(key, None)
+            self.scheduler.forget(key)
+            return
+        mark = fingerprint(body)
+        if self.fingerprints.get(key) == mark:
+            return
+        self.fingerprints[key] = mark
+        self.scheduler.wake(key)
+
+
+def build_registry(state: OperatorState, metrics_port: int = 0) -> kopf.OperatorRegistry:
+    """A Kopf registry with the operator's handlers bound to `state`."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Kopf would otherwise turn its own log lines into Events: we post ours ourselves.
+        settings.posting.enabled = False
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.networking.request_timeout = 60
+        if metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port)
+            log.info("serving the operator's metrics on :%d/metrics", metrics_port)
+        state.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await state.stop()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.probe(id="scheduled", registry=registry)
+    def scheduled(**_: Any) -> int:
+        return len(state.scheduler.keys)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        state.observe(event.get("type"), dict(body))
+
+    return registry

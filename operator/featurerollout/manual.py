@@ -1,0 +1,109 @@
+"""`featurerollout promote|pause|resume|abort|retry NAME`: manual control, safe from GitOps.
+
+Each command files a request in the annotation that the operator consumes (see control.py), then
+waits (by default up to 30 s) until the operator confirms it in `status.lastRequest`, so that a
+person knows it took effect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from featurerollout import GROUP, PLURAL, VERSION
+from featurerollout.api import ControlAction
+from featurerollout.control import REQUEST_ANNOTATION, request_patch
+
+WHAT_IT_DOES: dict[ControlAction, str] = {
+    ControlAction.PROMOTE: "move to the next stage now, skipping the rest of this stage's hold and analysis",
+    ControlAction.PAUSE: "hold the rollout at its current weight (analysis and automatic rollback go on)",
+    ControlAction.RESUME: "release a pause made with `featurerollout pause`",
+    ControlAction.ABORT: "roll the flag back to 0% now",
+    ControlAction.RETRY: "start again from the first stage after a rollback or an abort",
+}
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """NAME, -n/--namespace, --kubeconfig, --context: how every CLI command finds its rollout."""
+    parser.add_argument("name", metavar="NAME", help="the FeatureRollout")
+    parser.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's, else default)")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context")
+
+
+def add_parser(subparsers: Any) -> None:
+    for action in ControlAction:
+        parser = subparsers.add_parser(
+            action.value,
+            help=WHAT_IT_DOES[action].replace("%", "%%"),
+            description=f"{WHAT_IT_DOES[action].capitalize()}. The request goes in the annotation "
+            f"{REQUEST_ANNOTATION}, not the spec, so Argo CD or Flux will not revert it.",
+        )
+        add_target_arguments(parser)
+        parser.add_argument(
+            "--wait", type=float, default=30.0, metavar="SECONDS",
+            help="wait this long for the operator to confirm (0: don't wait; default 30)",
+        )
+        parser.set_defaults(func=lambda args, action=action: request(args, action))
+
+
+def client_for(args: argparse.Namespace) -> tuple[Any, str]:
+    """A CustomObjectsApi for the kubeconfig in `args`, and the namespace to use."""
+    from kubernetes import client, config
+
+    config.load_kube_config(config_file=args.kubeconfig, context=args.context)
+    namespace = args.namespace
+    if not namespace:
+        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        if args.context:
+            contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
+            active = next((c for c in contexts if c["name"] == args.context), active)
+        namespace = (active or {}).get("context", {}).get("namespace") or "default"
+    return client.CustomObjectsApi(), namespace
+
+
+def explain_api_error(error: Exception, kind_name: str) -> str:
+    """The API server's message, or what a person should check."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(error, ApiException):
+        if error.status == 404:
+            return f"{kind_name} not found (check the name and -n/--namespace)"
+        try:
+            return str(json.loads(error.body or "{}").get("message") or error.reason)
+        except ValueError:
+            return str(error.reason)
+    return str(error)
+
+
+def request(args: argparse.Namespace, action: ControlAction) -> int:
+    """File the request, then wait for the operator to confirm it."""
+    api, namespace = client_for(args)
+    where = f"featurerollout {namespace}/{args.name}"
+    patch = request_patch(action)
+    request_id = json.loads(patch["metadata"]["annotations"][REQUEST_ANNOTATION])["id"]
+    try:
+        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name, patch)
+    except Exception as error:
+        print(f"error: {explain_api_error(error, where)}", file=sys.stderr)
+        return 1
+    print(f"{where}: {action.value} requested (id {request_id})")
+    if args.wait <= 0:
+        return 0
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name)
+        status = body.get("status") or {}
+        if (status.get("lastRequest") or {}).get("id") == request_id:
+            print(f"{where}: {status.get('phase', '?')}: {status.get('message', '')}")
+            return 0
+        time.sleep(0.5)
+    print(
+        f"{where}: the operator has not confirmed the request within {args.wait:g}s; it stays filed and "
+        "is carried out when the operator next looks (is the operator running?)",
+        file=sys.stderr,
+    )
+    return 2

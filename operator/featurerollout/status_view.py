@@ -1,0 +1,162 @@
+"""`featurerollout status NAME [--watch]`: the stage, the weight, the time left, the metrics
+against their budgets, and a progress bar across the stages.
+
+`render()` is pure (object + now -> text) so that it is tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from featurerollout import GROUP, PLURAL, VERSION
+from featurerollout.api import (
+    FeatureRolloutSpec,
+    FeatureRolloutStatus,
+    InvalidFeatureRollout,
+    Phase,
+    format_duration,
+    parse_spec,
+)
+from featurerollout.manual import add_target_arguments, client_for, explain_api_error
+
+SEGMENT = 12  # characters per stage in the progress bar
+
+
+def _pct(weight: float) -> str:
+    return f"{weight:g}%"
+
+
+def progress_bar(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime) -> str:
+    """`[############|######------|------------]` with one segment per stage: full for stages
+    done, partly full for the current one by the share of its hold that has passed."""
+    segments: list[str] = []
+    for index, stage in enumerate(spec.stages):
+        if status.phase == Phase.SUCCEEDED or index < status.current_stage:
+            filled = SEGMENT
+        elif index == status.current_stage and status.current_weight > 0 and status.stage_started_at:
+            hold = stage.hold.total_seconds()
+            elapsed = (now - status.stage_started_at).total_seconds()
+            filled = SEGMENT if hold <= 0 else min(SEGMENT, int(SEGMENT * elapsed / hold))
+        else:
+            filled = 0
+        segments.append("#" * filled + "-" * (SEGMENT - filled))
+    labels = "".join(_pct(s.weight).center(SEGMENT + 1) for s in spec.stages)
+    return "[" + "|".join(segments) + "]\n " + labels.rstrip()
+
+
+def time_left(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime) -> str | None:
+    """Time left in the current stage's hold, when it is still running."""
+    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED) or status.stage_started_at is None:
+        return None
+    stage = spec.stages[min(status.current_stage, len(spec.stages) - 1)]
+    left = status.stage_started_at + stage.hold - now
+    return format_duration(left) if left.total_seconds() > 0 else "hold done"
+
+
+def _budget(spec: FeatureRolloutSpec, name: str) -> str:
+    if spec.analysis is None:
+        return ""
+    metric = next((m for m in spec.analysis.metrics if m.name == name), None)
+    return metric.budget() if metric else ""
+
+
+def _limit(spec: FeatureRolloutSpec, name: str) -> str:
+    if spec.analysis is None:
+        return ""
+    metric = next((m for m in spec.analysis.metrics if m.name == name), None)
+    return str(metric.failure_limit) if metric else ""
+
+
+def render(body: dict[str, Any], now: datetime) -> str:
+    """The whole status view of one FeatureRollout object."""
+    metadata = body.get("metadata", {})
+    where = f"{metadata.get('namespace', 'default')}/{metadata.get('name', '?')}"
+    try:
+        spec = parse_spec(body.get("spec") or {}, str(metadata.get("name", "")))
+    except InvalidFeatureRollout as invalid:
+        return f"FeatureRollout {where}: invalid spec: {invalid}"
+    status = FeatureRolloutStatus.model_validate(body.get("status") or {})
+    stages = len(spec.stages)
+    lines = [
+        f"FeatureRollout {where}    flag {spec.flag}    target {spec.target.kind}",
+        f"Phase:    {status.phase.value}",
+        f"Stage:    {min(status.current_stage, stages - 1) + 1}/{stages} at {_pct(status.current_weight)}",
+    ]
+    left = time_left(spec, status, now)
+    if left:
+        lines.append(f"Left:     {left}")
+    if status.manual_pause or spec.paused:
+        by = "featurerollout pause" if status.manual_pause else "spec.paused"
+        lines.append(f"Paused:   by {by}")
+    lines += ["", progress_bar(spec, status, now), ""]
+    if spec.analysis is not None:
+        lines.append(f"Metrics (every {spec.analysis.interval}, onNoData {spec.analysis.on_no_data.value}):")
+        rows = [("NAME", "VALUE", "BUDGET", "RESULT", "FAILURES")]
+        seen = {m.name: m for m in status.metrics}
+        for metric in spec.analysis.metrics:
+            got = seen.get(metric.name)
+            value = "-" if got is None or got.value is None else f"{got.value:.4g}"
+            result = "-" if got is None else got.result.value
+            failures = f"{0 if got is None else got.consecutive_failures}/{_limit(spec, metric.name)}"
+            rows.append((metric.name, value, _budget(spec, metric.name), result, failures))
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                  for row in rows]
+        for observed in status.metrics:
+            if observed.message and observed.result.value in ("Error", "NoData"):
+                lines.append(f"  {observed.name}: {observed.message}")
+        lines.append("")
+    if status.message:
+        lines.append(f"Message:  {status.message}")
+    if status.conditions:
+        lines.append("Conditions: " + ", ".join(
+            f"{c.type}={c.status.value} ({c.reason})" for c in status.conditions
+        ))
+    return "\n".join(lines)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="show a rollout's stage, weight, time left and metrics against their budgets",
+        description="Show a FeatureRollout: its phase, stage and weight, the time left in the stage, "
+        "each metric's last value against its budget, and a progress bar across the stages.",
+    )
+    add_target_arguments(parser)
+    parser.add_argument("-w", "--watch", action="store_true", help="refresh until the phase is terminal")
+    parser.add_argument("--interval", type=float, default=1.0, help="refresh interval with --watch (default 1s)")
+    parser.add_argument("--timeout", type=float, default=0, help="with --watch, give up after this many seconds")
+    parser.set_defaults(func=status_command)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    api, namespace = client_for(args)
+    where = f"featurerollout {namespace}/{args.name}"
+    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+    tty = sys.stdout.isatty()
+    last = ""
+    while True:
+        try:
+            body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name)
+        except Exception as error:
+            print(f"error: {explain_api_error(error, where)}", file=sys.stderr)
+            return 1
+        view = render(body, datetime.now(UTC))
+        if view != last:
+            if tty and args.watch:
+                print("\033[H\033[2J", end="")
+            elif last:
+                print("---")
+            print(view, flush=True)
+            last = view
+        phase = (body.get("status") or {}).get("phase")
+        if not args.watch or phase in {p.value for p in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED)}:
+            return 0
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"{where}: still {phase} after {args.timeout:g}s", file=sys.stderr)
+            return 2
+        time.sleep(args.interval)

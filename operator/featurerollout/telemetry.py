@@ -1,0 +1,49 @@
+"""The operator's own Prometheus metrics, served on `--metrics-port` at /metrics.
+
+They let an SRE alert on the operator the way they alert on Flagger (`flagger_canary_status`,
+`flagger_canary_weight`): what each rollout exposes, and every rollback with its reason.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from featurerollout.api import FeatureRolloutStatus, Phase
+
+ROLLOUT = ("namespace", "name")
+
+weight = Gauge("featurerollout_weight_percent", "Exposure the target holds now, in percent.", [*ROLLOUT, "flag"])
+stage = Gauge("featurerollout_stage", "Current stage, 0-based.", ROLLOUT)
+phase = Gauge("featurerollout_phase", "1 for the rollout's current phase, 0 for the others.", [*ROLLOUT, "phase"])
+metric_value = Gauge("featurerollout_metric_value", "Last value of each analysis metric.", [*ROLLOUT, "metric"])
+rollbacks = Counter("featurerollout_rollbacks_total", "Rollbacks to 0%, by reason.", [*ROLLOUT, "reason"])
+promotions = Counter("featurerollout_promotions_total", "Stage advances.", ROLLOUT)
+analysis_errors = Counter(
+    "featurerollout_analysis_errors_total", "Evaluations that errored (Prometheus unreachable, bad PromQL).",
+    [*ROLLOUT, "metric"],
+)
+target_errors = Counter("featurerollout_target_errors_total", "Failed target writes, by reason.", [*ROLLOUT, "reason"])
+reconcile_seconds = Histogram(
+    "featurerollout_reconcile_duration_seconds", "Time to reconcile one rollout (measuring included).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+status_writes = Counter("featurerollout_status_writes_total", "Status writes to the API.")
+
+
+def observe(namespace: str, name: str, flag: str, status: FeatureRolloutStatus) -> None:
+    """Record a rollout's status in the gauges."""
+    weight.labels(namespace, name, flag).set(status.current_weight)
+    stage.labels(namespace, name).set(status.current_stage)
+    for candidate in Phase:
+        phase.labels(namespace, name, candidate.value).set(1 if status.phase == candidate else 0)
+    for metric in status.metrics:
+        if metric.value is not None:
+            metric_value.labels(namespace, name, metric.name).set(metric.value)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop a deleted rollout's series so that they do not linger."""
+    for gauge in (weight, stage, phase, metric_value):
+        for labels in list(gauge._metrics):  # no public API lists a metric's label sets
+            if labels[:2] == (namespace, name):
+                gauge.remove(*labels)
