@@ -307,10 +307,10 @@ class DemoService:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/control", self._show_control)
         app.router.add_post("/control", self._control)
-        app.router.add_get("/healthz", lambda request: self._healthz())
+        app.router.add_get("/healthz", self._healthz)
         return app
 
-    async def _healthz(self) -> web.Response:
+    async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     # --- lifecycle ---
