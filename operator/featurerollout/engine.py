@@ -559,7 +559,8 @@ class _Work:
             message = self.terminal_message or self.st.message or _default_terminal_message(self.st)
         else:
             message = _message(self.spec, self.st)
-        self.update(message=message, observed_generation=self.generation)
+        stage = _stage(self.spec, self.st.current_stage).removeprefix("stage ") if self.st.started_at else None
+        self.update(message=message, observed_generation=self.generation, stage=stage)
         self.update(conditions=_conditions(self.spec, self.st, self.now, self.generation))
 
         actions: list[Action] = []

@@ -605,3 +605,10 @@ def test_decide_rewrites_the_weight_while_the_target_is_degraded() -> None:
 
 def test_a_control_request_type_is_a_plain_value() -> None:
     assert req("abort", "x") == ControlRequest(id="x", action=req("abort").action)
+
+
+def test_the_stage_column_reads_n_of_m() -> None:
+    r = Rollout(make_spec())
+    assert r.tick().status.stage == "1/4"
+    assert r.tick(60).status.stage == "2/4"
+    assert Rollout(make_spec(paused=True)).tick().status.stage is None
