@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -81,6 +83,14 @@ def test_flagd_file_weights_follow_the_file(tmp_path: Path) -> None:
     assert weights("new-checkout") == 10
     path.write_text(json.dumps(flagd(100, 0)) + "\n")
     assert weights("new-checkout") == 100
+
+
+def test_the_module_runs_with_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "featurerollout.demo.service", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--on-error-rate" in done.stdout and "--kubeconfig" in done.stdout
 
 
 def test_the_command_line_builds_the_service() -> None:
