@@ -32,6 +32,19 @@ The rules, in the order `decide()` applies them:
    Otherwise it advances once the stage has held for its duration and, with analysis, every
    metric's latest evaluation taken after the stage began passed. At the last stage that
    completes the rollout: Succeeded.
+
+Phases (events in brackets):
+
+    Pending --[Started]--> Progressing --[StageAdvanced]--> Progressing --[Succeeded]--> Succeeded
+       |                    |      ^
+       | paused at creation |      | resume / spec.paused false / promote  [Resumed, Promoted]
+       v                    v      |
+     Paused (0%, not started)     Paused  (pause, spec.paused; budget breach without automatic
+                                           rollback [AnalysisFailing]; errors with onError: Pause
+                                           [AnalysisError])
+    Progressing | Paused --budget breach, NoData under Rollback, errors under onError: Rollback
+                           [RolledBack]; abort [Aborted]--> RolledBack (0%)
+    RolledBack | Failed --retry [Retried, Started]--> Progressing (first stage)
 """
 
 from __future__ import annotations
