@@ -116,7 +116,18 @@ def _substring(text: Any, start: Any, end: Any = None) -> Any:
     return celtypes.StringType(s[int(start) :] if end is None else s[int(start) : int(end)])
 
 
+def _string(value: Any) -> Any:
+    """`string(x)`, formatting doubles as cel-go does (Go's shortest 'g': 50.0 -> "50")."""
+    if isinstance(value, celtypes.DoubleType):
+        number = float(value)
+        if number.is_integer() and abs(number) < 1e21:
+            return celtypes.StringType(str(int(number)))
+        return celtypes.StringType(repr(number))
+    return celtypes.StringType(value)
+
+
 KUBERNETES_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "string": _string,
     "_<_": _cross_type(celpy.evaluation.bool_lt, lambda a, b: a < b),
     "_<=_": _cross_type(celpy.evaluation.bool_le, lambda a, b: a <= b),
     "_>_": _cross_type(celpy.evaluation.bool_gt, lambda a, b: a > b),
