@@ -696,6 +696,25 @@ def test_watch_filters_by_label_and_field_selector(api: httpx.Client) -> None:
     assert [e["object"]["metadata"]["name"] for e in by_field] == ["c"]
 
 
+def test_watch_with_a_selector_sees_objects_enter_and_leave_it(api: httpx.Client) -> None:
+    start = api.get(CONFIGMAPS).json()["metadata"]["resourceVersion"]
+    create(api, CONFIGMAPS, configmap("a"))
+    api.patch(f"{CONFIGMAPS}/a", json={"metadata": {"labels": {"app": "x"}}}, headers=MERGE)
+    api.patch(f"{CONFIGMAPS}/a", json={"data": {"n": "1"}}, headers=MERGE)
+    api.patch(f"{CONFIGMAPS}/a", json={"metadata": {"labels": {"app": "y"}}}, headers=MERGE)
+    events = watch_events(api, CONFIGMAPS, 3, resourceVersion=start, labelSelector="app=x")
+    assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]  # as kube-apiserver's watch cache
+    assert events[2]["object"]["metadata"]["labels"] == {"app": "y"}
+
+
+def test_watch_is_recorded_when_its_stream_starts(api: httpx.Client, sandbox: Sandbox) -> None:
+    with api.stream("GET", CONFIGMAPS, params={"watch": "1", "timeoutSeconds": "5"}) as response:
+        assert response.status_code == 200
+        wait_for(lambda: sandbox.requests.count(verb="watch", resource="configmaps", status=200) == 1, 5,
+                 what="the watch in the request log")
+    assert sandbox.requests.count(verb="watch") == 1
+
+
 # ---------------------------------------------------------------------------------------- tables
 
 

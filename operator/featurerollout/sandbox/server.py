@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -192,7 +192,35 @@ class SandboxServer:
             name=(target.name or "") if target else "",
         )
         decision = self.faults.decide(info) if target else None
-        status = 500
+        recorded = False
+
+        def record(status: int) -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            elapsed = time.monotonic() - started
+            self.requests.append(
+                RequestRecord(
+                    time=time.time(),
+                    method=request.method,
+                    verb=verb,
+                    path=request.path,
+                    query=request.query_string,
+                    group=info.group,
+                    resource=info.resource,
+                    subresource=info.subresource,
+                    namespace=info.namespace,
+                    name=info.name,
+                    user_agent=request.headers.get("User-Agent", ""),
+                    status=status,
+                    duration=elapsed,
+                    faults=decision.fault_ids if decision else [],
+                )
+            )
+            log.debug("%s %s %s -> %s (%.1f ms) %s", request.method, request.path_qs, verb, status,
+                      elapsed * 1000, request.headers.get("User-Agent", ""))
+
         try:
             if decision and decision.latency:
                 await asyncio.sleep(decision.latency)
@@ -204,34 +232,16 @@ class SandboxServer:
             elif target is None:
                 response = await self._non_resource(request)
             else:
-                response = await self._resource(request, target, verb, decision.cut_after if decision else None)
+                # a watch is recorded when its stream starts (it may last for minutes)
+                response = await self._resource(
+                    request, target, verb, decision.cut_after if decision else None, lambda: record(200)
+                )
         except ApiError as exc:
             response = error_response(exc)
         except Exception as exc:
             log.error("internal error on %s %s\n%s", request.method, request.path_qs, traceback.format_exc())
             response = error_response(ApiError(500, f"sandbox internal error: {exc!r}"))
-        status = response.status
-        elapsed = time.monotonic() - started
-        self.requests.append(
-            RequestRecord(
-                time=time.time(),
-                method=request.method,
-                verb=verb,
-                path=request.path,
-                query=request.query_string,
-                group=info.group,
-                resource=info.resource,
-                subresource=info.subresource,
-                namespace=info.namespace,
-                name=info.name,
-                user_agent=request.headers.get("User-Agent", ""),
-                status=status,
-                duration=elapsed,
-                faults=decision.fault_ids if decision else [],
-            )
-        )
-        log.debug("%s %s %s -> %s (%.1f ms) %s", request.method, request.path_qs, verb, status, elapsed * 1000,
-                  request.headers.get("User-Agent", ""))
+        record(response.status)
         return response
 
     async def _non_resource(self, request: web.Request) -> web.StreamResponse:
@@ -291,7 +301,12 @@ class SandboxServer:
             raise ApiError(400, f"error decoding request body: {exc}") from exc
 
     async def _resource(
-        self, request: web.Request, target: Target, verb: str, cut_after: int | None
+        self,
+        request: web.Request,
+        target: Target,
+        verb: str,
+        cut_after: int | None,
+        on_watch_start: Callable[[], None],
     ) -> web.StreamResponse:
         cluster = self.cluster
         rt = cluster.resolve(target.group, target.version, target.plural)
@@ -305,8 +320,6 @@ class SandboxServer:
         version = target.version
         dry_run = query.get("dryRun") == "All"
         accept = request.headers.get("Accept", "")
-        cluster.field_validation = query.get("fieldValidation", "Warn")
-        cluster.warnings = []
         ns = target.namespace
         name = target.name or ""
 
@@ -317,6 +330,7 @@ class SandboxServer:
                 watch = WatchRequest(
                     rt, version, ns, predicate, query.get("resourceVersion"), timeout,
                     str(query.get("allowWatchBookmarks", "")).lower() in ("1", "true"), cut_after,
+                    on_watch_start,
                 )
                 return await serve_watch(request, cluster, watch, self.bookmark_interval, self._stopping)
             items = [cluster.serve(rt, version, o) for o in cluster.list(rt, ns, predicate)]
@@ -336,6 +350,9 @@ class SandboxServer:
                 return json_response(tables.table(rt, version, [obj], rv, query.get("includeObject", "Metadata")))
             return json_response(obj)
         body = await self._body(request) if verb != "delete" or request.can_read_body else None
+        # no await from here on: the per-request settings of the shared cluster cannot interleave
+        cluster.field_validation = query.get("fieldValidation", "Warn")
+        cluster.warnings = []
         if verb == "create":
             if target.name is not None:
                 raise ApiError(405, "POST is not allowed on a named object")

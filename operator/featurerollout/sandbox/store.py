@@ -28,6 +28,7 @@ class WatchEvent:
     rv: int
     type: str
     obj: Json
+    prev: Json | None = None  # the object before a MODIFIED event (for selector transitions)
 
 
 class Store:
@@ -57,8 +58,10 @@ class Store:
         stored = copy.deepcopy(obj)
         stored["metadata"]["resourceVersion"] = str(self.rv)
         meta = stored["metadata"]
-        self._objects[resource][(meta.get("namespace") or "", meta["name"])] = stored
-        self._record(resource, WatchEvent(self.rv, event_type, stored))
+        key = (meta.get("namespace") or "", meta["name"])
+        prev = self._objects[resource].get(key)
+        self._objects[resource][key] = stored
+        self._record(resource, WatchEvent(self.rv, event_type, stored, prev))
         return stored
 
     def remove(self, resource: ResourceKey, obj: Json) -> Json:

@@ -35,6 +35,7 @@ class WatchRequest:
     timeout: float | None
     bookmarks: bool
     cut_after: int | None = None  # fault injection: close the connection after this many events
+    on_start: Callable[[], None] | None = None  # called once the 200 response has started
 
 
 class WatchCut(Exception):
@@ -63,6 +64,18 @@ async def serve_watch(
         ns = obj["metadata"].get("namespace") or ""
         return (watch.namespace is None or ns == watch.namespace) and watch.predicate(obj)
 
+    async def deliver(event: WatchEvent) -> None:
+        # As kube-apiserver's watch cache: an object that starts matching the selectors arrives as
+        # ADDED, one that stops matching as DELETED (with its new state).
+        now = wanted(event.obj)
+        before = event.prev is not None and wanted(event.prev)
+        event_type = event.type
+        if event.type == "MODIFIED" and now != before:
+            event_type = "ADDED" if now else "DELETED"
+        elif not now:
+            return
+        await send(event_type, cluster.serve(rt, watch.version, event.obj))
+
     try:
         # Take the starting point synchronously with subscribing: no event can slip in between.
         initial: list[WatchEvent] = []
@@ -84,14 +97,15 @@ async def serve_watch(
                 error = exc
                 last_rv = store.rv
         await response.prepare(request)
+        if watch.on_start is not None:
+            watch.on_start()
         if watch.cut_after == 0:
             raise WatchCut()
         if error is not None:
             await send("ERROR", error.status())
             return response
         for event in initial:
-            if wanted(event.obj):
-                await send(event.type, cluster.serve(rt, watch.version, event.obj))
+            await deliver(event)
             last_rv = max(last_rv, event.rv)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + watch.timeout if watch.timeout else None
@@ -113,8 +127,7 @@ async def serve_watch(
             if item.rv <= last_rv:
                 continue
             last_rv = item.rv
-            if wanted(item.obj):
-                await send(item.type, cluster.serve(rt, watch.version, item.obj))
+            await deliver(item)
         if watch.bookmarks and not stopping.is_set():
             await send("BOOKMARK", _bookmark(rt, watch.version, store.rv))
         await response.write_eof()
