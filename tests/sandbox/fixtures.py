@@ -31,6 +31,7 @@ FEATUREFLAG_CRD = FIXTURES / "openfeature-featureflags.yaml"
 HTTPROUTE_CRD = FIXTURES / "gateway-httproutes.yaml"
 FIXTURE_CRDS = (CANARY_CRD, FEATUREFLAG_CRD, HTTPROUTE_CRD)
 KUBECTL = REPO / ".cache" / "bin" / "kubectl"
+HELM = REPO / ".cache" / "bin" / "helm"
 
 T = TypeVar("T")
 
@@ -54,9 +55,19 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
 
 def require_kubectl() -> Path:
     """.cache/bin/kubectl; skips when missing, but fails under CI so that CI never silently skips."""
-    if KUBECTL.is_file() and os.access(KUBECTL, os.X_OK):
-        return KUBECTL
-    message = f"{KUBECTL} is missing: run `make tools` (scripts/fetch_kube_tools.py)"
+    return require_tool(KUBECTL)
+
+
+def require_helm() -> Path:
+    """.cache/bin/helm; skips when missing, but fails under CI."""
+    return require_tool(HELM)
+
+
+def require_tool(binary: Path) -> Path:
+    """A binary fetched by scripts/fetch_kube_tools.py; skip if missing, fail if missing under CI=true."""
+    if binary.is_file() and os.access(binary, os.X_OK):
+        return binary
+    message = f"{binary} is missing: run `make tools` (scripts/fetch_kube_tools.py)"
     if os.environ.get("CI", "").lower() not in ("", "0", "false"):
         pytest.fail(f"CI is set and {message}")
     pytest.skip(message)

@@ -707,6 +707,16 @@ def test_watch_with_a_selector_sees_objects_enter_and_leave_it(api: httpx.Client
     assert events[2]["object"]["metadata"]["labels"] == {"app": "y"}
 
 
+def test_watch_send_initial_events_ends_with_an_annotated_bookmark(api: httpx.Client) -> None:
+    create(api, CONFIGMAPS, configmap("a"))
+    events = watch_events(api, CONFIGMAPS, 2, sendInitialEvents="true", allowWatchBookmarks="true",
+                          resourceVersionMatch="NotOlderThan")
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    refused = api.get(CONFIGMAPS, params={"watch": "1", "sendInitialEvents": "true"})
+    assert_status(refused, 422, "Invalid")
+
+
 def test_watch_is_recorded_when_its_stream_starts(api: httpx.Client, sandbox: Sandbox) -> None:
     with api.stream("GET", CONFIGMAPS, params={"watch": "1", "timeoutSeconds": "5"}) as response:
         assert response.status_code == 200

@@ -1,5 +1,5 @@
 """Just enough of Kubernetes' protobuf encoding to read what `kubectl create namespace|configmap|secret`
-sends (typed clients in kubectl 1.33 write protobuf for built-in kinds). Responses stay JSON, which
+and helm send (typed clients write protobuf for built-in kinds and DeleteOptions). Responses stay JSON, which
 those clients accept. Other kinds in protobuf answer 415.
 """
 
@@ -113,7 +113,23 @@ def _secret(data: bytes) -> Json:
     return obj
 
 
+def _delete_options(data: bytes) -> Json:
+    obj: Json = {"apiVersion": "v1", "kind": "DeleteOptions"}
+    for number, _, raw in fields(data):
+        if number == 1:
+            obj["gracePeriodSeconds"] = raw
+        elif number == 2:
+            preconditions = {1: "uid", 2: "resourceVersion"}
+            obj["preconditions"] = {preconditions[n]: v.decode() for n, _, v in fields(raw) if n in preconditions}
+        elif number == 4:
+            obj["propagationPolicy"] = raw.decode()
+        elif number == 5:
+            obj.setdefault("dryRun", []).append(raw.decode())
+    return obj
+
+
 DECODERS: dict[str, Callable[[bytes], Json]] = {
+    "DeleteOptions": _delete_options,
     "Namespace": _namespace,
     "ConfigMap": _config_map,
     "Secret": _secret,

@@ -331,7 +331,16 @@ class SandboxServer:
                     rt, version, ns, predicate, query.get("resourceVersion"), timeout,
                     str(query.get("allowWatchBookmarks", "")).lower() in ("1", "true"), cut_after,
                     on_watch_start,
+                    str(query.get("sendInitialEvents", "")).lower() == "true",
                 )
+                if watch.send_initial_events and not (
+                    watch.bookmarks and query.get("resourceVersionMatch") == "NotOlderThan"
+                ):
+                    raise ApiError(
+                        422,
+                        "sendInitialEvents: Forbidden: sendInitialEvents requires allowWatchBookmarks=true and "
+                        "resourceVersionMatch=NotOlderThan",
+                    )
                 return await serve_watch(request, cluster, watch, self.bookmark_interval, self._stopping)
             items = [cluster.serve(rt, version, o) for o in cluster.list(rt, ns, predicate)]
             rv = str(cluster.store.rv)

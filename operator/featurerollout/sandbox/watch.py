@@ -1,8 +1,10 @@
 """`?watch=1`: newline-delimited JSON events, replayed from a resourceVersion, then live.
 
 As kube-apiserver: no resourceVersion (or "0") starts with synthetic ADDED events for the
-current objects; a version older than the kept history answers an ERROR event with a 410
-Expired Status inside a 200 stream; BOOKMARKs are sent while idle when asked for.
+current objects. With `sendInitialEvents=true` (the streaming list of client-go's WatchList,
+used by helm 4's --wait) they are followed by a BOOKMARK annotated `k8s.io/initial-events-end`.
+A version older than the kept history answers an ERROR event with a 410 Expired Status inside
+a 200 stream; BOOKMARKs are sent while idle when asked for.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class WatchRequest:
     bookmarks: bool
     cut_after: int | None = None  # fault injection: close the connection after this many events
     on_start: Callable[[], None] | None = None  # called once the 200 response has started
+    send_initial_events: bool = False  # the streaming list (client-go's WatchList, helm 4's --wait)
 
 
 class WatchCut(Exception):
@@ -80,7 +83,7 @@ async def serve_watch(
         # Take the starting point synchronously with subscribing: no event can slip in between.
         initial: list[WatchEvent] = []
         error: ApiError | None = None
-        if watch.resource_version in (None, "", "0"):
+        if watch.send_initial_events or watch.resource_version in (None, "", "0"):
             initial = [
                 WatchEvent(int(o["metadata"]["resourceVersion"]), "ADDED", o)
                 for o in cluster.list(rt, watch.namespace, watch.predicate)
@@ -107,6 +110,11 @@ async def serve_watch(
         for event in initial:
             await deliver(event)
             last_rv = max(last_rv, event.rv)
+        if watch.send_initial_events:
+            # the end of the initial state, as kube-apiserver marks it for streaming lists
+            end = _bookmark(rt, watch.version, last_rv)
+            end["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
+            await send("BOOKMARK", end)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + watch.timeout if watch.timeout else None
         while not stopping.is_set():
