@@ -17,7 +17,7 @@ import kopf
 
 from featurerollout import GROUP, PLURAL, VERSION
 from featurerollout.control import REQUEST_ANNOTATION
-from featurerollout.kube import Kube
+from featurerollout.kube import Kube, load_config
 from featurerollout.reconciler import Reconciler, RolloutKey
 from featurerollout.scheduler import Scheduler
 
@@ -75,7 +75,36 @@ class OperatorState:
         self.scheduler.wake(key)
 
 
-def build_registry(state: OperatorState, metrics_port: int = 0) -> kopf.OperatorRegistry:
+def connection_info(settings: kopf.OperatorSettings, kubeconfig: str | None, context: str | None) -> kopf.ConnectionInfo:
+    """Kopf's credentials, from the same kubeconfig (or service account) as the client's.
+
+    Kopf's own `login_via_client` reads only the default kubeconfig, fixed when the client is
+    imported, so `--kubeconfig` and `--context` would not reach it.
+    """
+    from kubernetes import client
+
+    load_config(kubeconfig, context)
+    config = client.Configuration.get_default_copy()
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+        trust_env=settings.networking.trust_env,
+    )
+
+
+def build_registry(
+    state: OperatorState, *, kubeconfig: str | None = None, context: str | None = None, metrics_port: int = 0
+) -> kopf.OperatorRegistry:
     """A Kopf registry with the operator's handlers bound to `state`."""
     registry = kopf.OperatorRegistry()
 
@@ -98,8 +127,8 @@ def build_registry(state: OperatorState, metrics_port: int = 0) -> kopf.Operator
         await state.stop()
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> Any:
-        return kopf.login_via_client(**kwargs)
+    def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+        return connection_info(settings, kubeconfig, context)
 
     @kopf.on.probe(id="scheduled", registry=registry)
     def scheduled(**_: Any) -> int:

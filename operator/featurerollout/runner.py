@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import Any
 
 LOG_FORMATS = ("text", "json", "full")
@@ -57,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
     from featurerollout.handlers import OperatorState, build_registry
     from featurerollout.kube import Kube, load_config
 
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
     load_config(args.kubeconfig, args.context)
     kopf.configure(
         debug=args.log_level == "debug",
@@ -74,9 +71,14 @@ def run(args: argparse.Namespace) -> int:
     # The client logs every request at debug level; that is noise even when debugging us.
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    if args.log_level != "debug":
+        # Kopf says "Handler ... succeeded" for every watch event; our own lines say what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     state = OperatorState(Kube(), concurrency=args.concurrency)
-    registry = build_registry(state, metrics_port=args.metrics_port)
+    registry = build_registry(
+        state, kubeconfig=args.kubeconfig, context=args.context, metrics_port=args.metrics_port
+    )
     kopf.run(
         registry=registry,
         standalone=args.standalone,

@@ -1,0 +1,52 @@
+"""Fixtures for the operator's integration tests: a real sandbox and real operator processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.cluster import REPO, OperatorFactory, Sandbox, sandbox_fixture
+
+KUBECTL = REPO / ".cache" / "bin" / "kubectl"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    yield from sandbox_fixture(tmp_path)
+
+
+@pytest.fixture
+def operator(sandbox: Sandbox, tmp_path: Path) -> Iterator[OperatorFactory]:
+    factory = OperatorFactory(sandbox, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+        for process in factory.started:
+            # Leave the operator's log in the test report when something failed.
+            print(f"--- {process.log_path.name} ---\n{process.log()[-6000:]}")
+
+
+@pytest.fixture
+def kubectl(sandbox: Sandbox) -> Any:
+    """Run the real kubectl 1.33 against the sandbox."""
+    if not KUBECTL.exists():
+        reason = "kubectl is not fetched yet (make tools)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+    def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(KUBECTL), "--kubeconfig", str(sandbox.kubeconfig), *args],
+            capture_output=True, text=True, timeout=60, input=input,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    return run
