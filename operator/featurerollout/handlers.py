@@ -75,7 +75,9 @@ class OperatorState:
         self.scheduler.wake(key)
 
 
-def connection_info(settings: kopf.OperatorSettings, kubeconfig: str | None, context: str | None) -> kopf.ConnectionInfo:
+def connection_info(
+    settings: kopf.OperatorSettings, kubeconfig: str | None, context: str | None
+) -> kopf.ConnectionInfo:
     """Kopf's credentials, from the same kubeconfig (or service account) as the client's.
 
     Kopf's own `login_via_client` reads only the default kubeconfig, fixed when the client is

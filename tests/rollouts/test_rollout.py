@@ -5,6 +5,7 @@ Issue "The operator: FeatureRollouts step a flagd flag through their stages".
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -107,7 +108,7 @@ def test_rollout_steps_through_exactly_each_stage_and_succeeds(sandbox: Sandbox,
     # Each weight held at least its 2 s, by the API server's own clock of the writes.
     writes = [w["time"] for w in configmap_writes(sandbox)]
     assert len(writes) == 4
-    for earlier, later in zip(writes, writes[1:], strict=False):
+    for earlier, later in itertools.pairwise(writes):
         assert later - earlier >= 2.0
     assert json.loads(document(sandbox))["flags"]["dark-mode"] == {
         "state": "ENABLED", "variants": {"a": 1.0}, "defaultVariant": "a"
