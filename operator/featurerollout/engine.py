@@ -88,6 +88,7 @@ __all__ = [
     "EmitEvent",
     "SetWeight",
     "analysis_due",
+    "cannot_proceed",
     "decide",
     "next_check",
     "target_failed",
@@ -236,6 +237,35 @@ def decide(
             work.progress()
     work.rewrite_after_target_error(status)
     return work.finish(status)
+
+
+def cannot_proceed(
+    spec: FeatureRolloutSpec | None,
+    status: FeatureRolloutStatus,
+    *,
+    generation: int,
+    now: datetime,
+    reason: str,
+    message: str,
+) -> Decision:
+    """The rollout cannot be carried out as written (a spec the API should have refused, a target
+    kind this operator cannot drive): phase Failed, with the reason on Degraded, until a person
+    fixes the spec and runs `featurerollout retry`. The weight is left as it is: nothing here says
+    the feature hurts, so nothing is taken from users. One Warning event, not one per look."""
+    already = status.phase == Phase.FAILED and status.halt is not None and status.halt.message == message
+    halt = status.halt if already and status.halt is not None else Halt(reason=reason, message=message, at=now)
+    failed = status.model_copy(
+        update={
+            "phase": Phase.FAILED,
+            "halt": halt,
+            "message": f"failed: {message}",
+            "observed_generation": generation,
+            "finished_at": status.finished_at if already else now,
+        }
+    )
+    failed = failed.model_copy(update={"conditions": _conditions(spec, failed, now, generation)})
+    actions: tuple[Action, ...] = () if already else (EmitEvent("Warning", reason, message),)
+    return Decision(failed, actions, None, None if already else f"failed ({reason}): {message}")
 
 
 def target_failed(
@@ -734,7 +764,7 @@ def _default_terminal_message(status: FeatureRolloutStatus) -> str:
     return f"{status.phase}"
 
 
-def _conditions(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime,
+def _conditions(spec: FeatureRolloutSpec | None, status: FeatureRolloutStatus, now: datetime,
                 generation: int) -> list[Condition]:
     """Progressing, Ready, Degraded (and Analysis with spec.analysis), consistent with the phase."""
     true, false, unknown = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
@@ -761,7 +791,7 @@ def _conditions(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: dat
         conditions = set_condition(conditions, DEGRADED, true, "Failed", message, now, generation)
     else:
         conditions = set_condition(conditions, DEGRADED, false, "AsExpected", "", now, generation)
-    if spec.analysis is None:
+    if spec is None or spec.analysis is None:
         return remove_condition(conditions, ANALYSIS)
     return set_condition(conditions, ANALYSIS, *_analysis_condition(spec.analysis, status), now, generation)
 

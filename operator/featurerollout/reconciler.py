@@ -39,6 +39,7 @@ from featurerollout.metrics.prometheus import (
 )
 from featurerollout.metrics.provider import measure_all
 from featurerollout.targets import TargetError, target_for
+from featurerollout.targets.base import UNSUPPORTED_TARGET
 
 log = logging.getLogger("featurerollout")
 
@@ -87,7 +88,10 @@ class Reconciler:
             spec = api.parse_spec(body.get("spec") or {}, name)
         except api.InvalidFeatureRollout as invalid:
             # The API server's schema should have refused it; an older CRD may not have.
-            return await self._write_invalid(body, meta, status, str(invalid))
+            decision = engine.cannot_proceed(
+                None, status, generation=meta.generation, now=self.clock(), reason="InvalidSpec", message=str(invalid)
+            )
+            return await self._record(body, None, meta, status, decision)
 
         try:
             request = parse_request(meta.annotations)
@@ -104,11 +108,22 @@ class Reconciler:
             spec, status, generation=meta.generation, now=now, measurements=measurements, request=request
         )
         decision = await self._apply(spec, meta, status, decision, now)
+        return await self._record(body, spec, meta, status, decision)
 
+    async def _record(
+        self,
+        body: dict[str, Any],
+        spec: api.FeatureRolloutSpec | None,
+        meta: api.ObjectMeta,
+        before: api.FeatureRolloutStatus,
+        decision: engine.Decision,
+    ) -> float | None:
+        """Write the status if it changed, then announce; returns when to look again."""
+        now = self.clock()
         if status_wire(decision.status) != (body.get("status") or {}):
             try:
                 await self.kube.patch_rollout_status(
-                    namespace, name, status_wire(decision.status), meta.resource_version
+                    meta.namespace, meta.name, status_wire(decision.status), meta.resource_version
                 )
                 telemetry.status_writes.inc()
             except Exception as error:
@@ -117,7 +132,7 @@ class Reconciler:
                     # target write, if any, is idempotent and will be found done.
                     return self.monotonic()
                 raise
-        await self._announce(body, spec, meta, status, decision, now)
+        await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
     async def _measure(self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta) -> dict[str, Measurement]:
@@ -166,6 +181,11 @@ class Reconciler:
                 await target.apply(action.weight)
             except TargetError as error:
                 telemetry.target_errors.labels(meta.namespace, meta.name, error.reason).inc()
+                if error.reason == UNSUPPORTED_TARGET:
+                    return engine.cannot_proceed(
+                        spec, before, generation=meta.generation, now=now, reason=error.reason,
+                        message=error.message,
+                    )
                 return engine.target_failed(
                     before, generation=meta.generation, now=now, reason=error.reason, message=error.message
                 )
@@ -179,7 +199,7 @@ class Reconciler:
     async def _announce(
         self,
         body: dict[str, Any],
-        spec: api.FeatureRolloutSpec,
+        spec: api.FeatureRolloutSpec | None,
         meta: api.ObjectMeta,
         before: api.FeatureRolloutStatus,
         decision: engine.Decision,
@@ -200,20 +220,7 @@ class Reconciler:
         for metric in after.metrics:
             if metric.result == api.MetricResult.ERROR and metric.evaluated_at == now:
                 telemetry.analysis_errors.labels(meta.namespace, meta.name, metric.name).inc()
-        telemetry.observe(meta.namespace, meta.name, spec.flag, after)
-
-    async def _write_invalid(
-        self, body: dict[str, Any], meta: api.ObjectMeta, status: api.FeatureRolloutStatus, problem: str
-    ) -> float | None:
-        if status.phase == api.Phase.FAILED and status.message == problem:
-            return None
-        now = self.clock()
-        failed = status.model_copy(update={"phase": api.Phase.FAILED, "message": problem,
-                                           "observed_generation": meta.generation})
-        await self.kube.patch_rollout_status(meta.namespace, meta.name, status_wire(failed), meta.resource_version)
-        await post_event(self.kube, body["metadata"], "Warning", "InvalidSpec", problem, now)
-        log.warning("%s/%s: %s", meta.namespace, meta.name, problem)
-        return None
+        telemetry.observe(meta.namespace, meta.name, spec.flag if spec else "", after)
 
     def _due(self, next_check: datetime | None, now: datetime) -> float | None:
         if next_check is None:

@@ -13,6 +13,7 @@ from featurerollout.engine import (
     EmitEvent,
     SetWeight,
     analysis_due,
+    cannot_proceed,
     decide,
     next_check,
     target_failed,
@@ -612,3 +613,28 @@ def test_the_stage_column_reads_n_of_m() -> None:
     assert r.tick().status.stage == "1/4"
     assert r.tick(60).status.stage == "2/4"
     assert Rollout(make_spec(paused=True)).tick().status.stage is None
+
+
+def test_cannot_proceed_fails_once_keeps_the_weight_and_waits_for_retry() -> None:
+    r = Rollout(make_spec())
+    r.tick()
+    f = cannot_proceed(r.spec, r.status, generation=1, now=r.now, reason="UnsupportedTarget",
+                       message="spec.target.webhook is not supported")
+    assert f.status.phase == Phase.FAILED
+    assert f.status.current_weight == 10  # nothing says the feature hurts: exposure is not taken away
+    assert cond(f, "Degraded") == ("True", "UnsupportedTarget")
+    assert cond(f, "Ready") == ("False", "Failed")
+    assert f.actions == (EmitEvent("Warning", "UnsupportedTarget", "spec.target.webhook is not supported"),)
+    assert f.next_check is None
+    again = cannot_proceed(r.spec, f.status, generation=1, now=r.now + seconds(30), reason="UnsupportedTarget",
+                           message="spec.target.webhook is not supported")
+    assert again.actions == () and again.status == f.status
+    retried = decide(r.spec, f.status, generation=1, now=r.now + seconds(31), request=req("retry", "r1"))
+    assert retried.status.phase == Phase.PROGRESSING
+
+
+def test_cannot_proceed_without_a_readable_spec_has_no_analysis_condition() -> None:
+    f = cannot_proceed(None, FeatureRolloutStatus(), generation=3, now=T0, reason="InvalidSpec",
+                       message="spec.stages[1].weight: 5 is not greater than the previous stage's 10")
+    assert f.status.phase == Phase.FAILED and f.status.observed_generation == 3
+    assert {c.type for c in f.status.conditions} == {"Progressing", "Ready", "Degraded"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+UNSUPPORTED_TARGET = "UnsupportedTarget"
+
 
 class TargetError(Exception):
     """The target could not be read or written. `reason` is a CamelCase word for conditions and

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from featurerollout.api import FeatureRolloutSpec
 from featurerollout.kube import Kube
-from featurerollout.targets.base import Target, TargetError
+from featurerollout.targets.base import UNSUPPORTED_TARGET, Target, TargetError
 from featurerollout.targets.configmap import ConfigMapTarget
 from featurerollout.targets.featureflag import FeatureFlagTarget
 
@@ -18,7 +18,7 @@ def target_for(kube: Kube, namespace: str, spec: FeatureRolloutSpec) -> Target:
     if target.feature_flag is not None:
         return FeatureFlagTarget(kube, namespace, target.feature_flag, spec.flag)
     raise TargetError(
-        "UnsupportedTarget",
+        UNSUPPORTED_TARGET,
         f"spec.target.{target.kind} is not supported by this version of the operator yet; "
         "use spec.target.configMap or spec.target.featureFlag",
     )
