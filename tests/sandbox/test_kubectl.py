@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,3 +206,21 @@ def test_kubectl_apply_crds_at_runtime_then_custom_resources(bare_sandbox: tuple
     assert "dark-mode" in kubectl.run("get", "fro", "-A").stdout
     out = kubectl.run("get", "crds").stdout
     assert "featurerollouts.featurerollout.io" in out and "canaries.sandbox.featurerollout.io" in out
+
+
+def test_kubectl_get_watch_prints_table_rows_as_objects_change(kubectl: Kubectl, api: httpx.Client) -> None:
+    api.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "first"}, "data": {"a": "1"}})
+    watcher = subprocess.Popen([str(kubectl.binary), "get", "configmaps", "-w"], env=kubectl.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any(line.startswith("first") for line in lines), 10, what="the initial row")
+        api.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "second"}, "data": {}})
+        wait_for(lambda: any(line.split()[:2] == ["second", "0"] for line in lines), 10, what="the live row")
+        assert lines[0].split() == ["NAME", "DATA", "AGE"]
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+        reader.join(5)

@@ -332,6 +332,7 @@ class SandboxServer:
                     str(query.get("allowWatchBookmarks", "")).lower() in ("1", "true"), cut_after,
                     on_watch_start,
                     str(query.get("sendInitialEvents", "")).lower() == "true",
+                    query.get("includeObject", "Metadata") if tables.wants_table(accept) else None,
                 )
                 if watch.send_initial_events and not (
                     watch.bookmarks and query.get("resourceVersionMatch") == "NotOlderThan"

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from featurerollout.sandbox import tables
 from featurerollout.sandbox.cluster import Cluster
 from featurerollout.sandbox.errors import ApiError
 from featurerollout.sandbox.resources import ResourceType
@@ -39,6 +40,7 @@ class WatchRequest:
     cut_after: int | None = None  # fault injection: close the connection after this many events
     on_start: Callable[[], None] | None = None  # called once the 200 response has started
     send_initial_events: bool = False  # the streaming list (client-go's WatchList, helm 4's --wait)
+    table: str | None = None  # `kubectl get -w`: each object as a one-row Table (includeObject value)
 
 
 class WatchCut(Exception):
@@ -77,7 +79,12 @@ async def serve_watch(
             event_type = "ADDED" if now else "DELETED"
         elif not now:
             return
-        await send(event_type, cluster.serve(rt, watch.version, event.obj))
+        served = cluster.serve(rt, watch.version, event.obj)
+        if watch.table is not None:
+            rows = tables.table(rt, watch.version, [served], served["metadata"]["resourceVersion"], watch.table)
+            await send(event_type, rows)
+        else:
+            await send(event_type, served)
 
     try:
         # Take the starting point synchronously with subscribing: no event can slip in between.
