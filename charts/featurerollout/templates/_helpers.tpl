@@ -1,0 +1,121 @@
+{{/* The chart's name, shortened to a DNS label. */}}
+{{- define "featurerollout.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's full name, unless the release name already holds the chart name. */}}
+{{- define "featurerollout.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "featurerollout.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "featurerollout.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "featurerollout.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "featurerollout.labels" -}}
+helm.sh/chart: {{ include "featurerollout.chart" . }}
+{{ include "featurerollout.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: featurerollout
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "featurerollout.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "featurerollout.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "featurerollout.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+"true" when watch.namespaces holds a glob (Kopf's `*`, `?`, `[...]` or a `!` exclusion): the
+namespaces are not known in advance, so RBAC stays cluster-wide and the operator lists namespaces.
+*/}}
+{{- define "featurerollout.watchGlobs" -}}
+{{- range .Values.watch.namespaces -}}
+{{- if regexMatch "[*?\\[!]" . -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when RBAC is a Role per listed namespace rather than cluster-wide. */}}
+{{- define "featurerollout.namespacedRBAC" -}}
+{{- if and .Values.watch.namespaces (not (include "featurerollout.watchGlobs" .)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The rules for the namespaced resources the operator reads and writes. */}}
+{{- define "featurerollout.namespacedRules" -}}
+# The FeatureRollouts: Kopf lists and watches them; the operator reads each one fresh before
+# deciding. `patch` on the main resource is for Kopf's own bookkeeping (annotations, finalizers)
+# should a handler ever need it; the operator writes only the status.
+- apiGroups: ["featurerollout.io"]
+  resources: ["featurerollouts"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["featurerollout.io"]
+  resources: ["featurerollouts/status"]
+  verbs: ["patch"]
+# The configMap target: a flagd document, read then replaced (optimistic concurrency).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "update"]
+# The featureFlag target: an OpenFeature FeatureFlag, read then replaced.
+- apiGroups: ["core.openfeature.dev"]
+  resources: ["featureflags"]
+  verbs: ["get", "update"]
+# Prometheus credentials named by spec.analysis.prometheus.auth.secretName.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Events on FeatureRollouts (promotions, rollbacks): core v1, and events.k8s.io for Kopf.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- if .Values.peering.enabled }}
+# Kopf peering between replicas, in the watched namespace(s).
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- end -}}
+
+{{/* The rules the operator needs at cluster scope whatever it watches. */}}
+{{- define "featurerollout.clusterRules" -}}
+# Kopf discovers the FeatureRollout resource (and notices CRD changes) through the CRDs.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if include "featurerollout.watchGlobs" . }}
+# Globs in watch.namespaces: Kopf finds the matching namespaces, and follows new ones.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if and .Values.peering.enabled (not .Values.watch.namespaces) }}
+# Kopf peering of a cluster-wide operator.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- end -}}
