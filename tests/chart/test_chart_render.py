@@ -1,0 +1,232 @@
+"""The chart without a cluster (tier 4): helm lint, helm template, and schema validation of what it renders.
+
+Every built-in manifest is validated with kubernetes-validate (Kubernetes 1.37 schemas, offline,
+strict: unknown fields fail). The ServiceMonitor is prometheus-operator's custom kind, which
+kubernetes-validate has no schema for: it is checked structurally below.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from .chart_support import CHART, NAMESPACE, REPO, Manifest, helm, of_kind, render, template_args
+
+VALUES = Path(__file__).parent / "values"
+NAMESPACED = VALUES / "namespaced.yaml"
+K8S_VERSION = "1.37"
+DEPLOY = REPO / "deploy" / "featurerollout.yaml"
+REGENERATE_DEPLOY = (
+    "helm template featurerollout charts/featurerollout --namespace featurerollout-system"
+    " > deploy/featurerollout.yaml"
+)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def container(manifests: list[Manifest]) -> dict[str, Any]:
+    (deployment,) = of_kind(manifests, "Deployment")
+    (operator,) = deployment["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = operator
+    return result
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
+def test_helm_lint_passes(home: Path, strict: bool) -> None:
+    done = helm(home, "lint", str(CHART), *(["--strict"] if strict else []))
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_helm_lint_passes_with_the_non_default_values(home: Path) -> None:
+    helm(home, "lint", "--strict", str(CHART), "--values", str(NAMESPACED))
+
+
+@pytest.mark.parametrize("values", [(), (NAMESPACED,)], ids=["defaults", "namespaced"])
+def test_every_rendered_builtin_manifest_validates_strictly(home: Path, values: tuple[Path, ...]) -> None:
+    manifests = render(home, values, include_crds=True)
+    checked = []
+    for manifest in manifests:
+        if manifest["kind"] == "ServiceMonitor":
+            continue  # custom kind: test_service_monitor_is_well_formed
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+        checked.append(manifest["kind"])
+    assert {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
+            "Deployment"} <= set(checked)
+
+
+def test_defaults_watch_all_namespaces_standalone_with_one_replica(home: Path) -> None:
+    manifests = render(home)
+    (deployment,) = of_kind(manifests, "Deployment")
+    assert deployment["metadata"]["namespace"] == NAMESPACE
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    operator = container(manifests)
+    assert operator["image"] == "ghcr.io/featurerollout/featurerollout:0.1.0"
+    assert operator["args"] == [
+        "run", "--all-namespaces", "--standalone", "--log-format=json", "--log-level=info",
+        "--metrics-port=8080", "--liveness=http://0.0.0.0:8081/healthz", "--concurrency=64",
+    ]
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
+    assert ports == {"metrics": 8080, "healthz": 8081}
+    assert operator["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    security = operator["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["runAsNonRoot"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["serviceAccountName"] == "featurerollout"
+    assert {m["mountPath"] for m in operator["volumeMounts"]} == {"/tmp"}
+    assert not of_kind(manifests, "ServiceMonitor")
+    assert not of_kind(manifests, "Role") and not of_kind(manifests, "RoleBinding")
+    (service,) = of_kind(manifests, "Service")
+    assert service["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+
+
+def test_the_image_tag_can_be_set(home: Path) -> None:
+    manifests = render(home, sets=["image.tag=sha-1234", "image.pullPolicy=Always"])
+    assert container(manifests)["image"] == "ghcr.io/featurerollout/featurerollout:sha-1234"
+    assert container(manifests)["imagePullPolicy"] == "Always"
+
+
+def test_namespaced_values_render_roles_per_namespace_and_a_service_monitor(home: Path) -> None:
+    manifests = render(home, [NAMESPACED])
+    (deployment,) = of_kind(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    args = container(manifests)["args"]
+    assert "--namespace=shop" in args and "--namespace=payments" in args
+    assert "--all-namespaces" not in args and "--standalone" not in args  # peering: no --standalone
+    assert "--log-level=debug" in args
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"example.com/team": "checkout"}
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["spec"]["tolerations"][0]["key"] == "dedicated"
+    roles = {m["metadata"]["namespace"] for m in of_kind(manifests, "Role")}
+    bindings = {m["metadata"]["namespace"] for m in of_kind(manifests, "RoleBinding")}
+    assert roles == bindings == {"shop", "payments"}
+    (cluster_role,) = of_kind(manifests, "ClusterRole")
+    # Only what must be cluster-wide: CRD discovery. Secrets and the rest stay in the namespaces.
+    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    (monitor,) = of_kind(manifests, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_globs_keep_rbac_cluster_wide_and_list_namespaces(home: Path) -> None:
+    manifests = render(home, sets=["watch.namespaces={team-*,shop}"])
+    assert "--namespace=team-*" in container(manifests)["args"]
+    assert not of_kind(manifests, "Role")
+    (cluster_role,) = of_kind(manifests, "ClusterRole")
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]} in cluster_role["rules"]
+    assert any("secrets" in r["resources"] for r in cluster_role["rules"])
+
+
+def test_service_monitor_is_well_formed(home: Path) -> None:
+    """prometheus-operator's ServiceMonitor (monitoring.coreos.com/v1), checked by hand: its selector
+    finds the metrics Service, and its endpoint names the Service's port."""
+    manifests = render(home, sets=["serviceMonitor.enabled=true"])
+    (monitor,) = of_kind(manifests, "ServiceMonitor")
+    (service,) = of_kind(manifests, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", monitor["metadata"]["name"])
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    for key in ("interval", "scrapeTimeout"):
+        assert re.fullmatch(r"(\d+(ms|s|m|h))+", endpoint[key]), key
+    assert set(monitor["spec"]) == {"selector", "namespaceSelector", "endpoints"}
+
+
+def test_metrics_port_zero_turns_metrics_off(home: Path) -> None:
+    manifests = render(home, sets=["metrics.port=0", "serviceMonitor.enabled=true"])
+    assert not of_kind(manifests, "Service") and not of_kind(manifests, "ServiceMonitor")
+    assert "--metrics-port=0" in container(manifests)["args"]
+    assert {p["name"] for p in container(manifests)["ports"]} == {"healthz"}
+
+
+def test_more_than_one_replica_without_peering_is_refused(home: Path) -> None:
+    done = helm(home, *template_args(sets=["replicaCount=2"]), check=False)
+    assert done.returncode != 0
+    assert "replicaCount > 1 needs peering.enabled=true" in done.stderr
+
+
+def test_existing_service_account_and_no_rbac(home: Path) -> None:
+    manifests = render(home, sets=["serviceAccount.create=false", "serviceAccount.name=ops", "rbac.create=false"])
+    assert not of_kind(manifests, "ServiceAccount")
+    assert not of_kind(manifests, "ClusterRole") and not of_kind(manifests, "ClusterRoleBinding")
+    (deployment,) = of_kind(manifests, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def test_the_chart_crd_is_the_generated_crd() -> None:
+    chart_copy = CHART / "crds" / "featurerollouts.yaml"
+    generated = REPO / "crds" / "featurerollouts.yaml"
+    assert filecmp.cmp(chart_copy, generated, shallow=False), (
+        f"{chart_copy.relative_to(REPO)} differs from {generated.relative_to(REPO)}: "
+        "run `cp crds/featurerollouts.yaml charts/featurerollout/crds/` (part of `make crd`)"
+    )
+    assert [p.name for p in (CHART / "crds").iterdir()] == ["featurerollouts.yaml"]
+
+
+def test_deploy_manifests_are_the_rendered_chart(home: Path) -> None:
+    rendered = helm(home, *template_args()).stdout
+    assert DEPLOY.read_text() == rendered, f"deploy/featurerollout.yaml is stale: run `{REGENERATE_DEPLOY}`"
+
+
+def test_chart_metadata(home: Path) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert (chart["apiVersion"], chart["name"], chart["version"], chart["appVersion"]) == (
+        "v2", "featurerollout", "0.1.0", "0.1.0")
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["crds"]["install"] is True and values["rbac"]["create"] is True
+
+
+def dockerfile_instruction(text: str, name: str) -> list[str]:
+    """The exec-form (JSON) argument list of the last `name` instruction of a Dockerfile."""
+    joined = re.sub(r"\\\n", " ", text)
+    found = [line.split(None, 1)[1] for line in joined.splitlines() if line.upper().startswith(name + " ")]
+    assert found, f"the Dockerfile has no {name}"
+    value: list[str] = yaml.safe_load(found[-1])
+    assert isinstance(value, list), f"{name} must use the exec form, e.g. {name} [\"featurerollout\"]"
+    return value
+
+
+def test_dockerfile_entrypoint_and_cmd_agree_with_the_chart(home: Path) -> None:
+    text = (REPO / "Dockerfile").read_text()
+    entrypoint = dockerfile_instruction(text, "ENTRYPOINT")
+    cmd = dockerfile_instruction(text, "CMD")
+    assert entrypoint == ["featurerollout"]
+    assert cmd == ["run"]
+    operator = container(render(home))
+    # The chart keeps the ENTRYPOINT (no `command`) and replaces CMD with `args`, whose subcommand is CMD's.
+    assert "command" not in operator
+    assert operator["args"][: len(cmd)] == cmd
+    # The image's user is the one the chart's securityContext runs as.
+    users = [line.split(None, 1)[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] == "65532"
+    assert re.search(r"^FROM python:3\.11-slim\s*$", text, re.M)
+    # And the command the image runs accepts the chart's arguments.
+    from featurerollout.cli import build_parser
+
+    parsed = build_parser().parse_args(operator["args"])
+    assert parsed.all_namespaces and parsed.standalone and parsed.liveness == "http://0.0.0.0:8081/healthz"
+    assert shlex.join(entrypoint + operator["args"]).startswith("featurerollout run ")
