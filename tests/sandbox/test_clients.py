@@ -110,10 +110,11 @@ def test_kopf_operator_against_the_sandbox_process(tmp_path: Path) -> None:
     log = tmp_path / "handlers.log"
     with SandboxProcess(tmp_path) as sandbox, httpx.Client(base_url=sandbox.url, timeout=10) as api:
         env = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig), "KOPF_TEST_LOG": str(log)}
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", "default",
-             str(HERE / "kopf_operator.py")],
-            env=env, cwd=REPO, stdout=(tmp_path / "kopf.out").open("wb"), stderr=subprocess.STDOUT)
+        with open(tmp_path / "kopf.out", "wb") as output:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", "default",
+                 str(HERE / "kopf_operator.py")],
+                env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
         try:
             canaries = "/apis/sandbox.featurerollout.io/v1/namespaces/default/canaries"
             body = {"apiVersion": "sandbox.featurerollout.io/v1", "kind": "Canary", "metadata": {"name": "k"},

@@ -211,9 +211,11 @@ def test_kubectl_apply_crds_at_runtime_then_custom_resources(bare_sandbox: tuple
 def test_kubectl_get_watch_prints_table_rows_as_objects_change(kubectl: Kubectl, api: httpx.Client) -> None:
     api.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "first"}, "data": {"a": "1"}})
     watcher = subprocess.Popen([str(kubectl.binary), "get", "configmaps", "-w"], env=kubectl.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert watcher.stdout is not None
+    stdout = watcher.stdout
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
     reader.start()
     try:
         wait_for(lambda: any(line.startswith("first") for line in lines), 10, what="the initial row")
@@ -224,3 +226,4 @@ def test_kubectl_get_watch_prints_table_rows_as_objects_change(kubectl: Kubectl,
         watcher.terminate()
         watcher.wait(10)
         reader.join(5)
+        stdout.close()
