@@ -1,3 +1,3 @@
-"""Shared pytest plugins: the real Prometheus factory fixture lives in tests/support/fixtures.py."""
+"""Shared pytest plugins: the real Prometheus factory and the real-process cluster fixtures."""
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.cluster_fixtures"]

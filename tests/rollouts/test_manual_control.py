@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-
-from featurerollout.flagd import read_flag_weight
 from tests.rollouts.test_rollout import document, make_configmap, status
 from tests.support.cluster import OperatorFactory, Sandbox, rollout_manifest, wait_until
+
+from featurerollout.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 

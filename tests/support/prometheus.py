@@ -116,11 +116,13 @@ def start_prometheus(
     rule_files: Sequence[str] = (),
     extra_args: Sequence[str] = (),
     ready_timeout: float = READY_TIMEOUT,
+    port: int | None = None,
 ) -> Iterator[PrometheusServer]:
     """Run Prometheus until the block ends. Raises PrometheusMissing if it is not installed.
 
     `web_config` is written as `--web.config.file` (e.g. `basic_auth_users`); `/-/ready` is then
-    polled without credentials only when there are none to check.
+    polled without credentials only when there are none to check. Give `port` and the same
+    `directory` to start a stopped server again where it was (an outage and a recovery).
     """
     binary = find_prometheus()
     if binary is None:
@@ -133,7 +135,7 @@ def start_prometheus(
     data_dir = directory / "data"
     log_path = directory / "prometheus.log"
     _write_config(config_path, targets, scrape_interval, list(rule_files))
-    port = free_port()
+    port = port or free_port()
     args = [
         binary,
         f"--config.file={config_path}",

@@ -1,4 +1,9 @@
-"""Fixtures for the operator's integration tests: a real sandbox and real operator processes."""
+"""A pytest plugin: fixtures for integration tests with real processes.
+
+- `sandbox`: a running `featurerollout sandbox` (see support/cluster.py);
+- `operator`: a factory that starts `featurerollout run` against it, all stopped at teardown;
+- `kubectl`: the real kubectl 1.33 bound to the sandbox's kubeconfig.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,278 @@
+"""Prometheus analysis and automatic rollback, end to end.
+
+The real operator process, the sandbox, and a real Prometheus server (1 s scrape) scraping
+either the demo service (real request counters by flag variant) or a small exporter whose
+error ratio the test sets directly, so that the moment a breach shows in Prometheus is known.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from tests.rollouts.test_rollout import document, events_of, make_configmap, make_rollout, status, wait_phase
+from tests.support.cluster import OperatorFactory, Process, Sandbox, featurerollout_command, wait_until
+from tests.support.fixtures import require_prometheus
+from tests.support.prometheus import PrometheusServer, free_port, query, start_prometheus
+
+from featurerollout.flagd import read_flag_weight
+
+pytestmark = pytest.mark.integration
+
+GAUGE_QUERY = 'max(demo_error_ratio{flag="{{flag}}"})'
+
+
+@dataclass
+class Exporter:
+    """A /metrics endpoint whose `demo_error_ratio{flag}` the test sets."""
+
+    port: int
+    ratio: Gauge
+
+    def set(self, flag: str, value: float) -> None:
+        self.ratio.labels(flag).set(value)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def exporter() -> Iterator[Exporter]:
+    registry = CollectorRegistry()
+    ratio = Gauge("demo_error_ratio", "Error ratio of the flagged variant.", ["flag"], registry=registry)
+    port = free_port()
+    server, thread = start_http_server(port, "127.0.0.1", registry=registry)
+    try:
+        yield Exporter(port, ratio)
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, exporter: Exporter) -> Iterator[PrometheusServer]:
+    require_prometheus()
+    with start_prometheus(tmp_path / "prometheus", [exporter.target]) as server:
+        yield server
+
+
+def analysis(prometheus: PrometheusServer, *, query_text: str = GAUGE_QUERY, max_: float = 0.05,
+             failure_limit: int = 1, **extra: Any) -> dict[str, Any]:
+    return {
+        "interval": "1s",
+        "prometheus": {"address": prometheus.url, "timeout": "2s"},
+        "metrics": [{"name": "error-rate", "query": query_text, "max": max_, "failureLimit": failure_limit}],
+        **extra,
+    }
+
+
+def wait_for_series(prometheus: PrometheusServer, promql: str, predicate: Any, timeout: float = 20) -> float:
+    """Wait until Prometheus itself answers `promql` with a value that satisfies `predicate`;
+    returns the moment it first did."""
+    def check() -> bool:
+        result = query(prometheus.url, promql)
+        return result.value is not None and bool(predicate(result.value))
+
+    wait_until(check, timeout, f"Prometheus to answer {promql}", interval=0.05)
+    return time.time()
+
+
+def test_healthy_rollout_with_analysis_succeeds_through_every_stage(
+    sandbox: Sandbox, operator: OperatorFactory, tmp_path: Path
+) -> None:
+    """The demo service serves real traffic by flag variant; Prometheus scrapes its counters."""
+    require_prometheus()
+    make_configmap(sandbox)
+    port = free_port()
+    service = Process(
+        [sys.executable, "-m", "featurerollout.demo.service", "--port", str(port), "--flag", "healthy",
+         "--on-error-rate", "0.0", "--off-error-rate", "0.0", "--rps", "50",
+         "--kubeconfig", str(sandbox.kubeconfig), "--namespace", "default", "--configmap", "feature-flags"],
+        tmp_path / "service.log",
+    ).start()
+    with ExitStack() as stack:
+        stack.callback(service.stop)
+        prometheus = stack.enter_context(start_prometheus(tmp_path / "prometheus", [f"127.0.0.1:{port}"]))
+        error_rate = (
+            'sum(rate(http_requests_total{flag="{{flag}}",variant="on",code=~"5.."}[5s]))'
+            ' / sum(rate(http_requests_total{flag="{{flag}}",variant="on"}[5s]))'
+        )
+        operator()
+        make_rollout(
+            sandbox, "healthy",
+            stages=[{"weight": 10, "duration": "3s"}, {"weight": 25, "duration": "3s"},
+                    {"weight": 50, "duration": "3s"}, {"weight": 100, "duration": "3s"}],
+            analysis=analysis(prometheus, query_text=error_rate, onNoData="Hold"),
+        )
+        final = wait_phase(sandbox, "healthy", "Succeeded", timeout=90)
+    assert final["currentWeight"] == 100
+    assert read_flag_weight(document(sandbox), "healthy") == 100
+    (metric,) = final["metrics"]
+    assert metric["name"] == "error-rate" and metric["result"] == "Passed" and metric["value"] == 0
+    reasons = [e.reason for e in events_of(sandbox, "healthy")]
+    assert reasons.count("StageAdvanced") == 3 and reasons[-1] == "Succeeded"
+
+
+def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
+    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+) -> None:
+    make_configmap(sandbox)
+    exporter.set("risky", 0.01)
+    operator()
+    failure_limit, interval = 1, 1.0
+    make_rollout(
+        sandbox, "risky",
+        stages=[{"weight": 10, "duration": "2s"}, {"weight": 25, "duration": "1h"}, {"weight": 100}],
+        analysis=analysis(prometheus, failure_limit=failure_limit),
+    )
+    wait_until(lambda: status(sandbox, "risky").get("currentWeight") == 25, 30, "the rollout to reach 25%")
+    exporter.set("risky", 0.4)
+    breach_seen = wait_for_series(prometheus, 'max(demo_error_ratio{flag="risky"})', lambda v: v > 0.05)
+    wait_until(lambda: read_flag_weight(document(sandbox), "risky") == 0, 30, "the flag to go back to 0%",
+               interval=0.02)
+    rolled_back = time.time()
+    assert rolled_back - breach_seen <= (failure_limit + 1) * interval + 2
+    final = wait_phase(sandbox, "risky", "RolledBack", timeout=10)
+    assert final["currentWeight"] == 0
+    degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "BudgetExceeded"
+    assert "error-rate" in degraded["message"] and "0.4" in degraded["message"] and "0.05" in degraded["message"]
+    warning = wait_until(
+        lambda: [e for e in events_of(sandbox, "risky") if e.type == "Warning" and e.reason == "RolledBack"],
+        10, "the Warning event",
+    )[0]
+    assert "error-rate" in warning.message and "0.4" in warning.message and "0.05" in warning.message
+    (metric,) = final["metrics"]
+    assert metric["result"] == "Failed" and metric["consecutiveFailures"] == failure_limit + 1
+    # It stays rolled back and waits for a person, even once the metric recovers.
+    exporter.set("risky", 0.0)
+    time.sleep(3)
+    assert status(sandbox, "risky")["phase"] == "RolledBack"
+    assert read_flag_weight(document(sandbox), "risky") == 0
+
+
+def test_no_data_under_hold_never_advances_until_data_arrives(
+    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+) -> None:
+    make_configmap(sandbox)
+    operator()
+    make_rollout(
+        sandbox, "quiet",
+        stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}],
+        analysis=analysis(prometheus, onNoData="Hold"),
+    )
+    wait_until(lambda: status(sandbox, "quiet").get("currentWeight") == 10, 20, "the first stage")
+    time.sleep(5)  # five evaluations past a 1 s hold, all without data
+    held = status(sandbox, "quiet")
+    assert (held["phase"], held["currentWeight"]) == ("Progressing", 10)
+    assert held["metrics"][0]["result"] == "NoData"
+    assert next(c for c in held["conditions"] if c["type"] == "Analysis")["reason"] == "NoData"
+    exporter.set("quiet", 0.0)
+    wait_phase(sandbox, "quiet", "Succeeded", timeout=20)
+
+
+def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
+    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+) -> None:
+    make_configmap(sandbox)
+    exporter.set("blind", 0.0)
+    operator()
+    make_rollout(
+        sandbox, "blind",
+        stages=[{"weight": 10, "duration": "2s"}, {"weight": 100}],
+        analysis=analysis(prometheus, consecutiveErrorLimit=3),
+    )
+    wait_until(lambda: status(sandbox, "blind").get("currentWeight") == 10, 20, "the first stage")
+    prometheus.process.terminate()
+    prometheus.process.wait(10)
+    final = wait_phase(sandbox, "blind", "RolledBack", timeout=30)
+    assert read_flag_weight(document(sandbox), "blind") == 0
+    degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "AnalysisError"
+    assert "unreachable" in degraded["message"]
+    (metric,) = final["metrics"]
+    assert metric["result"] == "Error" and metric["consecutiveErrors"] == 4
+    # 10% was never exceeded while Prometheus was down.
+    writes = [r for r in sandbox.control.requests(resource="configmaps", name="feature-flags")
+              if r["verb"] == "update" and r["status"] < 300]
+    assert len(writes) == 2  # 10%, then 0%
+
+
+def test_prometheus_back_in_time_lets_the_rollout_recover(
+    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer, tmp_path: Path
+) -> None:
+    make_configmap(sandbox)
+    exporter.set("patient", 0.0)
+    operator()
+    make_rollout(
+        sandbox, "patient",
+        stages=[{"weight": 10, "duration": "2s"}, {"weight": 100}],
+        analysis=analysis(prometheus, consecutiveErrorLimit=30),
+    )
+    wait_until(lambda: status(sandbox, "patient").get("currentWeight") == 10, 20, "the first stage")
+    prometheus.process.terminate()
+    prometheus.process.wait(10)
+    wait_until(lambda: status(sandbox, "patient")["metrics"][0]["result"] == "Error", 10, "an errored evaluation")
+    time.sleep(3)
+    during = status(sandbox, "patient")
+    assert (during["phase"], during["currentWeight"]) == ("Progressing", 10)  # no promotion while blind
+    assert next(c for c in during["conditions"] if c["type"] == "Analysis")["reason"] == "Error"
+    with start_prometheus(tmp_path / "prometheus", [exporter.target], port=prometheus.port):
+        final = wait_phase(sandbox, "patient", "Succeeded", timeout=40)
+    assert final["metrics"][0]["consecutiveErrors"] == 0
+
+
+def test_invalid_promql_is_a_clear_condition_and_never_promotes(
+    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+) -> None:
+    make_configmap(sandbox)
+    operator()
+    make_rollout(
+        sandbox, "typo",
+        stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}],
+        analysis=analysis(prometheus, query_text="sum(rate(http_requests_total[1m]) /", consecutiveErrorLimit=100),
+    )
+    analysis_condition = wait_until(
+        lambda: next((c for c in status(sandbox, "typo").get("conditions", [])
+                      if c["type"] == "Analysis" and c["reason"] == "Error"), None),
+        20, "an Analysis=False Error condition",
+    )
+    with pytest.raises(RuntimeError) as prometheus_says:
+        query(prometheus.url, "sum(rate(http_requests_total[1m]) /")
+    own_words = str(prometheus_says.value).split('invalid parameter "query": ')[1]
+    assert own_words == "1:36: parse error: unclosed left parenthesis"
+    assert own_words in analysis_condition["message"]
+    time.sleep(3)
+    held = status(sandbox, "typo")
+    assert (held["phase"], held["currentWeight"]) == ("Progressing", 10)
+    assert "parse error" in held["metrics"][0]["message"]
+    warnings = [e for e in events_of(sandbox, "typo") if e.type == "Warning"]
+    assert [e.reason for e in warnings] == ["AnalysisError"]  # once, not every second
+
+
+def test_status_command_shows_metrics_against_budgets(
+    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+) -> None:
+    make_configmap(sandbox)
+    exporter.set("shown", 0.002)
+    operator()
+    make_rollout(sandbox, "shown", stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}],
+                 analysis=analysis(prometheus, max_=0.01))
+    wait_until(lambda: (status(sandbox, "shown").get("metrics") or [{}])[0].get("result") == "Passed", 20,
+               "a passed evaluation")
+    result = subprocess.run(
+        featurerollout_command("status", "shown", "-n", "default", "--kubeconfig", str(sandbox.kubeconfig)),
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.strip().startswith("error-rate"))
+    assert row.split() == ["error-rate", "0.002", "<=", "0.01", "Passed", "0/1"]
