@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from .fixtures import FIXTURE_CRDS, REPO, SandboxProcess, require_kubectl
+from .fixtures import FIXTURE_CRDS, REPO, SandboxProcess, require_kubectl, require_tool
 
 
 def test_sandbox_command_writes_a_kubeconfig_once_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -76,3 +76,13 @@ def test_fetch_kube_tools_is_idempotent(tool: str) -> None:
     assert "nothing to do" in done.stdout
     assert f"{tool}: " in done.stdout
     assert (REPO / ".cache" / "bin" / tool).stat().st_mode & 0o111
+
+
+def test_missing_tools_skip_locally_but_fail_under_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = tmp_path / "kubectl"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_tool(missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        require_tool(missing)

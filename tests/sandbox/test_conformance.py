@@ -622,6 +622,38 @@ def test_featurerollout_with_decreasing_weights_is_refused_with_the_cel_message(
                                     '"array": stage weights must be strictly increasing')
 
 
+def _rollout(**spec: Any) -> Json:
+    body: Json = {"flag": "x", "target": {"configMap": {"name": "feature-flags"}}, **spec}
+    return {"apiVersion": "featurerollout.io/v1alpha1", "kind": "FeatureRollout", "metadata": {"name": "r"},
+            "spec": body}
+
+
+_METRIC = {"name": "error-rate", "query": "vector(0)", "max": 0.01}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({"stages": [{"weight": 10}, {"weight": 50}]}, "spec.stages", "100"),
+        ({"stages": [{"weight": 0}, {"weight": 100}]}, "spec.stages[0].weight", "greater than 0"),
+        ({"stages": [{"weight": 100.5}]}, "spec.stages[0].weight", "less than or equal to 100"),
+        ({"stages": [{"weight": 10, "duration": "an hour"}, {"weight": 100}]}, "spec.stages[0].duration",
+         "should match"),
+        ({"target": {"configMap": {"name": "a"}, "featureFlag": {"name": "b"}}}, "spec.target", "exactly one"),
+        ({"analysis": {"interval": "1m", "prometheus": {"address": "http://p:9090"},
+                       "metrics": [_METRIC, _METRIC]}}, "spec.analysis.metrics", "unique"),
+        ({"analysis": {"interval": "1m", "prometheus": {"address": "http://p:9090"},
+                       "metrics": [{"name": "m", "query": "vector(0)"}]}}, "spec.analysis.metrics[0]", "min"),
+    ],
+    ids=["last-weight-100", "weight-positive", "weight-at-most-100", "duration", "one-target", "unique-metrics",
+         "min-or-max"],
+)
+def test_featurerollout_crd_rules_are_enforced(api: httpx.Client, spec: Json, field: str, words: str) -> None:
+    causes = invalid_causes(api.post(ROLLOUTS, json=_rollout(**spec)))
+    assert any(c["field"] == field and words in c["message"] for c in causes), causes
+    assert not any("evaluation error" in c["message"] for c in causes), causes
+
+
 # ----------------------------------------------------------------------------------------- watch
 
 
