@@ -121,8 +121,9 @@ def test_namespaced_values_render_roles_per_namespace_and_a_service_monitor(home
     bindings = {m["metadata"]["namespace"] for m in of_kind(manifests, "RoleBinding")}
     assert roles == bindings == {"shop", "payments"}
     (cluster_role,) = of_kind(manifests, "ClusterRole")
-    # Only what must be cluster-wide: CRD discovery. Secrets and the rest stay in the namespaces.
-    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    # Only what must be cluster-wide: CRD discovery and Kopf's namespace observation.
+    # Secrets and the rest stay in the namespaces.
+    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"], ["namespaces"]]
     (monitor,) = of_kind(manifests, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 

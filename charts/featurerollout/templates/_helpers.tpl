@@ -65,11 +65,10 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
 {{/* The rules for the namespaced resources the operator reads and writes. */}}
 {{- define "featurerollout.namespacedRules" -}}
 # The FeatureRollouts: Kopf lists and watches them; the operator reads each one fresh before
-# deciding. `patch` on the main resource is for Kopf's own bookkeeping (annotations, finalizers)
-# should a handler ever need it; the operator writes only the status.
+# deciding, and writes only the status subresource (no finalizers, no annotations).
 - apiGroups: ["featurerollout.io"]
   resources: ["featurerollouts"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["featurerollout.io"]
   resources: ["featurerollouts/status"]
   verbs: ["patch"]
@@ -85,13 +84,11 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Events on FeatureRollouts (promotions, rollbacks): core v1, and events.k8s.io for Kopf.
+# Events on FeatureRollouts (stage promotions, rollbacks), core v1. Kopf's own event posting is
+# turned off (handlers.py), so nothing is written to events.k8s.io.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
 {{- if .Values.peering.enabled }}
 # Kopf peering between replicas, in the watched namespace(s).
 - apiGroups: ["kopf.dev"]
@@ -106,8 +103,9 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-{{- if include "featurerollout.watchGlobs" . }}
-# Globs in watch.namespaces: Kopf finds the matching namespaces, and follows new ones.
+{{- if .Values.watch.namespaces }}
+# With watch.namespaces set, Kopf observes the namespaces to find those it serves (the names or
+# globs given), and follows new ones. Watching all namespaces needs no namespace access.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]

@@ -1,0 +1,194 @@
+"""The chart's RBAC, checked against what a real operator does (tier 2 + 4).
+
+The real `featurerollout run` (a subprocess, with the arguments the chart's Deployment gives it)
+drives three rollouts against the sandbox, which exercise every API call the operator makes: a
+configMap target and a featureFlag target (each to Succeeded), and a rollout whose Prometheus
+credentials come from a Secret. Every request the operator made is then read from the sandbox's
+request log, reduced to (apiGroup, resource[/subresource], verb, namespace), and checked against the
+rules that `helm template` grants the operator's ServiceAccount:
+
+- complete: every request is allowed;
+- minimal: removing any one rule, or any one verb of a rule, denies at least one request.
+
+The sandbox enforces no RBAC itself (docs/sandbox.md), so this is the check. Requests without a
+resource (`/api`, `/apis`, `/version`: discovery) are granted to every authenticated user by
+Kubernetes' default `system:discovery` ClusterRole, so the chart does not grant them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.cluster import OperatorFactory, Sandbox, rollout_manifest, start_sandbox, wait_until
+
+from .chart_support import HELM as HELM_BINARY
+from .chart_support import NAMESPACE, RELEASE, Access, Grants, Manifest, grants_for, of_kind, render, require_tool
+
+pytestmark = pytest.mark.integration
+
+FEATUREFLAG_CRD = Path(__file__).resolve().parents[1] / "fixtures" / "crds" / "openfeature-featureflags.yaml"
+GROUP, VERSION, PLURAL = "featurerollout.io", "v1alpha1", "featurerollouts"
+TEST_USER_AGENT = "featurerollout-chart-test"
+# The kubernetes client's default user agent (the operator's own calls) and Kopf's.
+OPERATOR_USER_AGENTS = ("OpenAPI-Generator/", "kopf/")
+DISCOVERY_PATHS = ("/api", "/apis", "/version")
+ONE_SECOND_STAGES = [{"weight": 50, "duration": "1s"}, {"weight": 100}]
+
+# What the operator must have done for this test to prove anything (each in the namespace `default`
+# or, for Kopf's watches, wherever the mode puts them): if the operator stops making one of these
+# calls, this list and the chart's rules should both shrink.
+EXERCISED = {
+    ("featurerollout.io", "featurerollouts", "list"),
+    ("featurerollout.io", "featurerollouts", "watch"),
+    ("featurerollout.io", "featurerollouts", "get"),
+    ("featurerollout.io", "featurerollouts/status", "patch"),
+    ("", "configmaps", "get"),
+    ("", "configmaps", "update"),
+    ("core.openfeature.dev", "featureflags", "get"),
+    ("core.openfeature.dev", "featureflags", "update"),
+    ("", "secrets", "get"),
+    ("", "events", "create"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+}
+
+# name -> (chart --set values, extra accesses expected in this mode)
+# Kopf observes namespaces whenever it is given namespaces, exact names included (Kopf 1.45).
+NAMESPACE_OBSERVATION = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+MODES: dict[str, tuple[list[str], set[tuple[str, str, str]]]] = {
+    "all-namespaces": ([], set()),
+    "namespaced": (["watch.namespaces={default}"], NAMESPACE_OBSERVATION),
+    "glob": (["watch.namespaces={defa*}"], NAMESPACE_OBSERVATION),
+}
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    sandbox = start_sandbox(tmp_path, "--crd", str(FEATUREFLAG_CRD))
+    # The test's own client must not pass for the operator in the request log.
+    sandbox.api.user_agent = TEST_USER_AGENT
+    try:
+        yield sandbox
+    finally:
+        sandbox.api.close()
+        sandbox.process.stop()
+
+
+@pytest.fixture
+def operator(sandbox: Sandbox, tmp_path: Path) -> Iterator[OperatorFactory]:
+    factory = OperatorFactory(sandbox, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+        for process in factory.started:
+            print(f"--- {process.log_path.name} ---\n{process.log()[-6000:]}")
+
+
+def operator_args(manifests: list[Manifest]) -> list[str]:
+    """The chart's container args, minus what cannot work on a test machine (fixed ports) and
+    minus `run`, which the test's operator factory supplies."""
+    (deployment,) = of_kind(manifests, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args: list[str] = container["args"]
+    assert args[0] == "run"
+    return [a for a in args[1:] if not a.startswith(("--metrics-port", "--liveness"))]
+
+
+def make_objects(sandbox: Sandbox) -> None:
+    sandbox.core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "feature-flags"}, "data": {"flags.flagd.json": '{"flags": {}}'}})
+    sandbox.custom.create_namespaced_custom_object(
+        "core.openfeature.dev", "v1beta1", "default", "featureflags",
+        {"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlag",
+         "metadata": {"name": "flags"}, "spec": {"flagSpec": {"flags": {}}}})
+    sandbox.core.create_namespaced_secret(
+        "default", {"metadata": {"name": "prometheus-auth"}, "stringData": {"token": "t0ken"}})
+    rollouts: list[dict[str, Any]] = [
+        rollout_manifest("via-configmap", flag="via-configmap", target={"configMap": {"name": "feature-flags"}},
+                         stages=ONE_SECOND_STAGES),
+        rollout_manifest("via-featureflag", flag="via-featureflag", target={"featureFlag": {"name": "flags"}},
+                         stages=ONE_SECOND_STAGES),
+        rollout_manifest(
+            "with-auth", flag="with-auth", target={"configMap": {"name": "feature-flags"}},
+            stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}],
+            analysis={
+                "interval": "1s",
+                # Nothing listens there: the measurement fails, after the Secret was read.
+                "prometheus": {"address": "http://127.0.0.1:9", "auth": {"secretName": "prometheus-auth"}},
+                "metrics": [{"name": "error-rate", "query": "vector(0)", "max": 0.01}],
+            },
+        ),
+    ]
+    for body in rollouts:
+        sandbox.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
+
+
+def phase(sandbox: Sandbox, name: str) -> str | None:
+    body = sandbox.custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+    return (body.get("status") or {}).get("phase")
+
+
+def operator_requests(sandbox: Sandbox) -> list[dict[str, Any]]:
+    return [r for r in sandbox.control.requests() if str(r["user_agent"]).startswith(OPERATOR_USER_AGENTS)]
+
+
+def access_of(record: dict[str, Any]) -> Access:
+    resource = record["resource"] + (f"/{record['subresource']}" if record["subresource"] else "")
+    return Access(record["group"] or "", resource, record["verb"], record["namespace"] or "")
+
+
+def denied(grants: Grants, accesses: set[Access]) -> list[str]:
+    return sorted(str(a) for a in accesses if not grants.allows(a))
+
+
+def without_verb(grants: Grants, scope: str, index: int, verb: str) -> Grants:
+    changed = copy.deepcopy(grants)
+    rules = changed.cluster_rules if not scope else changed.namespaced_rules[scope]
+    rules[index]["verbs"] = [v for v in rules[index]["verbs"] if v != verb]
+    return changed
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_rbac_allows_every_request_of_a_real_operator_and_nothing_more(
+    mode: str, sandbox: Sandbox, operator: OperatorFactory, tmp_path: Path
+) -> None:
+    require_tool(HELM_BINARY)
+    sets, extra_expected = MODES[mode]
+    manifests = render(tmp_path / "helm", sets=sets)
+    grants = grants_for(manifests, RELEASE, NAMESPACE)
+
+    operator(*operator_args(manifests))
+    make_objects(sandbox)
+    for name in ("via-configmap", "via-featureflag"):
+        wait_until(lambda name=name: phase(sandbox, name) == "Succeeded", 30, f"{name} to succeed")
+    wait_until(lambda: any(r["resource"] == "secrets" for r in operator_requests(sandbox)), 30,
+               "the operator to read the Prometheus Secret")
+
+    records = operator_requests(sandbox)
+    discovery = {r["path"] for r in records if not r["resource"]}
+    assert all(path.startswith(DISCOVERY_PATHS) for path in discovery), discovery
+    accesses = {access_of(r) for r in records if r["resource"]}
+    print("the operator's requests:\n  " + "\n  ".join(sorted(map(str, accesses))))
+
+    # The run exercised every call the operator makes (else the checks below prove less than they claim).
+    used = {(a.group, a.resource, a.verb) for a in accesses}
+    assert used == EXERCISED | extra_expected, f"unexpected: {used - EXERCISED - extra_expected}, " \
+                                               f"missing: {(EXERCISED | extra_expected) - used}"
+
+    # Complete: the chart allows every request the operator made.
+    assert not denied(grants, accesses), f"the chart's RBAC denies: {denied(grants, accesses)}"
+
+    # Minimal: each rule, and each verb of each rule, is needed by some request.
+    scopes = {"": grants.cluster_rules, **grants.namespaced_rules}
+    for scope, rules in scopes.items():
+        for index, rule in enumerate(rules):
+            where = scope or "cluster"
+            assert denied(grants.without_rule(scope, index), accesses), f"rule not needed ({where}): {rule}"
+            for verb in rule["verbs"]:
+                assert denied(without_verb(grants, scope, index, verb), accesses), (
+                    f"verb {verb!r} not needed ({where}): {rule}")
