@@ -153,6 +153,10 @@ def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
     assert "error-rate" in warning.message and "0.4" in warning.message and "0.05" in warning.message
     (metric,) = final["metrics"]
     assert metric["result"] == "Failed" and metric["consecutiveFailures"] == failure_limit + 1
+    # The operator's own log says the same: the metric, its value and its budget.
+    line = next(line for line in operator.started[0].log().splitlines() if "default/risky" in line
+                and "rolled back" in line.lower())
+    assert "error-rate" in line and "0.4" in line and "0.05" in line
     # It stays rolled back and waits for a person, even once the metric recovers.
     exporter.set("risky", 0.0)
     time.sleep(3)
