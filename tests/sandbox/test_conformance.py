@@ -314,6 +314,13 @@ def test_put_with_stale_resource_version_is_409(api: httpx.Client) -> None:
     assert api.get(f"{CONFIGMAPS}/cm1").json()["data"] == {"k": "fresh"}
 
 
+def test_put_of_a_custom_resource_without_resource_version_is_422(api: httpx.Client) -> None:
+    create(api, CANARIES, canary())
+    causes = invalid_causes(api.put(f"{CANARIES}/c1", json=canary()))
+    assert causes[0]["field"] == "metadata.resourceVersion"  # built-ins allow unconditional updates
+    assert api.put(f"{CONFIGMAPS}/cm1", json=configmap()).status_code == 404
+
+
 def test_put_of_a_missing_object_is_404(api: httpx.Client) -> None:
     assert_status(api.put(f"{CONFIGMAPS}/cm1", json=configmap()), 404, "NotFound")
 

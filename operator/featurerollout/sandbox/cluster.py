@@ -285,6 +285,12 @@ class Cluster:
                 )
             meta["namespace"] = namespace
         old = self.get(rt, namespace, name)
+        if not meta.get("resourceVersion") and not rt.builtin:
+            # custom resources allow no unconditional update (kube-apiserver's CR strategy)
+            raise invalid(rt.kind, rt.group, name, [
+                {"reason": "FieldValueInvalid", "field": "metadata.resourceVersion",
+                 "message": "Invalid value: 0x0: must be specified for an update"}
+            ])
         if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
             raise conflict(rt.group, rt.plural, name)
         return self._update(rt, version, old, body, subresource, dry_run)
