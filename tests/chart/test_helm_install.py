@@ -10,7 +10,7 @@ for pods (`--wait` would wait for a ready replica forever); it checks what the A
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ import pytest
 from featurerollout.sandbox.resources import ResourceType, Version
 from featurerollout.sandbox.server import Sandbox
 
-from .chart_support import CHART, KUBECTL, NAMESPACE, RELEASE, helm, require_tool
+from .chart_support import CHART, KUBECTL, NAMESPACE, RELEASE, REPO, helm, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -48,17 +48,41 @@ def sandbox() -> Iterator[Sandbox]:
         yield running
 
 
-def test_helm_install_then_uninstall_keeps_the_crd(sandbox: Sandbox, tmp_path: Path) -> None:
-    kubectl_binary = require_tool(KUBECTL)
-    kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
-    home = tmp_path / "home"
+Kubectl = Callable[..., str]
 
-    def kubectl(*args: str, check: bool = True) -> str:
-        done = subprocess.run([str(kubectl_binary), "--kubeconfig", str(kubeconfig), *args],
-                              capture_output=True, text=True, timeout=60, env={"HOME": str(home)})
+
+@pytest.fixture
+def kubectl(sandbox: Sandbox, tmp_path: Path) -> Kubectl:
+    """The real kubectl 1.33 on the sandbox: stdout, or stderr when it fails and `check` is False."""
+    binary = require_tool(KUBECTL)
+    kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+
+    def run(*args: str, check: bool = True) -> str:
+        done = subprocess.run([str(binary), "--kubeconfig", str(kubeconfig), *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=60, env={"HOME": str(tmp_path / "home")})
         if check:
             assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
         return done.stdout if done.returncode == 0 else done.stderr
+
+    return run
+
+
+def test_plain_kubectl_install_of_crds_and_deploy_manifests(sandbox: Sandbox, kubectl: Kubectl) -> None:
+    kubectl("delete", "crd", "featurerollouts.featurerollout.io")
+    kubectl("apply", "-f", "crds/")
+    kubectl("create", "namespace", NAMESPACE)
+    applied = kubectl("apply", "-f", "deploy/featurerollout.yaml")
+    for created in ("serviceaccount/featurerollout", "clusterrole.rbac.authorization.k8s.io/featurerollout",
+                    "clusterrolebinding.rbac.authorization.k8s.io/featurerollout", "service/featurerollout-metrics",
+                    "deployment.apps/featurerollout"):
+        assert f"{created} created" in applied, applied
+    kubectl("get", "crd", "featurerollouts.featurerollout.io")
+    kubectl("get", "deployment", RELEASE, "-n", NAMESPACE)
+
+
+def test_helm_install_then_uninstall_keeps_the_crd(sandbox: Sandbox, kubectl: Kubectl, tmp_path: Path) -> None:
+    kubeconfig = sandbox.write_kubeconfig(tmp_path / "helm-kubeconfig")
+    home = tmp_path / "helm-home"
 
     # The sandbox loads crds/ on start; a fresh cluster has no CRD, so remove it first and let helm
     # install it from the chart's crds/ directory.
