@@ -88,8 +88,27 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group, from /proc."""
+    members: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # it ended while we looked
+            continue
+        # fields after the command name: state ppid pgrp ...
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry))
+    return members
+
+
 def group_alive(pgid: int) -> bool:
-    """Whether any process is left in a process group."""
+    """Whether any live process is left in a process group (zombies, waiting for their reaper, are not)."""
+    if os.path.isdir("/proc/self"):
+        return bool(group_members(pgid))
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -133,9 +152,14 @@ class Child:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pid, signal.SIGKILL)
                 self.popen.wait(10)
-        if group_alive(self.pid):  # something it started outlived it
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        while group_alive(self.pid):  # something it started outlives it: give it the same grace
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                wait_until(lambda: not group_alive(self.pid), 5, f"the {self.name}'s process group to end")
+                break
+            time.sleep(0.05)
         return self.popen.returncode
 
 
@@ -149,6 +173,7 @@ class Stack:
     """
 
     workdir: Path
+    grace: float = STOP_GRACE
     children: list[Child] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     stopped: list[tuple[Child, int | None]] = field(default_factory=list)
@@ -214,7 +239,7 @@ class Stack:
         with self.holding_signals():
             while self.children:
                 child = self.children.pop()
-                self.stopped.append((child, child.stop()))
+                self.stopped.append((child, child.stop(self.grace)))
         return self.stopped
 
     def leftovers(self) -> list[Child]:

@@ -1,0 +1,67 @@
+"""examples/demo/: the rollouts are valid for the models and the CRD, and the flags document is what
+the demo expects (both demo flags at 0%, an unrelated flag beside them)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.crd.crd_helpers import apply_defaults, cel_errors, root_schema, schema_errors
+
+from featurerollout import api
+from featurerollout.demo.__main__ import EXAMPLES, ROLLOUTS, load_documents, with_prometheus
+from featurerollout.flagd import read_flag_weight
+
+ROLLOUT_FILES = [EXAMPLES / name for name, _ in ROLLOUTS]
+PLACEHOLDER = "http://127.0.0.1:9090"
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return doc
+
+
+@pytest.mark.parametrize("path", ROLLOUT_FILES, ids=[p.name for p in ROLLOUT_FILES])
+def test_demo_rollout_is_valid_for_models_and_crd(path: Path) -> None:
+    obj = load(path)
+    rollout = api.parse_rollout(copy.deepcopy(obj))
+    assert schema_errors(obj) == []
+    assert cel_errors(obj) == []
+    defaulted = apply_defaults(copy.deepcopy(obj), root_schema())
+    assert schema_errors(defaulted) == [] and cel_errors(defaulted) == []
+    assert rollout.metadata.namespace == "shop"
+    spec = rollout.spec
+    assert [s.weight for s in spec.stages] == [10, 25, 50, 100]
+    assert all(s.hold.total_seconds() <= 10 for s in spec.stages), "the demo must end within about a minute"
+    assert spec.analysis is not None
+    assert spec.analysis.prometheus.address == PLACEHOLDER
+    assert spec.analysis.every.total_seconds() == 2
+    assert [(m.name, m.max, m.failure_limit) for m in spec.analysis.metrics] == [("error-rate", 0.05, 1)]
+    assert '{flag="{{flag}}",variant="on"' in spec.analysis.metrics[0].query
+    assert spec.analysis.on_no_data == api.OnNoData.HOLD
+
+
+def test_the_two_rollouts_are_new_checkout_and_new_search() -> None:
+    assert [load(p)["spec"]["flag"] for p in ROLLOUT_FILES] == ["new-checkout", "new-search"]
+    assert [phase for _, phase in ROLLOUTS] == ["Succeeded", "RolledBack"]
+
+
+def test_the_demo_replaces_the_placeholder_prometheus_address() -> None:
+    doc = with_prometheus(load(ROLLOUT_FILES[0]), "http://127.0.0.1:41234")
+    assert doc["spec"]["analysis"]["prometheus"]["address"] == "http://127.0.0.1:41234"
+    api.parse_rollout(doc)
+
+
+def test_flags_configmap_holds_both_demo_flags_at_zero_and_an_unrelated_flag() -> None:
+    namespace, configmap = load_documents(EXAMPLES / "flags-configmap.yaml")
+    assert (namespace["kind"], namespace["metadata"]["name"]) == ("Namespace", "shop")
+    assert configmap["kind"] == "ConfigMap"
+    assert configmap["metadata"] == {"name": "feature-flags", "namespace": "shop"}
+    text = configmap["data"]["flags.flagd.json"]
+    assert set(json.loads(text)["flags"]) == {"dark-mode", "new-checkout", "new-search"}
+    assert read_flag_weight(text, "new-checkout") == 0
+    assert read_flag_weight(text, "new-search") == 0
