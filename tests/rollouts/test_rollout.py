@@ -158,7 +158,12 @@ def test_kill_9_mid_stage_resumes_the_same_stage(sandbox: Sandbox, operator: Ope
         final = wait_phase(sandbox, "resilient", "Succeeded", timeout=40)
         wait_until(lambda: seen and seen[-1] == 100, 5, "the watch to see 100%")
     assert seen == [10, 25, 50, 100]
-    after_restart = [e for e in events_of(sandbox, "resilient") if e.metadata.name not in events_before]
+    # The status is written before its Event is posted: give the last Event a moment.
+    after_restart = wait_until(
+        lambda: (new := [e for e in events_of(sandbox, "resilient") if e.metadata.name not in events_before])
+        and new[-1].reason == "Succeeded" and new,
+        10, "the Succeeded event",
+    )
     # No old Event again: the restarted operator only announces what it did itself.
     assert [e.reason for e in after_restart] == ["StageAdvanced", "StageAdvanced", "Succeeded"]
     writes = [w["time"] for w in configmap_writes(sandbox)]
