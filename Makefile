@@ -41,8 +41,10 @@ unit: $(STAMP)
 test: lint typecheck pytest
 
 ## regenerate crds/featurerollouts.yaml from the pydantic models
-crd: $(STAMP)
+crd: $(STAMP) tools
 	$(BIN)/featurerollout crd > crds/featurerollouts.yaml
+	cp crds/featurerollouts.yaml charts/featurerollout/crds/
+	.cache/bin/helm template featurerollout charts/featurerollout --namespace featurerollout-system > deploy/featurerollout.yaml
 
 demo: $(STAMP) tools prometheus
 	$(BIN)/python -m featurerollout.demo
