@@ -247,6 +247,7 @@ def run_demo(stack: Stack, args: argparse.Namespace) -> int:
             for name, phase in expected.items()
         ]
         lines, problems = summary(outcomes)
+        say("")
         others = {k: v for k, v in original.items() if k not in expected}
         now = {k: v for k, v in json.loads(document or "{}").get("flags", {}).items() if k in others}
         lines.append(f"  other flags in the ConfigMap ({', '.join(others) or 'none'}): "
