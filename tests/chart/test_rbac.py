@@ -78,15 +78,8 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         sandbox.process.stop()
 
 
-@pytest.fixture
-def operator(sandbox: Sandbox, tmp_path: Path) -> Iterator[OperatorFactory]:
-    factory = OperatorFactory(sandbox, tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.stop_all()
-        for process in factory.started:
-            print(f"--- {process.log_path.name} ---\n{process.log()[-6000:]}")
+# `operator` is the shared fixture (tests/support/cluster_fixtures.py); it binds to this
+# module's `sandbox`, which also serves the OpenFeature CRD.
 
 
 def operator_args(manifests: list[Manifest]) -> list[str]:

@@ -9,15 +9,13 @@ otherwise "succeed" a rollout that no flagd ever reads.
 
 from __future__ import annotations
 
-import asyncio
-import random
+from typing import Any
 
 from featurerollout import flagd
 from featurerollout.api import ConfigMapTarget as ConfigMapSpec
-from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
+from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
+from featurerollout.targets import optimistic
 from featurerollout.targets.base import TargetError
-
-MAX_ATTEMPTS = 12
 
 
 class ConfigMapTarget:
@@ -46,9 +44,8 @@ class ConfigMapTarget:
             raise TargetError("TargetError", f"{self.describe()}: {api_message(error)}") from None
 
     async def apply(self, weight: float) -> bool:
-        for attempt in range(MAX_ATTEMPTS):
-            config_map = await self._read()
-            data = dict(config_map.data or {})  # type: ignore[attr-defined]
+        def change(config_map: Any) -> Any:
+            data = dict(config_map.data or {})
             current = data.get(self.key)
             try:
                 updated = flagd.set_flag(current, self.flag, weight)
@@ -59,27 +56,17 @@ class ConfigMapTarget:
                     "Fix the JSON and the rollout carries on.",
                 ) from None
             if updated == current:
-                return False
+                return None
             data[self.key] = updated
-            config_map.data = data  # type: ignore[attr-defined]
-            try:
-                await self.kube.call(
-                    self.kube.core.replace_namespaced_config_map, self.name, self.namespace, config_map
-                )
-                return True
-            except Exception as error:
-                if status_code(error) == CONFLICT:
-                    # Someone else wrote in between: back off a little, then re-read their text.
-                    await asyncio.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.0))
-                    continue
-                if status_code(error) == NOT_FOUND:
-                    continue
-                raise TargetError("TargetError", f"{self.describe()}: {api_message(error)}") from None
-        raise TargetError(
-            "TargetConflict",
-            f"{self.describe()}: still conflicting with other writers after {MAX_ATTEMPTS} attempts; "
-            "will try again",
-        )
+            config_map.data = data
+            return config_map
+
+        async def write(config_map: Any) -> object:
+            return await self.kube.call(
+                self.kube.core.replace_namespaced_config_map, self.name, self.namespace, config_map
+            )
+
+        return await optimistic.update(self.describe(), self._read, change, write)
 
     async def current_weight(self) -> float | None:
         config_map = await self._read()

@@ -7,17 +7,15 @@ object's resourceVersion and retry on 409, like the configMap target.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from typing import Any
 
 from featurerollout import flagd
 from featurerollout.api import FeatureFlagTarget as FeatureFlagSpec
-from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
+from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
+from featurerollout.targets import optimistic
 from featurerollout.targets.base import TargetError
 
 GROUP, VERSION, PLURAL = "core.openfeature.dev", "v1beta1", "featureflags"
-MAX_ATTEMPTS = 12
 
 
 class FeatureFlagTarget:
@@ -56,24 +54,21 @@ class FeatureFlagTarget:
 
     async def apply(self, weight: float) -> bool:
         entry = flagd.flag_entry(weight)
-        for attempt in range(MAX_ATTEMPTS):
-            body = await self._read()
+
+        def change(body: dict[str, Any]) -> dict[str, Any] | None:
             flags = self._flags(body)
             if flags.get(self.flag) == entry:
-                return False
+                return None
             flags[self.flag] = entry
-            try:
-                await self.kube.call(
-                    self.kube.custom.replace_namespaced_custom_object,
-                    GROUP, VERSION, self.namespace, PLURAL, self.name, body,
-                )
-                return True
-            except Exception as error:
-                if status_code(error) == CONFLICT:
-                    await asyncio.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.0))
-                    continue
-                raise TargetError("TargetError", f"{self.describe()}: {api_message(error)}") from None
-        raise TargetError("TargetConflict", f"{self.describe()}: still conflicting after {MAX_ATTEMPTS} attempts")
+            return body
+
+        async def write(body: dict[str, Any]) -> object:
+            return await self.kube.call(
+                self.kube.custom.replace_namespaced_custom_object,
+                GROUP, VERSION, self.namespace, PLURAL, self.name, body,
+            )
+
+        return await optimistic.update(self.describe(), self._read, change, write)
 
     async def current_weight(self) -> float | None:
         return flagd.weight_of(self._flags(await self._read()).get(self.flag))
