@@ -27,7 +27,7 @@ prometheus:
 	@scripts/ensure-prometheus
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests benchmarks scripts
+	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict operator/
