@@ -50,7 +50,7 @@ Phases (events in brackets):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -90,6 +90,7 @@ __all__ = [
     "analysis_due",
     "cannot_proceed",
     "decide",
+    "held_from",
     "next_check",
     "target_failed",
 ]
@@ -237,6 +238,18 @@ def decide(
             work.progress()
     work.rewrite_after_target_error(status)
     return work.finish(status)
+
+
+def held_from(spec: FeatureRolloutSpec, decision: Decision, held_at: datetime, generation: int) -> Decision:
+    """The decision, with the stage it started timed from `held_at`: the moment the target's write
+    returned, when users really began to get the new weight. The message and conditions that
+    speak of the stage's end are worked out again from that moment, so that the next look, which
+    renders them from the stored status, finds them unchanged and writes nothing."""
+    status = decision.status.model_copy(update={"stage_started_at": held_at})
+    if not status.terminal:
+        status = status.model_copy(update={"message": _message(spec, status)})
+    status = status.model_copy(update={"conditions": _conditions(spec, status, held_at, generation)})
+    return replace(decision, status=status, next_check=next_check(spec, status, held_at))
 
 
 def cannot_proceed(

@@ -52,12 +52,23 @@ def api_message(error: BaseException) -> str:
     return str(error)
 
 
+WORKERS = 32
+
+
+def _api_client() -> client.ApiClient:
+    # One HTTP connection per worker thread: the client's default pool (5 per CPU) would open
+    # and throw away a connection for most concurrent calls.
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = WORKERS
+    return client.ApiClient(configuration)
+
+
 @dataclass
 class Kube:
     """The API groups the operator touches, plus the pool their calls run in."""
 
-    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "kube"))
-    api: client.ApiClient = field(default_factory=client.ApiClient)
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(WORKERS, "kube"))
+    api: client.ApiClient = field(default_factory=_api_client)
 
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api)

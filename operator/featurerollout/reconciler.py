@@ -22,7 +22,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -192,8 +192,7 @@ class Reconciler:
             if decision.status.stage_started_at == now:
                 # A stage holds from the moment the target really holds its weight, which is now
                 # that the write returned, not when the decision was taken.
-                held = {"stage_started_at": self.clock()}
-                decision = replace(decision, status=decision.status.model_copy(update=held))
+                decision = engine.held_from(spec, decision, self.clock(), meta.generation)
         return decision
 
     async def _announce(

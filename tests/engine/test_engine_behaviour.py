@@ -638,3 +638,17 @@ def test_cannot_proceed_without_a_readable_spec_has_no_analysis_condition() -> N
                        message="spec.stages[1].weight: 5 is not greater than the previous stage's 10")
     assert f.status.phase == Phase.FAILED and f.status.observed_generation == 3
     assert {c.type for c in f.status.conditions} == {"Progressing", "Ready", "Degraded"}
+
+
+def test_held_from_retimes_the_stage_and_its_words_so_the_next_look_writes_nothing() -> None:
+    from featurerollout.engine import held_from
+
+    spec = make_spec()
+    d = decide(spec, FeatureRolloutStatus(), generation=1, now=T0)
+    held = held_from(spec, d, T0 + seconds(1.5), 1)
+    assert held.status.stage_started_at == T0 + seconds(1.5)
+    assert "holds at least until 2026-01-01T12:01:01Z" in (held.status.message or "")
+    assert held.next_check == T0 + seconds(61.5)
+    assert held.actions == d.actions
+    later = decide(spec, held.status, generation=1, now=T0 + seconds(30))
+    assert later.status == held.status and later.actions == ()

@@ -237,3 +237,27 @@ def test_deleting_a_rollout_leaves_the_flag_and_never_hangs(sandbox: Sandbox, op
     wait_until(lambda: not sandbox.custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"],
                10, "the rollout to be gone")
     assert read_flag_weight(document(sandbox), "going") == 25
+
+
+def test_a_restart_with_nothing_changed_writes_nothing(sandbox: Sandbox, operator: OperatorFactory) -> None:
+    make_configmap(sandbox)
+    # Slow target writes: the stage's clock starts when the write returns, a second after the
+    # decision, and what the status says about the stage must agree with that start.
+    latency = sandbox.control.add_fault(action="latency", verbs=["update"], resource="configmaps", latency=1.1)
+    first = operator()
+    names = [f"calm-{i}" for i in range(10)]
+    for name in names:
+        make_rollout(sandbox, name, stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}])
+    for name in names:
+        wait_until(lambda name=name: status(sandbox, name).get("currentWeight") == 10, 30, f"{name} at 10%")
+    time.sleep(1)
+    first.kill9()
+    sandbox.control.remove_fault(latency["id"])
+    sandbox.control.clear_requests()
+    operator()
+    wait_until(lambda: {r["name"] for r in sandbox.control.requests(resource="featurerollouts", verb="get")}
+               >= set(names), 30, "the restarted operator to look at every rollout")
+    time.sleep(1)
+    writes = [(r["verb"], r["resource"], r["name"]) for r in sandbox.control.requests()
+              if r["verb"] in ("create", "update", "patch", "delete")]
+    assert writes == []
