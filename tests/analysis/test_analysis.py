@@ -184,20 +184,25 @@ def test_no_data_under_hold_never_advances_until_data_arrives(
     wait_phase(sandbox, "quiet", "Succeeded", timeout=20)
 
 
+def start_then_stop_prometheus(sandbox: Sandbox, prometheus: PrometheusServer, name: str, error_limit: int) -> None:
+    """A two-stage rollout reaches its first stage; then Prometheus goes away."""
+    make_rollout(
+        sandbox, name,
+        stages=[{"weight": 10, "duration": "2s"}, {"weight": 100}],
+        analysis=analysis(prometheus, consecutiveErrorLimit=error_limit),
+    )
+    wait_until(lambda: status(sandbox, name).get("currentWeight") == 10, 20, "the first stage")
+    prometheus.process.terminate()
+    prometheus.process.wait(10)
+
+
 def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
     sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
 ) -> None:
     make_configmap(sandbox)
     exporter.set("blind", 0.0)
     operator()
-    make_rollout(
-        sandbox, "blind",
-        stages=[{"weight": 10, "duration": "2s"}, {"weight": 100}],
-        analysis=analysis(prometheus, consecutiveErrorLimit=3),
-    )
-    wait_until(lambda: status(sandbox, "blind").get("currentWeight") == 10, 20, "the first stage")
-    prometheus.process.terminate()
-    prometheus.process.wait(10)
+    start_then_stop_prometheus(sandbox, prometheus, "blind", error_limit=3)
     final = wait_phase(sandbox, "blind", "RolledBack", timeout=30)
     assert read_flag_weight(document(sandbox), "blind") == 0
     degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
@@ -217,14 +222,7 @@ def test_prometheus_back_in_time_lets_the_rollout_recover(
     make_configmap(sandbox)
     exporter.set("patient", 0.0)
     operator()
-    make_rollout(
-        sandbox, "patient",
-        stages=[{"weight": 10, "duration": "2s"}, {"weight": 100}],
-        analysis=analysis(prometheus, consecutiveErrorLimit=30),
-    )
-    wait_until(lambda: status(sandbox, "patient").get("currentWeight") == 10, 20, "the first stage")
-    prometheus.process.terminate()
-    prometheus.process.wait(10)
+    start_then_stop_prometheus(sandbox, prometheus, "patient", error_limit=30)
     wait_until(lambda: status(sandbox, "patient")["metrics"][0]["result"] == "Error", 10, "an errored evaluation")
     time.sleep(3)
     during = status(sandbox, "patient")

@@ -65,6 +65,15 @@ def wait_phase(sandbox: Sandbox, name: str, phase: str, timeout: float = 30) -> 
                       f"{name} to reach {phase}")
 
 
+def wait_degraded(sandbox: Sandbox, name: str, timeout: float = 20) -> dict[str, Any]:
+    """The Degraded condition, once it is True."""
+    return wait_until(
+        lambda: next((c for c in status(sandbox, name).get("conditions", [])
+                      if c["type"] == "Degraded" and c["status"] == "True"), None),
+        timeout, f"a Degraded condition on {name}",
+    )
+
+
 @contextmanager
 def weights_seen(sandbox: Sandbox, flag: str, configmap: str = "feature-flags") -> Iterator[list[float | None]]:
     """Every weight the ConfigMap gives `flag`, in the order the API server stored them."""
@@ -184,11 +193,7 @@ def test_invalid_flagd_document_degrades_and_is_left_untouched(sandbox: Sandbox,
     make_configmap(sandbox, doc=broken)
     operator()
     make_rollout(sandbox, "blocked", stages=TWO_SECOND_STAGES)
-    degraded = wait_until(
-        lambda: next((c for c in status(sandbox, "blocked").get("conditions", [])
-                      if c["type"] == "Degraded" and c["status"] == "True"), None),
-        20, "a Degraded condition",
-    )
+    degraded = wait_degraded(sandbox, "blocked")
     assert degraded["reason"] == "InvalidDocument"
     assert "ConfigMap default/feature-flags key flags.flagd.json is not a valid flagd document" in degraded["message"]
     assert document(sandbox) == broken
@@ -205,11 +210,7 @@ def test_invalid_flagd_document_degrades_and_is_left_untouched(sandbox: Sandbox,
 def test_missing_configmap_is_reported_not_created(sandbox: Sandbox, operator: OperatorFactory) -> None:
     operator()
     make_rollout(sandbox, "typo", target={"configMap": {"name": "feature-flagz"}})
-    degraded = wait_until(
-        lambda: next((c for c in status(sandbox, "typo").get("conditions", [])
-                      if c["type"] == "Degraded" and c["status"] == "True"), None),
-        20, "a Degraded condition",
-    )
+    degraded = wait_degraded(sandbox, "typo")
     assert degraded["reason"] == "TargetNotFound"
     assert "feature-flagz" in degraded["message"]
     assert sandbox.core.list_namespaced_config_map("default").items == []
