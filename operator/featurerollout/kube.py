@@ -86,13 +86,6 @@ class Kube:
         )
         return body
 
-    async def patch_rollout(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """A merge patch of the main resource (metadata, spec)."""
-        body: dict[str, Any] = await self.call(
-            self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, patch
-        )
-        return body
-
     async def patch_rollout_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
     ) -> dict[str, Any]:

@@ -30,11 +30,11 @@ from featurerollout import api, engine, telemetry
 from featurerollout.control import BadRequest, parse_request
 from featurerollout.events import post_event
 from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
-from featurerollout.measurement import Measurement, MeasurementKind
+from featurerollout.measurement import Measurement
+from featurerollout.metrics import provider_for
 from featurerollout.metrics.prometheus import (
     InvalidCredentials,
     PrometheusCredentials,
-    PrometheusMetricProvider,
     credentials_from_secret,
 )
 from featurerollout.metrics.provider import measure_all
@@ -142,7 +142,7 @@ class Reconciler:
             credentials = await self._credentials(analysis.prometheus, meta.namespace)
         except InvalidCredentials as error:
             return {m.name: Measurement.error(str(error)) for m in analysis.metrics}
-        provider = PrometheusMetricProvider(analysis.prometheus, credentials)
+        provider = provider_for(analysis.prometheus, credentials)
         try:
             return await measure_all(
                 provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,
@@ -216,20 +216,13 @@ class Reconciler:
             telemetry.rollbacks.labels(meta.namespace, meta.name, degraded.reason if degraded else "Unknown").inc()
         if after.current_stage > before.current_stage and after.phase != api.Phase.ROLLED_BACK:
             telemetry.promotions.labels(meta.namespace, meta.name).inc()
-        for metric in after.metrics:
-            if metric.result == api.MetricResult.ERROR and metric.evaluated_at == now:
-                telemetry.analysis_errors.labels(meta.namespace, meta.name, metric.name).inc()
+        if after.last_analysis_at is not None and after.last_analysis_at != before.last_analysis_at:
+            for metric in after.metrics:  # only the evaluations this look made
+                if metric.result == api.MetricResult.ERROR and metric.evaluated_at == after.last_analysis_at:
+                    telemetry.analysis_errors.labels(meta.namespace, meta.name, metric.name).inc()
         telemetry.observe(meta.namespace, meta.name, spec.flag if spec else "", after)
 
     def _due(self, next_check: datetime | None, now: datetime) -> float | None:
         if next_check is None:
             return None
         return self.monotonic() + max(0.0, (next_check - now).total_seconds())
-
-
-def measurement_summary(measurements: dict[str, Measurement]) -> str:
-    """`error-rate=0.002, latency=NoData` for debug logs."""
-    return ", ".join(
-        f"{name}={m.value:g}" if m.kind == MeasurementKind.VALUE and m.value is not None else f"{name}={m.kind}"
-        for name, m in measurements.items()
-    )

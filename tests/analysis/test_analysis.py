@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from tests.rollouts.test_rollout import document, events_of, make_configmap, make_rollout, status, wait_phase
@@ -75,6 +76,18 @@ def analysis(prometheus: PrometheusServer, *, query_text: str = GAUGE_QUERY, max
     }
 
 
+def operator_metric(port: int, metric_name: str, /, **labels: str) -> float:
+    """One sample from the operator's own /metrics (0 when the series is absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric_name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
 def wait_for_series(prometheus: PrometheusServer, promql: str, predicate: Any, timeout: float = 20) -> float:
     """Wait until Prometheus itself answers `promql` with a value that satisfies `predicate`;
     returns the moment it first did."""
@@ -127,7 +140,8 @@ def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
 ) -> None:
     make_configmap(sandbox)
     exporter.set("risky", 0.01)
-    operator()
+    metrics_port = free_port()
+    operator("--metrics-port", str(metrics_port))
     failure_limit, interval = 1, 1.0
     make_rollout(
         sandbox, "risky",
@@ -157,6 +171,12 @@ def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
     line = next(line for line in operator.started[0].log().splitlines() if "default/risky" in line
                 and "rolled back" in line.lower())
     assert "error-rate" in line and "0.4" in line and "0.05" in line
+    # The operator's own metrics record it too.
+    rollout = {"namespace": "default", "name": "risky"}
+    assert operator_metric(metrics_port, "featurerollout_rollbacks_total", reason="BudgetExceeded", **rollout) == 1
+    assert operator_metric(metrics_port, "featurerollout_weight_percent", flag="risky", **rollout) == 0
+    assert operator_metric(metrics_port, "featurerollout_phase", phase="RolledBack", **rollout) == 1
+    assert operator_metric(metrics_port, "featurerollout_promotions_total", **rollout) == 1
     # It stays rolled back and waits for a person, even once the metric recovers.
     exporter.set("risky", 0.0)
     time.sleep(3)
@@ -201,7 +221,8 @@ def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
 ) -> None:
     make_configmap(sandbox)
     exporter.set("blind", 0.0)
-    operator()
+    metrics_port = free_port()
+    operator("--metrics-port", str(metrics_port))
     start_then_stop_prometheus(sandbox, prometheus, "blind", error_limit=3)
     final = wait_phase(sandbox, "blind", "RolledBack", timeout=30)
     assert read_flag_weight(document(sandbox), "blind") == 0
@@ -210,6 +231,9 @@ def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
     assert "unreachable" in degraded["message"]
     (metric,) = final["metrics"]
     assert metric["result"] == "Error" and metric["consecutiveErrors"] == 4
+    blind = {"namespace": "default", "name": "blind"}
+    assert operator_metric(metrics_port, "featurerollout_analysis_errors_total", metric="error-rate", **blind) == 4
+    assert operator_metric(metrics_port, "featurerollout_rollbacks_total", reason="AnalysisError", **blind) == 1
     # 10% was never exceeded while Prometheus was down.
     writes = [r for r in sandbox.control.requests(resource="configmaps", name="feature-flags")
               if r["verb"] == "update" and r["status"] < 300]

@@ -21,7 +21,6 @@ import ast
 import asyncio
 import contextlib
 import json
-import math
 import os
 import re
 import tempfile
@@ -311,8 +310,3 @@ class PrometheusMetricProvider:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._ca_file)
             self._ca_file = None
-
-
-def is_infinite(measurement: Measurement) -> bool:
-    """Whether a value is +Inf or -Inf (which still counts as a value: it fails a budget)."""
-    return measurement.value is not None and math.isinf(measurement.value)
