@@ -88,6 +88,12 @@ def operator_metric(port: int, metric_name: str, /, **labels: str) -> float:
     return 0.0
 
 
+def assert_operator_metric(port: int, metric_name: str, expected: float, /, **labels: str) -> None:
+    """The operator's own metric reaches `expected` (it is updated just after the status write)."""
+    wait_until(lambda: operator_metric(port, metric_name, **labels) == expected, 10,
+               f"{metric_name}{labels} == {expected} (now {operator_metric(port, metric_name, **labels)})")
+
+
 def wait_for_series(prometheus: PrometheusServer, promql: str, predicate: Any, timeout: float = 20) -> float:
     """Wait until Prometheus itself answers `promql` with a value that satisfies `predicate`;
     returns the moment it first did."""
@@ -131,8 +137,9 @@ def test_healthy_rollout_with_analysis_succeeds_through_every_stage(
     assert read_flag_weight(document(sandbox), "healthy") == 100
     (metric,) = final["metrics"]
     assert metric["name"] == "error-rate" and metric["result"] == "Passed" and metric["value"] == 0
-    reasons = [e.reason for e in events_of(sandbox, "healthy")]
-    assert reasons.count("StageAdvanced") == 3 and reasons[-1] == "Succeeded"
+    reasons = wait_until(lambda: (r := [e.reason for e in events_of(sandbox, "healthy")]) and r[-1] == "Succeeded"
+                         and r, 10, "the Succeeded event")
+    assert reasons.count("StageAdvanced") == 3
 
 
 def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
@@ -168,15 +175,19 @@ def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
     (metric,) = final["metrics"]
     assert metric["result"] == "Failed" and metric["consecutiveFailures"] == failure_limit + 1
     # The operator's own log says the same: the metric, its value and its budget.
-    line = next(line for line in operator.started[0].log().splitlines() if "default/risky" in line
-                and "rolled back" in line.lower())
+    # (The log line follows the status write, like the Event: wait for it, don't race it.)
+    line = wait_until(
+        lambda: next((line for line in operator.started[0].log().splitlines()
+                      if "default/risky" in line and "rolled back" in line.lower()), None),
+        10, "the operator's rollback log line",
+    )
     assert "error-rate" in line and "0.4" in line and "0.05" in line
     # The operator's own metrics record it too.
     rollout = {"namespace": "default", "name": "risky"}
-    assert operator_metric(metrics_port, "featurerollout_rollbacks_total", reason="BudgetExceeded", **rollout) == 1
-    assert operator_metric(metrics_port, "featurerollout_weight_percent", flag="risky", **rollout) == 0
-    assert operator_metric(metrics_port, "featurerollout_phase", phase="RolledBack", **rollout) == 1
-    assert operator_metric(metrics_port, "featurerollout_promotions_total", **rollout) == 1
+    assert_operator_metric(metrics_port, "featurerollout_rollbacks_total", 1, reason="BudgetExceeded", **rollout)
+    assert_operator_metric(metrics_port, "featurerollout_weight_percent", 0, flag="risky", **rollout)
+    assert_operator_metric(metrics_port, "featurerollout_phase", 1, phase="RolledBack", **rollout)
+    assert_operator_metric(metrics_port, "featurerollout_promotions_total", 1, **rollout)
     # It stays rolled back and waits for a person, even once the metric recovers.
     exporter.set("risky", 0.0)
     time.sleep(3)
@@ -232,8 +243,8 @@ def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
     (metric,) = final["metrics"]
     assert metric["result"] == "Error" and metric["consecutiveErrors"] == 4
     blind = {"namespace": "default", "name": "blind"}
-    assert operator_metric(metrics_port, "featurerollout_analysis_errors_total", metric="error-rate", **blind) == 4
-    assert operator_metric(metrics_port, "featurerollout_rollbacks_total", reason="AnalysisError", **blind) == 1
+    assert_operator_metric(metrics_port, "featurerollout_analysis_errors_total", 4, metric="error-rate", **blind)
+    assert_operator_metric(metrics_port, "featurerollout_rollbacks_total", 1, reason="AnalysisError", **blind)
     # 10% was never exceeded while Prometheus was down.
     writes = [r for r in sandbox.control.requests(resource="configmaps", name="feature-flags")
               if r["verb"] == "update" and r["status"] < 300]
