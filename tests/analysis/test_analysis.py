@@ -20,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from tests.rollouts.test_rollout import document, events_of, make_configmap, make_rollout, status, wait_phase
-from tests.support.cluster import OperatorFactory, Process, Sandbox, featurerollout_command, wait_until
+from tests.support.cluster import Cluster, OperatorFactory, Process, featurerollout_command, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, query, start_prometheus
 
@@ -106,16 +106,16 @@ def wait_for_series(prometheus: PrometheusServer, promql: str, predicate: Any, t
 
 
 def test_healthy_rollout_with_analysis_succeeds_through_every_stage(
-    sandbox: Sandbox, operator: OperatorFactory, tmp_path: Path
+    cluster: Cluster, operator: OperatorFactory, tmp_path: Path
 ) -> None:
     """The demo service serves real traffic by flag variant; Prometheus scrapes its counters."""
     require_prometheus()
-    make_configmap(sandbox)
+    make_configmap(cluster)
     port = free_port()
     service = Process(
         [sys.executable, "-m", "featurerollout.demo.service", "--port", str(port), "--flag", "healthy",
          "--on-error-rate", "0.0", "--off-error-rate", "0.0", "--rps", "50",
-         "--kubeconfig", str(sandbox.kubeconfig), "--namespace", "default", "--configmap", "feature-flags"],
+         "--kubeconfig", str(cluster.kubeconfig), "--namespace", "default", "--configmap", "feature-flags"],
         tmp_path / "service.log",
     ).start()
     with ExitStack() as stack:
@@ -127,48 +127,48 @@ def test_healthy_rollout_with_analysis_succeeds_through_every_stage(
         )
         operator()
         make_rollout(
-            sandbox, "healthy",
+            cluster, "healthy",
             stages=[{"weight": 10, "duration": "3s"}, {"weight": 25, "duration": "3s"},
                     {"weight": 50, "duration": "3s"}, {"weight": 100, "duration": "3s"}],
             analysis=analysis(prometheus, query_text=error_rate, onNoData="Hold"),
         )
-        final = wait_phase(sandbox, "healthy", "Succeeded", timeout=90)
+        final = wait_phase(cluster, "healthy", "Succeeded", timeout=90)
     assert final["currentWeight"] == 100
-    assert read_flag_weight(document(sandbox), "healthy") == 100
+    assert read_flag_weight(document(cluster), "healthy") == 100
     (metric,) = final["metrics"]
     assert metric["name"] == "error-rate" and metric["result"] == "Passed" and metric["value"] == 0
-    reasons = wait_until(lambda: (r := [e.reason for e in events_of(sandbox, "healthy")]) and r[-1] == "Succeeded"
+    reasons = wait_until(lambda: (r := [e.reason for e in events_of(cluster, "healthy")]) and r[-1] == "Succeeded"
                          and r, 10, "the Succeeded event")
     assert reasons.count("StageAdvanced") == 3
 
 
 def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     exporter.set("risky", 0.01)
     metrics_port = free_port()
     operator("--metrics-port", str(metrics_port))
     failure_limit, interval = 1, 1.0
     make_rollout(
-        sandbox, "risky",
+        cluster, "risky",
         stages=[{"weight": 10, "duration": "2s"}, {"weight": 25, "duration": "1h"}, {"weight": 100}],
         analysis=analysis(prometheus, failure_limit=failure_limit),
     )
-    wait_until(lambda: status(sandbox, "risky").get("currentWeight") == 25, 30, "the rollout to reach 25%")
+    wait_until(lambda: status(cluster, "risky").get("currentWeight") == 25, 30, "the rollout to reach 25%")
     exporter.set("risky", 0.4)
     breach_seen = wait_for_series(prometheus, 'max(demo_error_ratio{flag="risky"})', lambda v: v > 0.05)
-    wait_until(lambda: read_flag_weight(document(sandbox), "risky") == 0, 30, "the flag to go back to 0%",
+    wait_until(lambda: read_flag_weight(document(cluster), "risky") == 0, 30, "the flag to go back to 0%",
                interval=0.02)
     rolled_back = time.time()
     assert rolled_back - breach_seen <= (failure_limit + 1) * interval + 2
-    final = wait_phase(sandbox, "risky", "RolledBack", timeout=10)
+    final = wait_phase(cluster, "risky", "RolledBack", timeout=10)
     assert final["currentWeight"] == 0
     degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "BudgetExceeded"
     assert "error-rate" in degraded["message"] and "0.4" in degraded["message"] and "0.05" in degraded["message"]
     warning = wait_until(
-        lambda: [e for e in events_of(sandbox, "risky") if e.type == "Warning" and e.reason == "RolledBack"],
+        lambda: [e for e in events_of(cluster, "risky") if e.type == "Warning" and e.reason == "RolledBack"],
         10, "the Warning event",
     )[0]
     assert "error-rate" in warning.message and "0.4" in warning.message and "0.05" in warning.message
@@ -191,52 +191,52 @@ def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
     # It stays rolled back and waits for a person, even once the metric recovers.
     exporter.set("risky", 0.0)
     time.sleep(3)
-    assert status(sandbox, "risky")["phase"] == "RolledBack"
-    assert read_flag_weight(document(sandbox), "risky") == 0
+    assert status(cluster, "risky")["phase"] == "RolledBack"
+    assert read_flag_weight(document(cluster), "risky") == 0
 
 
 def test_no_data_under_hold_never_advances_until_data_arrives(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     operator()
     make_rollout(
-        sandbox, "quiet",
+        cluster, "quiet",
         stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}],
         analysis=analysis(prometheus, onNoData="Hold"),
     )
-    wait_until(lambda: status(sandbox, "quiet").get("currentWeight") == 10, 20, "the first stage")
+    wait_until(lambda: status(cluster, "quiet").get("currentWeight") == 10, 20, "the first stage")
     time.sleep(5)  # five evaluations past a 1 s hold, all without data
-    held = status(sandbox, "quiet")
+    held = status(cluster, "quiet")
     assert (held["phase"], held["currentWeight"]) == ("Progressing", 10)
     assert held["metrics"][0]["result"] == "NoData"
     assert next(c for c in held["conditions"] if c["type"] == "Analysis")["reason"] == "NoData"
     exporter.set("quiet", 0.0)
-    wait_phase(sandbox, "quiet", "Succeeded", timeout=20)
+    wait_phase(cluster, "quiet", "Succeeded", timeout=20)
 
 
-def start_then_stop_prometheus(sandbox: Sandbox, prometheus: PrometheusServer, name: str, error_limit: int) -> None:
+def start_then_stop_prometheus(cluster: Cluster, prometheus: PrometheusServer, name: str, error_limit: int) -> None:
     """A two-stage rollout reaches its first stage; then Prometheus goes away."""
     make_rollout(
-        sandbox, name,
+        cluster, name,
         stages=[{"weight": 10, "duration": "2s"}, {"weight": 100}],
         analysis=analysis(prometheus, consecutiveErrorLimit=error_limit),
     )
-    wait_until(lambda: status(sandbox, name).get("currentWeight") == 10, 20, "the first stage")
+    wait_until(lambda: status(cluster, name).get("currentWeight") == 10, 20, "the first stage")
     prometheus.process.terminate()
     prometheus.process.wait(10)
 
 
 def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     exporter.set("blind", 0.0)
     metrics_port = free_port()
     operator("--metrics-port", str(metrics_port))
-    start_then_stop_prometheus(sandbox, prometheus, "blind", error_limit=3)
-    final = wait_phase(sandbox, "blind", "RolledBack", timeout=30)
-    assert read_flag_weight(document(sandbox), "blind") == 0
+    start_then_stop_prometheus(cluster, prometheus, "blind", error_limit=3)
+    final = wait_phase(cluster, "blind", "RolledBack", timeout=30)
+    assert read_flag_weight(document(cluster), "blind") == 0
     degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "AnalysisError"
     assert "unreachable" in degraded["message"]
@@ -246,40 +246,40 @@ def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
     assert_operator_metric(metrics_port, "featurerollout_analysis_errors_total", 4, metric="error-rate", **blind)
     assert_operator_metric(metrics_port, "featurerollout_rollbacks_total", 1, reason="AnalysisError", **blind)
     # 10% was never exceeded while Prometheus was down.
-    writes = [r for r in sandbox.control.requests(resource="configmaps", name="feature-flags")
+    writes = [r for r in cluster.control.requests(resource="configmaps", name="feature-flags")
               if r["verb"] == "update" and r["status"] < 300]
     assert len(writes) == 2  # 10%, then 0%
 
 
 def test_prometheus_back_in_time_lets_the_rollout_recover(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer, tmp_path: Path
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer, tmp_path: Path
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     exporter.set("patient", 0.0)
     operator()
-    start_then_stop_prometheus(sandbox, prometheus, "patient", error_limit=30)
-    wait_until(lambda: status(sandbox, "patient")["metrics"][0]["result"] == "Error", 10, "an errored evaluation")
+    start_then_stop_prometheus(cluster, prometheus, "patient", error_limit=30)
+    wait_until(lambda: status(cluster, "patient")["metrics"][0]["result"] == "Error", 10, "an errored evaluation")
     time.sleep(3)
-    during = status(sandbox, "patient")
+    during = status(cluster, "patient")
     assert (during["phase"], during["currentWeight"]) == ("Progressing", 10)  # no promotion while blind
     assert next(c for c in during["conditions"] if c["type"] == "Analysis")["reason"] == "Error"
     with start_prometheus(tmp_path / "prometheus", [exporter.target], port=prometheus.port):
-        final = wait_phase(sandbox, "patient", "Succeeded", timeout=40)
+        final = wait_phase(cluster, "patient", "Succeeded", timeout=40)
     assert final["metrics"][0]["consecutiveErrors"] == 0
 
 
 def test_invalid_promql_is_a_clear_condition_and_never_promotes(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     operator()
     make_rollout(
-        sandbox, "typo",
+        cluster, "typo",
         stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}],
         analysis=analysis(prometheus, query_text="sum(rate(http_requests_total[1m]) /", consecutiveErrorLimit=100),
     )
     analysis_condition = wait_until(
-        lambda: next((c for c in status(sandbox, "typo").get("conditions", [])
+        lambda: next((c for c in status(cluster, "typo").get("conditions", [])
                       if c["type"] == "Analysis" and c["reason"] == "Error"), None),
         20, "an Analysis=False Error condition",
     )
@@ -289,25 +289,25 @@ def test_invalid_promql_is_a_clear_condition_and_never_promotes(
     assert own_words == "1:36: parse error: unclosed left parenthesis"
     assert own_words in analysis_condition["message"]
     time.sleep(3)
-    held = status(sandbox, "typo")
+    held = status(cluster, "typo")
     assert (held["phase"], held["currentWeight"]) == ("Progressing", 10)
     assert "parse error" in held["metrics"][0]["message"]
-    warnings = [e for e in events_of(sandbox, "typo") if e.type == "Warning"]
+    warnings = [e for e in events_of(cluster, "typo") if e.type == "Warning"]
     assert [e.reason for e in warnings] == ["AnalysisError"]  # once, not every second
 
 
 def test_status_command_shows_metrics_against_budgets(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     exporter.set("shown", 0.002)
     operator()
-    make_rollout(sandbox, "shown", stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}],
+    make_rollout(cluster, "shown", stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}],
                  analysis=analysis(prometheus, max_=0.01))
-    wait_until(lambda: (status(sandbox, "shown").get("metrics") or [{}])[0].get("result") == "Passed", 20,
+    wait_until(lambda: (status(cluster, "shown").get("metrics") or [{}])[0].get("result") == "Passed", 20,
                "a passed evaluation")
     result = subprocess.run(
-        featurerollout_command("status", "shown", "-n", "default", "--kubeconfig", str(sandbox.kubeconfig)),
+        featurerollout_command("status", "shown", "-n", "default", "--kubeconfig", str(cluster.kubeconfig)),
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ import pytest
 from tests.analysis.test_analysis import Exporter, analysis, exporter, prometheus  # noqa: F401 (fixtures)
 from tests.metrics.servers import AuthProxy, auth_proxy, slow_prometheus
 from tests.rollouts.test_rollout import make_configmap, make_rollout, status, wait_phase
-from tests.support.cluster import OperatorFactory, Sandbox, wait_until
+from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
@@ -38,59 +38,59 @@ def in_background(factory: Callable[[], AbstractAsyncContextManager[T]]) -> Iter
         thread.join(5)
 
 
-def secret(sandbox: Sandbox, name: str, **data: str) -> None:
-    sandbox.core.create_namespaced_secret("default", {
+def secret(cluster: Cluster, name: str, **data: str) -> None:
+    cluster.core.create_namespaced_secret("default", {
         "metadata": {"name": name},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     })
 
 
 def test_bearer_token_from_the_secret_reaches_prometheus(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer  # noqa: F811
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer  # noqa: F811
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     exporter.set("guarded", 0.0)
     exporter.set("locked-out", 0.0)
-    secret(sandbox, "prometheus-token", token="s3cret\n")
-    secret(sandbox, "wrong-token", token="guess")
+    secret(cluster, "prometheus-token", token="s3cret\n")
+    secret(cluster, "wrong-token", token="guess")
     with in_background(lambda: auth_proxy(prometheus.url, {"Authorization": "Bearer s3cret"})) as proxy:
         assert isinstance(proxy, AuthProxy)
         operator()
         behind_proxy = analysis(prometheus)
         behind_proxy["prometheus"] = {"address": proxy.url, "auth": {"secretName": "prometheus-token"},
                                       "headers": {"X-Scope-OrgID": "shop"}}
-        make_rollout(sandbox, "guarded", stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}],
+        make_rollout(cluster, "guarded", stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}],
                      analysis=behind_proxy)
         locked = analysis(prometheus, consecutiveErrorLimit=100)
         locked["prometheus"] = {"address": proxy.url, "auth": {"secretName": "wrong-token"}}
-        make_rollout(sandbox, "locked-out", stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}],
+        make_rollout(cluster, "locked-out", stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}],
                      analysis=locked)
-        wait_phase(sandbox, "guarded", "Succeeded", timeout=30)
-        refused = wait_until(lambda: (status(sandbox, "locked-out").get("metrics") or [{}])[0].get("message"),
+        wait_phase(cluster, "guarded", "Succeeded", timeout=30)
+        refused = wait_until(lambda: (status(cluster, "locked-out").get("metrics") or [{}])[0].get("message"),
                              20, "the refused evaluation")
         assert any(h.get("X-Scope-OrgID") == "shop" for h in proxy.seen)
     assert "401" in refused
-    held = status(sandbox, "locked-out")
+    held = status(cluster, "locked-out")
     assert (held["phase"], held["currentWeight"]) == ("Progressing", 10)
 
 
 def test_missing_secret_is_an_analysis_error_that_names_it(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer  # noqa: F811
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer  # noqa: F811
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     operator()
     spec = analysis(prometheus, consecutiveErrorLimit=100)
     spec["prometheus"]["auth"] = {"secretName": "nowhere"}
-    make_rollout(sandbox, "nosecret", stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}], analysis=spec)
-    message = wait_until(lambda: (status(sandbox, "nosecret").get("metrics") or [{}])[0].get("message"), 20,
+    make_rollout(cluster, "nosecret", stages=[{"weight": 10, "duration": "1s"}, {"weight": 100}], analysis=spec)
+    message = wait_until(lambda: (status(cluster, "nosecret").get("metrics") or [{}])[0].get("message"), 20,
                          "an errored evaluation")
     assert "Secret default/nowhere (spec.analysis.prometheus.auth)" in message
 
 
 def test_one_slow_prometheus_never_delays_the_other_rollouts(
-    sandbox: Sandbox, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer  # noqa: F811
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer  # noqa: F811
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     exporter.set("quick", 0.0)
     slow_manager: Callable[[], AsyncIterator[str]] = lambda: slow_prometheus(60.0)  # noqa: E731
     with in_background(slow_manager) as slow_url:  # type: ignore[arg-type]
@@ -99,10 +99,10 @@ def test_one_slow_prometheus_never_delays_the_other_rollouts(
         stalled["prometheus"] = {"address": slow_url, "timeout": "10s"}
         stages: list[dict[str, Any]] = [{"weight": 10, "duration": "1s"}, {"weight": 100}]
         for index in range(5):
-            make_rollout(sandbox, f"stalled-{index}", flag="stalled", stages=stages, analysis=stalled)
-        make_rollout(sandbox, "quick", stages=[{"weight": 10, "duration": "1s"}, {"weight": 25, "duration": "1s"},
+            make_rollout(cluster, f"stalled-{index}", flag="stalled", stages=stages, analysis=stalled)
+        make_rollout(cluster, "quick", stages=[{"weight": 10, "duration": "1s"}, {"weight": 25, "duration": "1s"},
                                                {"weight": 100}], analysis=analysis(prometheus))
         # Five rollouts each wait 10 s on every query; the quick one still needs only ~3 s of holds.
-        wait_phase(sandbox, "quick", "Succeeded", timeout=9)
+        wait_phase(cluster, "quick", "Succeeded", timeout=9)
         for index in range(5):
-            assert status(sandbox, f"stalled-{index}")["currentWeight"] == 10
+            assert status(cluster, f"stalled-{index}")["currentWeight"] == 10

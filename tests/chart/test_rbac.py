@@ -1,7 +1,7 @@
 """The chart's RBAC, checked against what a real operator does (tier 2 + 4).
 
 The real `featurerollout run` (a subprocess, with the arguments the chart's Deployment gives it)
-drives three rollouts against the sandbox, which exercise every API call the operator makes: a
+drives three rollouts against the cluster, which exercise every API call the operator makes: a
 configMap target and a featureFlag target (each to Succeeded), and a rollout whose Prometheus
 credentials come from a Secret. Every request the operator made is then read from the sandbox's
 request log, reduced to (apiGroup, resource[/subresource], verb, namespace), and checked against the
@@ -10,7 +10,7 @@ rules that `helm template` grants the operator's ServiceAccount:
 - complete: every request is allowed;
 - minimal: removing any one rule, or any one verb of a rule, denies at least one request.
 
-The sandbox enforces no RBAC itself (docs/sandbox.md), so this is the check. Requests without a
+The sandbox enforces no RBAC itself (docs/cluster.md), so this is the check. Requests without a
 resource (`/api`, `/apis`, `/version`: discovery) are granted to every authenticated user by
 Kubernetes' default `system:discovery` ClusterRole, so the chart does not grant them.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.cluster import OperatorFactory, Sandbox, rollout_manifest, start_sandbox, wait_until
+from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, start_sandbox, wait_until
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import NAMESPACE, RELEASE, Access, Grants, Manifest, grants_for, of_kind, render, require_tool
@@ -67,19 +67,19 @@ MODES: dict[str, tuple[list[str], set[tuple[str, str, str]]]] = {
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = start_sandbox(tmp_path, "--crd", str(FEATUREFLAG_CRD))
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    cluster = start_sandbox(tmp_path, "--crd", str(FEATUREFLAG_CRD))
     # The test's own client must not pass for the operator in the request log.
-    sandbox.api.user_agent = TEST_USER_AGENT
+    cluster.api.user_agent = TEST_USER_AGENT
     try:
-        yield sandbox
+        yield cluster
     finally:
-        sandbox.api.close()
-        sandbox.process.stop()
+        cluster.api.close()
+        cluster.process.stop()
 
 
 # `operator` is the shared fixture (tests/support/cluster_fixtures.py); it binds to this
-# module's `sandbox`, which also serves the OpenFeature CRD.
+# module's `cluster`, which also serves the OpenFeature CRD.
 
 
 def operator_args(manifests: list[Manifest]) -> list[str]:
@@ -92,14 +92,14 @@ def operator_args(manifests: list[Manifest]) -> list[str]:
     return [a for a in args[1:] if not a.startswith(("--metrics-port", "--liveness"))]
 
 
-def make_objects(sandbox: Sandbox) -> None:
-    sandbox.core.create_namespaced_config_map(
+def make_objects(cluster: Cluster) -> None:
+    cluster.core.create_namespaced_config_map(
         "default", {"metadata": {"name": "feature-flags"}, "data": {"flags.flagd.json": '{"flags": {}}'}})
-    sandbox.custom.create_namespaced_custom_object(
+    cluster.custom.create_namespaced_custom_object(
         "core.openfeature.dev", "v1beta1", "default", "featureflags",
         {"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlag",
          "metadata": {"name": "flags"}, "spec": {"flagSpec": {"flags": {}}}})
-    sandbox.core.create_namespaced_secret(
+    cluster.core.create_namespaced_secret(
         "default", {"metadata": {"name": "prometheus-auth"}, "stringData": {"token": "t0ken"}})
     rollouts: list[dict[str, Any]] = [
         rollout_manifest("via-configmap", flag="via-configmap", target={"configMap": {"name": "feature-flags"}},
@@ -118,16 +118,16 @@ def make_objects(sandbox: Sandbox) -> None:
         ),
     ]
     for body in rollouts:
-        sandbox.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
+        cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
 
 
-def phase(sandbox: Sandbox, name: str) -> str | None:
-    body = sandbox.custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+def phase(cluster: Cluster, name: str) -> str | None:
+    body = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
     return (body.get("status") or {}).get("phase")
 
 
-def operator_requests(sandbox: Sandbox) -> list[dict[str, Any]]:
-    return [r for r in sandbox.control.requests() if str(r["user_agent"]).startswith(OPERATOR_USER_AGENTS)]
+def operator_requests(cluster: Cluster) -> list[dict[str, Any]]:
+    return [r for r in cluster.control.requests() if str(r["user_agent"]).startswith(OPERATOR_USER_AGENTS)]
 
 
 def access_of(record: dict[str, Any]) -> Access:
@@ -148,7 +148,7 @@ def without_verb(grants: Grants, scope: str, index: int, verb: str) -> Grants:
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_rbac_allows_every_request_of_a_real_operator_and_nothing_more(
-    mode: str, sandbox: Sandbox, operator: OperatorFactory, tmp_path: Path
+    mode: str, cluster: Cluster, operator: OperatorFactory, tmp_path: Path
 ) -> None:
     require_tool(HELM_BINARY)
     sets, extra_expected = MODES[mode]
@@ -156,13 +156,13 @@ def test_rbac_allows_every_request_of_a_real_operator_and_nothing_more(
     grants = grants_for(manifests, RELEASE, NAMESPACE)
 
     operator(*operator_args(manifests))
-    make_objects(sandbox)
+    make_objects(cluster)
     for name in ("via-configmap", "via-featureflag"):
-        wait_until(lambda name=name: phase(sandbox, name) == "Succeeded", 30, f"{name} to succeed")
-    wait_until(lambda: any(r["resource"] == "secrets" for r in operator_requests(sandbox)), 30,
+        wait_until(lambda name=name: phase(cluster, name) == "Succeeded", 30, f"{name} to succeed")
+    wait_until(lambda: any(r["resource"] == "secrets" for r in operator_requests(cluster)), 30,
                "the operator to read the Prometheus Secret")
 
-    records = operator_requests(sandbox)
+    records = operator_requests(cluster)
     discovery = {r["path"] for r in records if not r["resource"]}
     assert all(path.startswith(DISCOVERY_PATHS) for path in discovery), discovery
     accesses = {access_of(r) for r in records if r["resource"]}

@@ -16,30 +16,30 @@ from typing import Any
 import pytest
 import yaml
 from tests.rollouts.test_rollout import document, make_configmap, status
-from tests.support.cluster import OperatorFactory, Sandbox, rollout_manifest, wait_until
+from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
 
 from featurerollout.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 
 
-def cli(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "featurerollout", *args, "--kubeconfig", str(sandbox.kubeconfig)],
+        [sys.executable, "-m", "featurerollout", *args, "--kubeconfig", str(cluster.kubeconfig)],
         capture_output=True, text=True, timeout=60,
     )
 
 
-def control(sandbox: Sandbox, action: str, name: str) -> str:
-    result = cli(sandbox, action, name, "-n", "default")
+def control(cluster: Cluster, action: str, name: str) -> str:
+    result = cli(cluster, action, name, "-n", "default")
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def test_pause_resume_promote_abort_retry_survive_a_gitops_reapply(
-    sandbox: Sandbox, operator: OperatorFactory, kubectl: Any, tmp_path: Path
+    cluster: Cluster, operator: OperatorFactory, kubectl: Any, tmp_path: Path
 ) -> None:
-    make_configmap(sandbox)
+    make_configmap(cluster)
     operator()
     manifest = rollout_manifest(
         "gitops", flag="gitops", target={"configMap": {"name": "feature-flags"}},
@@ -53,73 +53,73 @@ def test_pause_resume_promote_abort_retry_survive_a_gitops_reapply(
     def reapply() -> None:
         kubectl("apply", "-f", str(path))
 
-    wait_until(lambda: status(sandbox, "gitops").get("currentWeight") == 10, 20, "the first stage")
+    wait_until(lambda: status(cluster, "gitops").get("currentWeight") == 10, 20, "the first stage")
 
     # pause: holds at 10% past the 3 s hold, even after the manifest is applied again
-    assert "pause requested" in control(sandbox, "pause", "gitops")
-    assert status(sandbox, "gitops")["phase"] == "Paused"
+    assert "pause requested" in control(cluster, "pause", "gitops")
+    assert status(cluster, "gitops")["phase"] == "Paused"
     reapply()
     time.sleep(4)
-    assert status(sandbox, "gitops")["phase"] == "Paused"
-    assert status(sandbox, "gitops")["currentWeight"] == 10
+    assert status(cluster, "gitops")["phase"] == "Paused"
+    assert status(cluster, "gitops")["currentWeight"] == 10
 
     # resume: the 3 s hold has passed, so it advances to 25% (whose hold is an hour)
-    control(sandbox, "resume", "gitops")
-    wait_until(lambda: status(sandbox, "gitops").get("currentWeight") == 25, 10, "the advance to 25%")
+    control(cluster, "resume", "gitops")
+    wait_until(lambda: status(cluster, "gitops").get("currentWeight") == 25, 10, "the advance to 25%")
     reapply()
 
     # promote: skips the hour-long hold
-    control(sandbox, "promote", "gitops")
-    assert status(sandbox, "gitops")["currentWeight"] == 50
+    control(cluster, "promote", "gitops")
+    assert status(cluster, "gitops")["currentWeight"] == 50
     reapply()
     time.sleep(1)
-    assert status(sandbox, "gitops")["currentWeight"] == 50
-    assert read_flag_weight(document(sandbox), "gitops") == 50
+    assert status(cluster, "gitops")["currentWeight"] == 50
+    assert read_flag_weight(document(cluster), "gitops") == 50
 
     # abort: back to 0 at once, and the re-apply leaves it there
-    control(sandbox, "abort", "gitops")
-    after_abort = status(sandbox, "gitops")
+    control(cluster, "abort", "gitops")
+    after_abort = status(cluster, "gitops")
     assert (after_abort["phase"], after_abort["currentWeight"]) == ("RolledBack", 0)
-    assert read_flag_weight(document(sandbox), "gitops") == 0
+    assert read_flag_weight(document(cluster), "gitops") == 0
     reapply()
     time.sleep(1)
-    assert status(sandbox, "gitops")["phase"] == "RolledBack"
-    assert read_flag_weight(document(sandbox), "gitops") == 0
+    assert status(cluster, "gitops")["phase"] == "RolledBack"
+    assert read_flag_weight(document(cluster), "gitops") == 0
 
     # retry: from the first stage again
-    control(sandbox, "retry", "gitops")
-    retried = status(sandbox, "gitops")
+    control(cluster, "retry", "gitops")
+    retried = status(cluster, "gitops")
     assert (retried["phase"], retried["currentStage"], retried["currentWeight"]) == ("Progressing", 0, 10)
     reapply()
     time.sleep(1)
-    assert status(sandbox, "gitops")["phase"] == "Progressing"
+    assert status(cluster, "gitops")["phase"] == "Progressing"
 
     # each request was carried out once, and the spec never changed
-    body = sandbox.custom.get_namespaced_custom_object("featurerollout.io", "v1alpha1", "default",
+    body = cluster.custom.get_namespaced_custom_object("featurerollout.io", "v1alpha1", "default",
                                                        "featurerollouts", "gitops")
     assert body["metadata"]["generation"] == 1
-    reasons = [e.reason for e in sandbox.core.list_namespaced_event("default").items
+    reasons = [e.reason for e in cluster.core.list_namespaced_event("default").items
                if e.involved_object.name == "gitops"]
     for reason in ("Paused", "Resumed", "Promoted", "Aborted", "Retried"):
         assert reasons.count(reason) == 1, (reason, reasons)
 
 
-def test_control_of_a_missing_rollout_says_so(sandbox: Sandbox) -> None:
-    result = cli(sandbox, "pause", "nope", "-n", "default")
+def test_control_of_a_missing_rollout_says_so(cluster: Cluster) -> None:
+    result = cli(cluster, "pause", "nope", "-n", "default")
     assert result.returncode == 1
     assert "featurerollout default/nope not found (check the name and -n/--namespace)" in result.stderr
 
 
-def test_status_shows_stage_weight_and_progress(sandbox: Sandbox, operator: OperatorFactory) -> None:
-    make_configmap(sandbox)
+def test_status_shows_stage_weight_and_progress(cluster: Cluster, operator: OperatorFactory) -> None:
+    make_configmap(cluster)
     operator()
-    sandbox.custom.create_namespaced_custom_object(
+    cluster.custom.create_namespaced_custom_object(
         "featurerollout.io", "v1alpha1", "default", "featurerollouts",
         rollout_manifest("shown", flag="shown", target={"configMap": {"name": "feature-flags"}},
                          stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}]),
     )
-    wait_until(lambda: status(sandbox, "shown").get("currentWeight") == 10, 20, "the first stage")
-    result = cli(sandbox, "status", "shown", "-n", "default")
+    wait_until(lambda: status(cluster, "shown").get("currentWeight") == 10, 20, "the first stage")
+    result = cli(cluster, "status", "shown", "-n", "default")
     assert result.returncode == 0, result.stderr
     assert "Phase:    Progressing" in result.stdout
     assert "Stage:    1/2 at 10%" in result.stdout
@@ -127,14 +127,14 @@ def test_status_shows_stage_weight_and_progress(sandbox: Sandbox, operator: Oper
     assert "[" in result.stdout and "100%" in result.stdout
 
 
-def test_status_watch_ends_when_the_rollout_is_terminal(sandbox: Sandbox, operator: OperatorFactory) -> None:
-    make_configmap(sandbox)
+def test_status_watch_ends_when_the_rollout_is_terminal(cluster: Cluster, operator: OperatorFactory) -> None:
+    make_configmap(cluster)
     operator()
-    sandbox.custom.create_namespaced_custom_object(
+    cluster.custom.create_namespaced_custom_object(
         "featurerollout.io", "v1alpha1", "default", "featurerollouts",
         rollout_manifest("watched", flag="watched", target={"configMap": {"name": "feature-flags"}},
                          stages=[{"weight": 50, "duration": "2s"}, {"weight": 100}]),
     )
-    result = cli(sandbox, "status", "watched", "-n", "default", "--watch", "--timeout", "40")
+    result = cli(cluster, "status", "watched", "-n", "default", "--watch", "--timeout", "40")
     assert result.returncode == 0, result.stderr
     assert "Phase:    Succeeded" in result.stdout.split("---")[-1]

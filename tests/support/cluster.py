@@ -91,13 +91,17 @@ def featurerollout_command(*args: str) -> list[str]:
 
 
 @dataclass
-class Sandbox:
-    """A running `featurerollout sandbox` and clients for it."""
+class Cluster:
+    """A running Kubernetes API for a test (today `featurerollout sandbox`) and clients for it.
+
+    `control` is the sandbox's fault-injection and request-log API; tests that need it ask for
+    the sandbox explicitly, every other process-level test runs on whichever server is given."""
 
     process: Process
     kubeconfig: Path
     control: SandboxControl
     api: client.ApiClient
+    kind: str = "sandbox"
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -108,7 +112,7 @@ class Sandbox:
         return client.CustomObjectsApi(self.api)
 
 
-def start_sandbox(workdir: Path, *extra: str) -> Sandbox:
+def start_sandbox(workdir: Path, *extra: str) -> Cluster:
     """Start the sandbox on a free loopback port and wait until its kubeconfig is written."""
     kubeconfig = workdir / "kubeconfig.yaml"
     process = Process(
@@ -121,14 +125,14 @@ def start_sandbox(workdir: Path, *extra: str) -> Sandbox:
     control = SandboxControl.from_kubeconfig(kubeconfig)
     control.wait_ready()
     api = config.new_client_from_config(config_file=str(kubeconfig))
-    return Sandbox(process, kubeconfig, control, api)
+    return Cluster(process, kubeconfig, control, api)
 
 
-def start_operator(sandbox: Sandbox, workdir: Path, *extra: str, name: str = "operator") -> Process:
-    """Start `featurerollout run` against the sandbox."""
+def start_operator(cluster: Cluster, workdir: Path, *extra: str, name: str = "operator") -> Process:
+    """Start `featurerollout run` against the cluster."""
     return Process(
         featurerollout_command(
-            "run", "--kubeconfig", str(sandbox.kubeconfig), "--standalone", "--metrics-port", "0", *extra
+            "run", "--kubeconfig", str(cluster.kubeconfig), "--standalone", "--metrics-port", "0", *extra
         ),
         workdir / f"{name}.log",
     ).start()
@@ -136,14 +140,14 @@ def start_operator(sandbox: Sandbox, workdir: Path, *extra: str, name: str = "op
 
 @dataclass
 class OperatorFactory:
-    """Starts operators against one sandbox; stops every one of them at teardown."""
+    """Starts operators against one cluster; stops every one of them at teardown."""
 
-    sandbox: Sandbox
+    cluster: Cluster
     workdir: Path
     started: list[Process] = field(default_factory=list)
 
     def __call__(self, *extra: str) -> Process:
-        process = start_operator(self.sandbox, self.workdir, *extra, name=f"operator-{len(self.started)}")
+        process = start_operator(self.cluster, self.workdir, *extra, name=f"operator-{len(self.started)}")
         self.started.append(process)
         return process
 
@@ -152,13 +156,13 @@ class OperatorFactory:
             process.stop()
 
 
-def sandbox_fixture(workdir: Path) -> Iterator[Sandbox]:
-    sandbox = start_sandbox(workdir)
+def sandbox_fixture(workdir: Path) -> Iterator[Cluster]:
+    cluster = start_sandbox(workdir)
     try:
-        yield sandbox
+        yield cluster
     finally:
-        sandbox.api.close()
-        sandbox.process.stop()
+        cluster.api.close()
+        cluster.process.stop()
 
 
 def rollout_manifest(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """A pytest plugin: fixtures for integration tests with real processes.
 
-- `sandbox`: a running `featurerollout sandbox` (see support/cluster.py);
+- `cluster`: a running Kubernetes API (today `featurerollout sandbox`; see support/cluster.py);
 - `operator`: a factory that starts `featurerollout run` against it, all stopped at teardown;
-- `kubectl`: the real kubectl 1.33 bound to the sandbox's kubeconfig.
+- `kubectl`: the real kubectl bound to the cluster's kubeconfig.
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.cluster import REPO, OperatorFactory, Sandbox, sandbox_fixture
+from tests.support.cluster import REPO, Cluster, OperatorFactory, sandbox_fixture
 
 KUBECTL = REPO / ".cache" / "bin" / "kubectl"
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """The Kubernetes API a process-level test runs on."""
     yield from sandbox_fixture(tmp_path)
 
 
 @pytest.fixture
-def operator(sandbox: Sandbox, tmp_path: Path) -> Iterator[OperatorFactory]:
-    factory = OperatorFactory(sandbox, tmp_path)
+def operator(cluster: Cluster, tmp_path: Path) -> Iterator[OperatorFactory]:
+    factory = OperatorFactory(cluster, tmp_path)
     try:
         yield factory
     finally:
@@ -37,8 +38,8 @@ def operator(sandbox: Sandbox, tmp_path: Path) -> Iterator[OperatorFactory]:
 
 
 @pytest.fixture
-def kubectl(sandbox: Sandbox) -> Any:
-    """Run the real kubectl 1.33 against the sandbox."""
+def kubectl(cluster: Cluster) -> Any:
+    """Run the real kubectl against the cluster."""
     if not KUBECTL.exists():
         reason = "kubectl is not fetched yet (make tools)"
         if os.environ.get("CI"):
@@ -47,7 +48,7 @@ def kubectl(sandbox: Sandbox) -> Any:
 
     def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(KUBECTL), "--kubeconfig", str(sandbox.kubeconfig), *args],
+            [str(KUBECTL), "--kubeconfig", str(cluster.kubeconfig), *args],
             capture_output=True, text=True, timeout=60, input=input,
         )
         if check and result.returncode != 0:
