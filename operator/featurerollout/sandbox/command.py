@@ -8,11 +8,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from featurerollout.extras import missing_extra_message
 from featurerollout.sandbox.kubeconfig import write_kubeconfig
-from featurerollout.sandbox.server import DEFAULT_CRD_DIR, SandboxServer
-from featurerollout.sandbox.store import DEFAULT_HISTORY_LIMIT
+from featurerollout.sandbox.store import DEFAULT_CRD_DIR, DEFAULT_HISTORY_LIMIT
+
+if TYPE_CHECKING:
+    from featurerollout.sandbox.server import SandboxServer
 
 DESCRIPTION = """\
 Serve a local Kubernetes API on 127.0.0.1 for this project's kinds: namespaces, configmaps,
@@ -55,6 +58,13 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; the exit code."""
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        # Imported here: its dependencies (aiohttp, cel-python, ...) are the optional `sandbox`
+        # extra, and every other subcommand must work without them.
+        from featurerollout.sandbox.server import SandboxServer
+    except ImportError as error:
+        print(missing_extra_message("featurerollout sandbox", error.name), file=sys.stderr)
+        return 2
     try:
         server = SandboxServer(
             crd_paths=args.crd,

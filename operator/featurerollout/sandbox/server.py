@@ -27,13 +27,12 @@ from featurerollout.sandbox.errors import ApiError, status_body
 from featurerollout.sandbox.faults import ERROR_REASONS, FaultInjector, RequestInfo, RequestLog, RequestRecord
 from featurerollout.sandbox.kubeconfig import write_kubeconfig
 from featurerollout.sandbox.resources import ResourceType
-from featurerollout.sandbox.store import DEFAULT_HISTORY_LIMIT
+from featurerollout.sandbox.store import DEFAULT_CRD_DIR, DEFAULT_HISTORY_LIMIT
 from featurerollout.sandbox.watch import WatchRequest, serve_watch
 
 Json = dict[str, Any]
 log = logging.getLogger("featurerollout.sandbox")
 
-DEFAULT_CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
 CONTROL_PREFIX = "/sandbox/"
 
 

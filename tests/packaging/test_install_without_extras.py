@@ -1,0 +1,74 @@
+"""`pip install .` (what the operator image runs) gives a working operator and CLI, and nothing
+of the sandbox or the demo: no local API server in an image that runs in real clusters.
+
+A fresh virtualenv, the real pip, this checkout, the pinned versions (constraints.txt). Slow-ish
+(a minute on a loaded machine, mostly pip), so it is in the integration tier.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.support.cluster import REPO
+
+from featurerollout.extras import SANDBOX_MODULES
+
+pytestmark = pytest.mark.integration
+KOPF_BRINGS = {"aiohttp", "jsonpatch"}
+
+
+@pytest.fixture(scope="module")
+def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv with `pip install .` and no extra."""
+    venv = tmp_path_factory.mktemp("plain") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "-c", str(REPO / "constraints.txt")]
+    done = subprocess.run([*pip, "--upgrade", "pip"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*pip, "--build-constraint", str(REPO / "constraints.txt"), str(REPO)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    return venv
+
+
+def run(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin" / "featurerollout"), *args], capture_output=True, text=True,
+                          timeout=120, cwd=venv.parent)
+
+
+def test_no_sandbox_or_demo_dependency_is_installed(plain_venv: Path) -> None:
+    python = str(plain_venv / "bin" / "python")
+    # aiohttp and jsonpatch are kopf's own dependencies, so they are there whatever we do.
+    for module in (m for m in SANDBOX_MODULES if m not in KOPF_BRINGS):
+        done = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True, timeout=60,
+                              cwd=plain_venv.parent)
+        assert done.returncode != 0, f"{module} is importable after a plain `pip install .`"
+        assert "ModuleNotFoundError" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "status", "pause", "crd"])
+def test_the_operator_and_the_cli_work(plain_venv: Path, command: str) -> None:
+    done = run(plain_venv, command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert f"usage: featurerollout {command}" in done.stdout
+
+
+def test_the_operator_loads_its_whole_code_path(plain_venv: Path) -> None:
+    """`--help` alone parses arguments; the operator's modules must import too."""
+    python = str(plain_venv / "bin" / "python")
+    modules = "featurerollout.handlers, featurerollout.reconciler, featurerollout.targets.factory, " \
+              "featurerollout.metrics.prometheus, featurerollout.telemetry"
+    done = subprocess.run([python, "-c", f"import {modules}"], capture_output=True, text=True, timeout=120,
+                          cwd=plain_venv.parent)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_sandbox_says_how_to_get_the_extra(plain_venv: Path, tmp_path: Path) -> None:
+    done = run(plain_venv, "sandbox", "--kubeconfig", str(tmp_path / "kubeconfig"))
+    assert done.returncode == 2
+    assert "pip install 'featurerollout[sandbox]'" in done.stderr
+    assert "Traceback" not in done.stderr
