@@ -45,7 +45,7 @@ pytest: $(STAMP) tools prometheus
 	$(BIN)/pytest
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration"
+	$(BIN)/pytest -m "not integration and not slow"
 
 test: lint typecheck pytest
 

@@ -188,6 +188,27 @@ def set_flag(text: str | None, flag: str, weight: float) -> str:
         raise InvalidDocument(f"not valid JSON: {error}") from None
 
 
+def flag_spec_flags(body: dict[str, Any]) -> dict[str, Any]:
+    """`spec.flagSpec.flags` of an OpenFeature FeatureFlag object (created empty when absent)."""
+    flags = body.setdefault("spec", {}).setdefault("flagSpec", {}).setdefault("flags", {})
+    if not isinstance(flags, dict):
+        raise InvalidDocument("spec.flagSpec.flags is not an object; left untouched")
+    return flags
+
+
+def set_flag_spec(body: dict[str, Any], flag: str, weight: float) -> dict[str, Any] | None:
+    """The FeatureFlag object `body` with our flag's entry at `weight` in `spec.flagSpec.flags`
+    (changed in place), or None when it already holds exactly that entry. Every other flag and
+    field stays as it was. The OpenFeature operator turns `flagSpec` into flagd configuration, so
+    the entry is the same as in a flagd document."""
+    flags = flag_spec_flags(body)
+    entry = flag_entry(weight)
+    if flags.get(flag) == entry:
+        return None
+    flags[flag] = entry
+    return body
+
+
 def read_flag_weight(text: str | None, flag: str) -> float | None:
     """The weight the document gives our flag now (None: no such flag, or not ours to read)."""
     if text is None or not text.strip():

@@ -19,22 +19,21 @@ from tests.support.prometheus import wait_for_query_async
 
 from featurerollout.api import PrometheusProvider
 from featurerollout.demo.service import (
-    ConfigMapWeights,
+    ConfigMapFlags,
     DemoService,
     FixedWeights,
-    FlagdFileWeights,
-    bucket_of,
-    murmur3_32,
+    FlagdEvaluator,
+    FlagdFile,
     parser,
     service_from_args,
-    variant_for,
-    weight_from_flagd,
+    weight_in,
 )
+from featurerollout.flagd import flag_entry
 from featurerollout.measurement import MeasurementKind
 from featurerollout.metrics import PrometheusMetricProvider, render_query
 
 
-def flagd(weight_on: float, weight_off: float, state: str = "ENABLED") -> dict[str, object]:
+def flagd(weight_on: int, weight_off: int, state: str = "ENABLED") -> dict[str, object]:
     return {
         "flags": {
             "new-checkout": {
@@ -48,41 +47,73 @@ def flagd(weight_on: float, weight_off: float, state: str = "ENABLED") -> dict[s
     }
 
 
-def test_murmur3_matches_the_reference_vectors() -> None:
-    assert murmur3_32(b"") == 0
-    assert murmur3_32(b"", 1) == 0x514E28B7
-    assert murmur3_32(b"hello") == 0x248BFA47
-    assert murmur3_32(b"The quick brown fox jumps over the lazy dog") == 0x2E4FF723
+def share_on(evaluator: FlagdEvaluator, flag: str, users: list[str]) -> float:
+    return sum(evaluator.variant(flag, u) == "on" for u in users) / len(users)
 
 
-def test_bucketing_is_stable_and_splits_users_at_the_weight() -> None:
-    users = [f"user-{i}" for i in range(20_000)]
-    assert all(0 <= bucket_of("f", u) <= 100 for u in users[:100])
-    share = sum(variant_for("f", u, 25) == "on" for u in users) / len(users)
-    assert 0.23 < share < 0.27
-    # Raising the weight only adds users: whoever had `on` at 10 keeps it at 50.
-    assert all(variant_for("f", u, 50) == "on" for u in users if variant_for("f", u, 10) == "on")
-    assert all(variant_for("f", u, 0) == "off" for u in users[:500])
-    assert all(variant_for("f", u, 100) == "on" for u in users[:500])
+def test_the_variant_comes_from_the_official_evaluator() -> None:
+    """The share at a weight and the stability per user; the 100,000-key properties of the
+    documents the operator writes are in tests/unit/test_flagd_official_evaluator.py."""
+    users = [f"user-{i}" for i in range(4000)]
+    evaluator = FlagdEvaluator()
+    evaluator.load(flagd(25, 75))
+    assert 0.22 < share_on(evaluator, "new-checkout", users) < 0.28
+    assert [evaluator.variant("new-checkout", u) for u in users[:200]] == [
+        evaluator.variant("new-checkout", u) for u in users[:200]
+    ]
+    assert share_on(evaluator, "other", users) == 1  # no targeting: the default variant, on
+    evaluator.load(flagd(25, 75, state="DISABLED"))
+    assert share_on(evaluator, "new-checkout", users) == 0  # DISABLED: the application's default
+    assert evaluator.variant("missing", "u") == "off"  # unknown flag: the application's default
 
 
-def test_weight_from_a_flagd_document() -> None:
-    assert weight_from_flagd(flagd(25, 75), "new-checkout") == 25
-    assert weight_from_flagd(json.dumps(flagd(5, 995)), "new-checkout") == 0.5
-    assert weight_from_flagd(flagd(25, 75, state="DISABLED"), "new-checkout") == 0
-    assert weight_from_flagd(flagd(25, 75), "missing") == 0
-    assert weight_from_flagd(flagd(25, 75), "other") == 100  # no targeting: the default variant
-    assert weight_from_flagd({}, "new-checkout") == 0
+def test_a_document_flagd_refuses_keeps_the_last_flags() -> None:
+    evaluator = FlagdEvaluator()
+    evaluator.load(flagd(100, 0))
+    assert evaluator.variant("new-checkout", "u") == "on"
+    evaluator.load({"flags": {"new-checkout": {"state": "SOMETIMES", "variants": {}}}})
+    assert evaluator.error is not None
+    assert evaluator.variant("new-checkout", "u") == "on"
 
 
-def test_flagd_file_weights_follow_the_file(tmp_path: Path) -> None:
+def test_non_integer_weights_are_not_served_by_flagd() -> None:
+    """Why the operator writes 0.5% as 5/995: flagd 2.0's `fractional` refuses 0.5/99.5, and
+    then serves the default variant to everyone."""
+    users = [f"user-{i}" for i in range(4000)]
+    evaluator = FlagdEvaluator()
+    refused = flagd(0, 0)
+    refused["flags"]["new-checkout"]["targeting"]["fractional"] = [["on", 50.5], ["off", 49.5]]  # type: ignore[index]
+    evaluator.load(refused)
+    assert share_on(evaluator, "new-checkout", users) == 0
+    evaluator.load({"flags": {"new-checkout": flag_entry(50.5)}})
+    assert 0.47 < share_on(evaluator, "new-checkout", users) < 0.54
+
+
+def test_weight_of_a_flagd_document() -> None:
+    assert weight_in(flagd(25, 75), "new-checkout") == 25
+    assert weight_in(json.loads(json.dumps(flagd(5, 995))), "new-checkout") == 0.5
+    assert weight_in(flagd(25, 75, state="DISABLED"), "new-checkout") == 0
+    assert weight_in(flagd(25, 75), "missing") == 0
+    assert weight_in({}, "new-checkout") == 0
+
+
+def test_fixed_weights_are_the_operators_entries() -> None:
+    source = FixedWeights({"new-checkout": 0.5})
+    document = source.document()
+    assert document == {"flags": {"new-checkout": flag_entry(0.5)}}
+    assert source.document() is document  # unchanged: the same object, so no reload
+    source.weights["new-checkout"] = 25
+    assert source.document() == {"flags": {"new-checkout": flag_entry(25)}}
+
+
+def test_a_flagd_file_is_followed(tmp_path: Path) -> None:
     path = tmp_path / "flags.flagd.json"
-    weights = FlagdFileWeights(path)
-    assert weights("new-checkout") == 0  # no file yet
+    source = FlagdFile(path)
+    assert weight_in(source.document(), "new-checkout") == 0  # no file yet
     path.write_text(json.dumps(flagd(10, 90)))
-    assert weights("new-checkout") == 10
+    assert weight_in(source.document(), "new-checkout") == 10
     path.write_text(json.dumps(flagd(100, 0)) + "\n")
-    assert weights("new-checkout") == 100
+    assert weight_in(source.document(), "new-checkout") == 100
 
 
 def test_the_module_runs_with_help() -> None:
@@ -101,7 +132,7 @@ def test_the_command_line_builds_the_service() -> None:
     service, poller = service_from_args(args)
     assert poller is None
     assert service.flags == ["new-checkout"]
-    assert service.weights("new-checkout") == 25
+    assert service.weight("new-checkout") == 25
     assert (service.rates("new-checkout").on, service.rates("new-checkout").off) == (0.3, 0.05)
     with pytest.raises(SystemExit):
         parser().parse_args(["--weight", "new-checkout=250"])
@@ -116,7 +147,7 @@ async def demo() -> AsyncIterator[DemoService]:
 
 
 async def test_serve_picks_the_variant_at_the_weight_and_fails_at_the_variants_rate(demo: DemoService) -> None:
-    assert isinstance(demo.weights, FixedWeights)
+    assert isinstance(demo.source, FixedWeights)
     async with aiohttp.ClientSession() as http:
 
         async def serve_many(n: int) -> list[dict[str, object]]:
@@ -129,7 +160,7 @@ async def test_serve_picks_the_variant_at_the_weight_and_fails_at_the_variants_r
             return answers
 
         assert {a["variant"] for a in await serve_many(50)} == {"off"}
-        demo.weights.weights["new-checkout"] = 100
+        demo.source.weights["new-checkout"] = 100
         async with http.post(f"{demo.url}/control", json={"new-checkout": {"on_error_rate": 1.0}}) as r:
             assert (await r.json())["new-checkout"]["on_error_rate"] == 1.0
         answers = await serve_many(50)
@@ -160,7 +191,7 @@ async def test_the_load_generator_sends_requests_to_itself() -> None:
         await service.stop()
 
 
-async def test_configmap_weights_follow_the_configmap_through_the_kubernetes_api(tmp_path: Path) -> None:
+async def test_configmap_flags_follow_the_configmap_through_the_kubernetes_api(tmp_path: Path) -> None:
     document = {"text": json.dumps(flagd(10, 90))}
 
     async def read(request: web.Request) -> web.Response:
@@ -182,15 +213,16 @@ async def test_configmap_weights_follow_the_configmap_through_the_kubernetes_api
             "users": [{"name": "fake", "user": {"token": "x"}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
         }))
-        weights = ConfigMapWeights(str(kubeconfig), "shop", "feature-flags")
-        poll = asyncio.create_task(weights.poll(every=0.05))
+        flags = ConfigMapFlags(str(kubeconfig), "shop", "feature-flags")
+        poll = asyncio.create_task(flags.poll(every=0.05))
         try:
             async def until(expected: float) -> None:
                 for _ in range(200):
-                    if weights("new-checkout") == expected:
+                    if weight_in(flags.document(), "new-checkout") == expected:
                         return
                     await asyncio.sleep(0.02)
-                raise AssertionError(f"weight stayed {weights('new-checkout')}, not {expected}: {weights.last_error}")
+                raise AssertionError(f"weight stayed {weight_in(flags.document(), 'new-checkout')}, "
+                                     f"not {expected}: {flags.last_error}")
 
             await until(10)
             document["text"] = json.dumps(flagd(50, 50))
@@ -199,9 +231,10 @@ async def test_configmap_weights_follow_the_configmap_through_the_kubernetes_api
             await until(0)
         finally:
             poll.cancel()
-        missing = ConfigMapWeights(str(kubeconfig), "shop", "nope")
+        missing = ConfigMapFlags(str(kubeconfig), "shop", "nope")
         await asyncio.to_thread(missing.read)
-        assert missing("new-checkout") == 0 and missing.last_error is not None and "404" in missing.last_error
+        assert weight_in(missing.document(), "new-checkout") == 0
+        assert missing.last_error is not None and "404" in missing.last_error
 
 
 @pytest.mark.integration

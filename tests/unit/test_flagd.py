@@ -135,3 +135,19 @@ def test_other_flags_survive_any_document(
     while prefix < len(text) and updated[prefix] == text[prefix]:
         prefix += 1
     assert updated.endswith(text[prefix:])
+
+
+def test_flag_spec_gets_our_entry_and_keeps_everything_else() -> None:
+    from featurerollout.flagd import set_flag_spec
+
+    body = {"metadata": {"name": "ff"}, "spec": {"flagSpec": {"flags": {"dark-mode": {"state": "ENABLED"}},
+                                                              "$evaluators": {"x": {}}}}}
+    updated = set_flag_spec(body, "new-checkout", 0.5)
+    assert updated is not None
+    assert updated["spec"]["flagSpec"] == {
+        "flags": {"dark-mode": {"state": "ENABLED"}, "new-checkout": flag_entry(0.5)}, "$evaluators": {"x": {}},
+    }
+    assert set_flag_spec(updated, "new-checkout", 0.5) is None  # already there: nothing to write
+    assert set_flag_spec({}, "f", 10) == {"spec": {"flagSpec": {"flags": {"f": flag_entry(10)}}}}
+    with pytest.raises(InvalidDocument, match=r"spec\.flagSpec\.flags is not an object"):
+        set_flag_spec({"spec": {"flagSpec": {"flags": []}}}, "f", 10)

@@ -2,15 +2,17 @@
 
     python -m featurerollout.demo.service --weight new-checkout=25 --on-error-rate 0.3 --rps 50
 
-`GET /serve?flag=F&user=U` picks the variant the way flagd's `fractional` does (murmur3 of
-flag key + user, bucketed at the flag's current weight), answers 500 with the variant's error
-probability, and counts the request in `http_requests_total{flag, variant="on"|"off", code}`,
-exposed on `/metrics`. `POST /control` with `{"new-checkout": {"on_error_rate": 0.3}}` changes
-error rates live; `GET /control` shows them and the current weights.
+`GET /serve?flag=F&user=U` asks the official flagd evaluator (`openfeature-flagd-core`) for the
+flag's boolean value with U as the targeting key, so the variant is the one real flagd would
+serve; it answers 500 with the variant's error probability, and counts the request in
+`http_requests_total{flag, variant="on"|"off", code}`, exposed on `/metrics`.
+`POST /control` with `{"new-checkout": {"on_error_rate": 0.3}}` changes error rates live;
+`GET /control` shows them and the current weights.
 
-The weight comes from a function `flag -> percent`: fixed (`--weight`), a flagd document file
-(`--flagd-file`), or the flag's ConfigMap read through the Kubernetes API every 0.5 s
-(`--kubeconfig --namespace --configmap --key`), which is what the operator writes.
+The flagd document comes from a source: flags at fixed weights (`--weight`, with the entry the
+operator writes), a flagd document file (`--flagd-file`), or the ConfigMap read through the
+Kubernetes API every 0.5 s (`--kubeconfig --namespace --configmap --key`), which is what the
+operator writes.
 """
 
 from __future__ import annotations
@@ -18,136 +20,138 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import os
 import random
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+from openfeature.contrib.tools.flagd.core import FlagdCore
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.exception import OpenFeatureError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from featurerollout import flagd
 
 log = logging.getLogger("featurerollout.demo")
 
-WeightSource = Callable[[str], float]
-"""The percentage of users (0..100) who get variant `on` of a flag, now."""
+FlagDocument = Mapping[str, Any]
+"""A flagd flag-definition document (`{"flags": {...}}`), parsed."""
 
 VARIANTS: tuple[str, str] = ("on", "off")
+ON, OFF = VARIANTS
 DEFAULT_FLAG = "new-checkout"
 DEFAULT_KEY = "flags.flagd.json"
+EMPTY: FlagDocument = {"flags": {}}
 
-# --- flagd's fractional bucketing ---------------------------------------------------------------
-
-_MASK = 0xFFFFFFFF
-
-
-def murmur3_32(data: bytes, seed: int = 0) -> int:
-    """MurmurHash3 x86 32-bit, the hash flagd's `fractional` uses (unsigned result)."""
-    c1, c2 = 0xCC9E2D51, 0x1B873593
-    h = seed & _MASK
-    whole = len(data) - len(data) % 4
-    for i in range(0, whole, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
-        k = (k * c1) & _MASK
-        k = ((k << 15) | (k >> 17)) & _MASK
-        k = (k * c2) & _MASK
-        h ^= k
-        h = ((h << 13) | (h >> 19)) & _MASK
-        h = (h * 5 + 0xE6546B64) & _MASK
-    tail = data[whole:]
-    if tail:
-        k = int.from_bytes(tail, "little")
-        k = (k * c1) & _MASK
-        k = ((k << 15) | (k >> 17)) & _MASK
-        k = (k * c2) & _MASK
-        h ^= k
-    h ^= len(data)
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & _MASK
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & _MASK
-    h ^= h >> 16
-    return h
+# --- the official flagd evaluator ---------------------------------------------------------------
 
 
-def bucket_of(flag: str, user: str) -> float:
-    """The user's bucket in [0, 100] for a flag, as flagd computes it (flag key + targeting key)."""
-    unsigned = murmur3_32((flag + user).encode())
-    signed = unsigned - (1 << 32) if unsigned & 0x80000000 else unsigned
-    return abs(signed) / 0x7FFFFFFF * 100
+class FlagdEvaluator:
+    """Each user's variant, decided by the official flagd evaluator (`openfeature-flagd-core`, the
+    library behind the OpenFeature flagd provider's in-process mode), over the whole document.
 
-
-def variant_for(flag: str, user: str, weight: float) -> str:
-    """`on` for the first `weight` percent of buckets, as `fractional: [["on", W], ["off", 100-W]]`."""
-    return "on" if bucket_of(flag, user) < weight else "off"
-
-
-def weight_from_flagd(document: str | Mapping[str, Any], flag: str) -> float:
-    """The percentage of `on` in a flagd document's entry for `flag`.
-
-    A missing flag, `state: DISABLED`, or no `fractional` targeting counts as 0 (everyone gets the
-    default, `off`). Relative weights are normalised: `[["on", 5], ["off", 995]]` is 0.5%.
+    The demo does not bucket users itself: whatever real flagd does with the document the
+    operator wrote (its `fractional` hashing, integer weights, DISABLED flags, unknown flags) is
+    what the demo's users get, so the demo's metrics measure the exposure flagd really gives.
     """
-    data = json.loads(document) if isinstance(document, str) else document
-    entry = (data.get("flags") or {}).get(flag) if isinstance(data, Mapping) else None
-    if not isinstance(entry, Mapping) or entry.get("state", "ENABLED") == "DISABLED":
-        return 0.0
-    targeting = entry.get("targeting")
-    fractional = targeting.get("fractional") if isinstance(targeting, Mapping) else None
-    if not isinstance(fractional, list):
-        return 100.0 if entry.get("defaultVariant") == "on" else 0.0
-    # flagd allows a leading bucketing expression (e.g. {"var": "email"}) before the buckets.
-    buckets = [b for b in fractional if isinstance(b, list) and len(b) == 2]
-    total = sum(float(weight) for _, weight in buckets)
-    if total <= 0:
-        return 0.0
-    on = sum(float(weight) for variant, weight in buckets if variant == "on")
-    return on * 100 / total
+
+    def __init__(self) -> None:
+        self._core = FlagdCore()
+        self._loaded: object = None
+        self.error: str | None = None
+
+    def load(self, document: FlagDocument) -> None:
+        """Evaluate against `document` from now on (nothing to do when it is the one loaded).
+
+        A document flagd refuses keeps the previous flags, as flagd itself does, and is logged."""
+        if document is self._loaded:
+            return
+        self._loaded = document
+        try:
+            self._core.set_flags(copy.deepcopy(dict(document)))  # it rewrites the dict it is given
+            self.error = None
+        except Exception as error:  # flagd refuses it: keep serving with the last good flags
+            self.error = f"{type(error).__name__}: {error}"
+            log.warning("flagd refused the flag document (%s); keeping the previous flags", self.error)
+
+    def variant(self, flag: str, user: str) -> str:
+        """`on` or `off`: what an application asking flagd for the flag's boolean value, with the
+        user as targeting key and `false` as its default, is given."""
+        try:
+            details = self._core.resolve_boolean_value(flag, False, EvaluationContext(targeting_key=user))
+        except OpenFeatureError:  # unknown flag, wrong type, bad targeting: the SDK returns the default
+            return OFF
+        return ON if details.value is True else OFF
 
 
-# --- weight sources -----------------------------------------------------------------------------
+def weight_in(document: FlagDocument, flag: str) -> float:
+    """The percentage a document's entry for `flag` exposes, for display (0 when not ours)."""
+    flags = document.get("flags")
+    entry = flags.get(flag) if isinstance(flags, Mapping) else None
+    return flagd.weight_of(entry) or 0.0
+
+
+# --- flag sources: where the flagd document comes from ------------------------------------------
+
+
+class FlagSource(Protocol):
+    """The flagd document the service evaluates, now. It returns the same object for as long as
+    the document has not changed (the evaluator reloads only on a new one)."""
+
+    def document(self) -> FlagDocument: ...
 
 
 class FixedWeights:
-    """Weights set by hand (`--weight`, or a test); unknown flags are at 0."""
+    """Flags at weights set by hand (`--weight`, or a test), each with the entry the operator
+    writes at that weight (featurerollout.flagd.flag_entry); unknown flags are not in it."""
 
     def __init__(self, weights: Mapping[str, float] | None = None) -> None:
         self.weights = dict(weights or {})
+        self._built: tuple[tuple[str, float], ...] | None = None
+        self._document: FlagDocument = EMPTY
 
-    def __call__(self, flag: str) -> float:
-        return self.weights.get(flag, 0.0)
+    def document(self) -> FlagDocument:
+        key = tuple(sorted(self.weights.items()))
+        if key != self._built:
+            self._document = {"flags": {flag: flagd.flag_entry(weight) for flag, weight in key}}
+            self._built = key
+        return self._document
 
 
-class FlagdFileWeights:
-    """Weights from a flagd document file, re-read whenever the file changes."""
+class FlagdFile:
+    """A flagd document file, re-read whenever it changes."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._stamp: tuple[int, int] | None = None
-        self._document: Mapping[str, Any] = {}
+        self._document: FlagDocument = EMPTY
 
-    def __call__(self, flag: str) -> float:
+    def document(self) -> FlagDocument:
         try:
             stat = self.path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp:
-                self._document = json.loads(self.path.read_text())
+                loaded = json.loads(self.path.read_text())
+                self._document = loaded if isinstance(loaded, dict) else EMPTY
                 self._stamp = stamp
         except (OSError, ValueError) as error:
-            log.warning("cannot read %s (%s); keeping the last weights", self.path, error)
-        return weight_from_flagd(self._document, flag)
+            log.warning("cannot read %s (%s); keeping the last flags", self.path, error)
+        return self._document
 
 
-class ConfigMapWeights:
-    """Weights from the flagd document in a ConfigMap key, polled through the Kubernetes API.
+class ConfigMapFlags:
+    """The flagd document in a ConfigMap key, polled through the Kubernetes API.
 
-    Run `poll()` as a task; until the first read every flag is at 0. A missing ConfigMap or key
-    counts as an empty document (0); any other error keeps the last weights and is logged.
+    Run `poll()` as a task; until the first read there are no flags. A missing ConfigMap or key
+    counts as an empty document; any other error keeps the last document and is logged.
     """
 
     def __init__(self, kubeconfig: str, namespace: str, name: str, key: str = DEFAULT_KEY) -> None:
@@ -155,12 +159,13 @@ class ConfigMapWeights:
 
         self.namespace, self.name, self.key = namespace, name, key
         self._api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
-        self._document: Mapping[str, Any] = {}
+        self._document: FlagDocument = EMPTY
+        self._text: str | None = None
         self.reads = 0
         self.last_error: str | None = None
 
-    def __call__(self, flag: str) -> float:
-        return weight_from_flagd(self._document, flag)
+    def document(self) -> FlagDocument:
+        return self._document
 
     def read(self) -> None:
         """Read the ConfigMap once (blocking)."""
@@ -169,13 +174,16 @@ class ConfigMapWeights:
         try:
             configmap = self._api.read_namespaced_config_map(self.name, self.namespace, _request_timeout=5)
             text = (configmap.data or {}).get(self.key)
-            self._document = json.loads(text) if text else {}
+            if text != self._text:  # a new object only for a new document: the evaluator reloads on it
+                loaded = json.loads(text) if text else EMPTY
+                self._document = loaded if isinstance(loaded, dict) else EMPTY
+                self._text = text
             self.last_error = None
         except ApiException as error:
             if error.status == 404:
-                self._document = {}
+                self._document, self._text = EMPTY, None
             self.last_error = f"HTTP {error.status}: {error.reason}"
-        except Exception as error:  # keep serving with the last weights whatever went wrong
+        except Exception as error:  # keep serving with the last document whatever went wrong
             self.last_error = f"{type(error).__name__}: {error}"
         if self.last_error:
             log.warning("reading ConfigMap %s/%s: %s", self.namespace, self.name, self.last_error)
@@ -207,7 +215,7 @@ class DemoService:
 
     def __init__(
         self,
-        weights: WeightSource,
+        source: FlagSource,
         *,
         flags: Sequence[str] = (DEFAULT_FLAG,),
         on_error_rate: float = 0.0,
@@ -216,7 +224,8 @@ class DemoService:
         rps: float = 0.0,
         seed: int | None = None,
     ) -> None:
-        self.weights = weights
+        self.source = source
+        self.evaluator = FlagdEvaluator()
         self.flags = list(flags)
         self.default_rates = ErrorRates(on_error_rate, off_error_rate)
         self.error_rates: dict[str, ErrorRates] = {
@@ -242,6 +251,10 @@ class DemoService:
             for code in ("200", "500"):
                 self.requests.labels(flag=flag, variant=variant, code=code)
 
+    def weight(self, flag: str) -> float:
+        """The percentage of users the current document exposes `flag` to (for display)."""
+        return weight_in(self.source.document(), flag)
+
     def rates(self, flag: str) -> ErrorRates:
         """The error rates of a flag (the defaults for a flag not seen before)."""
         if flag not in self.error_rates:
@@ -251,8 +264,8 @@ class DemoService:
 
     def serve(self, flag: str, user: str) -> tuple[str, int]:
         """Serve one request: its variant and status code, counted."""
-        weight = self.weights(flag)
-        variant = variant_for(flag, user, weight)
+        self.evaluator.load(self.source.document())
+        variant = self.evaluator.variant(flag, user)
         code = 500 if self.random.random() < self.rates(flag).of(variant) else 200
         self.requests.labels(flag=flag, variant=variant, code=str(code)).inc()
         return variant, code
@@ -275,7 +288,7 @@ class DemoService:
 
     def _state(self) -> dict[str, Any]:
         return {
-            flag: {"on_error_rate": r.on, "off_error_rate": r.off, "weight": self.weights(flag)}
+            flag: {"on_error_rate": r.on, "off_error_rate": r.off, "weight": self.weight(flag)}
             for flag, r in self.error_rates.items()
         }
 
@@ -328,7 +341,7 @@ class DemoService:
         return self.url
 
     def add_task(self, task: asyncio.Task[None]) -> None:
-        """A background task (e.g. ConfigMapWeights.poll) to cancel on stop."""
+        """A background task (e.g. ConfigMapFlags.poll) to cancel on stop."""
         self._tasks.append(task)
 
     async def stop(self) -> None:
@@ -435,27 +448,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def service_from_args(args: argparse.Namespace) -> tuple[DemoService, ConfigMapWeights | None]:
+def service_from_args(args: argparse.Namespace) -> tuple[DemoService, ConfigMapFlags | None]:
     """Build the service (and the ConfigMap poller, if the weight comes from one) from parsed args."""
     chosen = [bool(args.weight), args.flagd_file is not None, args.kubeconfig is not None]
     if sum(chosen) > 1:
         raise SystemExit("choose one weight source: --weight, --flagd-file or --kubeconfig")
-    poller: ConfigMapWeights | None = None
-    weights: WeightSource
+    poller: ConfigMapFlags | None = None
+    source: FlagSource
     if args.kubeconfig is not None:
-        poller = ConfigMapWeights(args.kubeconfig, args.namespace, args.configmap, args.key)
-        weights = poller
+        poller = ConfigMapFlags(args.kubeconfig, args.namespace, args.configmap, args.key)
+        source = poller
     elif args.flagd_file is not None:
-        weights = FlagdFileWeights(args.flagd_file)
+        source = FlagdFile(args.flagd_file)
     else:
-        weights = FixedWeights(dict(args.weight))
+        source = FixedWeights(dict(args.weight))
     flags = args.flags or sorted({flag for flag, _ in args.weight}) or [DEFAULT_FLAG]
     rates: dict[str, ErrorRates] = {}
     for flag, variant, value in args.flag_error_rate:
         entry = rates.setdefault(flag, ErrorRates(args.on_error_rate, args.off_error_rate))
         setattr(entry, variant, value)
     service = DemoService(
-        weights, flags=flags, on_error_rate=args.on_error_rate, off_error_rate=args.off_error_rate,
+        source, flags=flags, on_error_rate=args.on_error_rate, off_error_rate=args.off_error_rate,
         error_rates=rates, rps=args.rps, seed=args.seed,
     )
     return service, poller

@@ -47,20 +47,17 @@ class FeatureFlagTarget:
 
     @staticmethod
     def _flags(body: dict[str, Any]) -> dict[str, Any]:
-        flags = body.setdefault("spec", {}).setdefault("flagSpec", {}).setdefault("flags", {})
-        if not isinstance(flags, dict):
-            raise TargetError("InvalidDocument", "spec.flagSpec.flags is not an object; left untouched")
-        return flags
+        try:
+            return flagd.flag_spec_flags(body)
+        except flagd.InvalidDocument as error:
+            raise TargetError("InvalidDocument", str(error)) from None
 
     async def apply(self, weight: float) -> bool:
-        entry = flagd.flag_entry(weight)
-
         def change(body: dict[str, Any]) -> dict[str, Any] | None:
-            flags = self._flags(body)
-            if flags.get(self.flag) == entry:
-                return None
-            flags[self.flag] = entry
-            return body
+            try:
+                return flagd.set_flag_spec(body, self.flag, weight)
+            except flagd.InvalidDocument as error:
+                raise TargetError("InvalidDocument", str(error)) from None
 
         async def write(body: dict[str, Any]) -> object:
             return await self.kube.call(
