@@ -96,13 +96,17 @@ def test_one_slow_prometheus_never_delays_the_other_rollouts(
     with in_background(slow_manager) as slow_url:  # type: ignore[arg-type]
         operator()
         stalled = analysis(prometheus, consecutiveErrorLimit=100)
-        stalled["prometheus"] = {"address": slow_url, "timeout": "10s"}
+        stalled["prometheus"] = {"address": slow_url, "timeout": "40s"}
         stages: list[dict[str, Any]] = [{"weight": 10, "duration": "1s"}, {"weight": 100}]
         for index in range(5):
             make_rollout(cluster, f"stalled-{index}", flag="stalled", stages=stages, analysis=stalled)
+        # The stalled rollouts' first queries are under way before the quick one starts.
+        wait_until(lambda: all(status(cluster, f"stalled-{i}").get("currentWeight") == 10 for i in range(5)), 40,
+                   "the stalled rollouts' first stage (the operator's start-up included)")
         make_rollout(cluster, "quick", stages=[{"weight": 10, "duration": "1s"}, {"weight": 25, "duration": "1s"},
                                                {"weight": 100}], analysis=analysis(prometheus))
-        # Five rollouts each wait 10 s on every query; the quick one still needs only ~3 s of holds.
-        wait_phase(cluster, "quick", "Succeeded", timeout=9)
+        # Five rollouts each wait 40 s on every query. The quick one needs ~3 s of holds and
+        # analysis: 20 s is a wide margin on a loaded machine, and still half of one stalled query.
+        wait_phase(cluster, "quick", "Succeeded", timeout=20)
         for index in range(5):
             assert status(cluster, f"stalled-{index}")["currentWeight"] == 10

@@ -11,7 +11,7 @@ import pytest
 
 from featurerollout.demo.stack import Stack, Terminated, group_alive, group_members, wait_until
 
-IGNORES_TERM = ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]
+IGNORES_TERM = ["sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 0.1; done"]
 HAS_A_GRANDCHILD = ["sh", "-c", "sleep 300 & wait"]
 
 
@@ -37,7 +37,7 @@ def test_children_are_stopped_last_first_on_success(tmp_path: Path) -> None:
 def test_a_child_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
     with Stack(tmp_path, grace=0.5) as stack:
         child = stack.start("stubborn", IGNORES_TERM)
-        time.sleep(0.3)  # let the shell install its trap
+        wait_until(lambda: child.tail() == ["trapped"], 10, "the shell to install its trap")
         started = time.monotonic()
     assert stack.stopped == [(child, -signal.SIGKILL)]
     assert 0.5 <= time.monotonic() - started < 5

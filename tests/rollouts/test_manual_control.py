@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,17 @@ import pytest
 import yaml
 from tests.rollouts.test_rollout import document, make_configmap, status
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
+from tests.support.windows import holds_for
 
 from featurerollout.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
+FIRST_HOLD = 8  # seconds: the pause must land inside the first stage with room to spare
+
+
+def configmap_version(cluster: Cluster) -> str:
+    """The flags ConfigMap's resourceVersion: it changes with any write to it."""
+    return str(cluster.core.read_namespaced_config_map("feature-flags", "default").metadata.resource_version)
 
 
 def cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,7 +50,7 @@ def test_pause_resume_promote_abort_retry_survive_a_gitops_reapply(
     operator()
     manifest = rollout_manifest(
         "gitops", flag="gitops", target={"configMap": {"name": "feature-flags"}},
-        stages=[{"weight": 10, "duration": "3s"}, {"weight": 25, "duration": "1h"},
+        stages=[{"weight": 10, "duration": f"{FIRST_HOLD}s"}, {"weight": 25, "duration": "1h"},
                 {"weight": 50, "duration": "1h"}, {"weight": 100}],
     )
     path = tmp_path / "gitops.yaml"
@@ -55,15 +62,20 @@ def test_pause_resume_promote_abort_retry_survive_a_gitops_reapply(
 
     wait_until(lambda: status(cluster, "gitops").get("currentWeight") == 10, 20, "the first stage")
 
-    # pause: holds at 10% past the 3 s hold, even after the manifest is applied again
+    # pause: holds at 10% past the first stage's hold, even after the manifest is applied again.
+    # The pause lands well inside the stage (confirmation takes ~1 s on a loaded machine).
     assert "pause requested" in control(cluster, "pause", "gitops")
-    assert status(cluster, "gitops")["phase"] == "Paused"
+    paused = status(cluster, "gitops")
+    assert paused["phase"] == "Paused"
     reapply()
-    time.sleep(4)
-    assert status(cluster, "gitops")["phase"] == "Paused"
-    assert status(cluster, "gitops")["currentWeight"] == 10
+    flags_version = configmap_version(cluster)
+    started = datetime.fromisoformat(paused["stageStartedAt"].replace("Z", "+00:00"))
+    past_the_hold = (started - datetime.now(UTC)).total_seconds() + FIRST_HOLD + 2
+    assert past_the_hold > 2, "the pause did not land inside the first stage"
+    holds_for(lambda: (s := status(cluster, "gitops"))["phase"] == "Paused" and s["currentWeight"] == 10
+              and configmap_version(cluster) == flags_version, past_the_hold, "the pause at 10%")
 
-    # resume: the 3 s hold has passed, so it advances to 25% (whose hold is an hour)
+    # resume: the first hold has passed, so it advances to 25% (whose hold is an hour)
     control(cluster, "resume", "gitops")
     wait_until(lambda: status(cluster, "gitops").get("currentWeight") == 25, 10, "the advance to 25%")
     reapply()
@@ -72,9 +84,8 @@ def test_pause_resume_promote_abort_retry_survive_a_gitops_reapply(
     control(cluster, "promote", "gitops")
     assert status(cluster, "gitops")["currentWeight"] == 50
     reapply()
-    time.sleep(1)
-    assert status(cluster, "gitops")["currentWeight"] == 50
-    assert read_flag_weight(document(cluster), "gitops") == 50
+    holds_for(lambda: status(cluster, "gitops")["currentWeight"] == 50
+              and read_flag_weight(document(cluster), "gitops") == 50, 1.5, "50% after the re-apply")
 
     # abort: back to 0 at once, and the re-apply leaves it there
     control(cluster, "abort", "gitops")
@@ -82,17 +93,15 @@ def test_pause_resume_promote_abort_retry_survive_a_gitops_reapply(
     assert (after_abort["phase"], after_abort["currentWeight"]) == ("RolledBack", 0)
     assert read_flag_weight(document(cluster), "gitops") == 0
     reapply()
-    time.sleep(1)
-    assert status(cluster, "gitops")["phase"] == "RolledBack"
-    assert read_flag_weight(document(cluster), "gitops") == 0
+    holds_for(lambda: status(cluster, "gitops")["phase"] == "RolledBack"
+              and read_flag_weight(document(cluster), "gitops") == 0, 1.5, "the abort after the re-apply")
 
     # retry: from the first stage again
     control(cluster, "retry", "gitops")
     retried = status(cluster, "gitops")
     assert (retried["phase"], retried["currentStage"], retried["currentWeight"]) == ("Progressing", 0, 10)
     reapply()
-    time.sleep(1)
-    assert status(cluster, "gitops")["phase"] == "Progressing"
+    holds_for(lambda: status(cluster, "gitops")["phase"] == "Progressing", 1.5, "the retry after the re-apply")
 
     # each request was carried out once, and the spec never changed
     body = cluster.custom.get_namespaced_custom_object("featurerollout.io", "v1alpha1", "default",
@@ -124,7 +133,11 @@ def test_status_shows_stage_weight_and_progress(cluster: Cluster, operator: Oper
     assert "Phase:    Progressing" in result.stdout
     assert "Stage:    1/2 at 10%" in result.stdout
     assert "Left:     59m" in result.stdout
-    assert "[" in result.stdout and "100%" in result.stdout
+    # The bar: one 12-character segment per stage, none filled a few seconds into an hour-long
+    # first stage, with each stage's weight centred under its segment.
+    lines = result.stdout.splitlines()
+    bar = lines.index("[" + "-" * 12 + "|" + "-" * 12 + "]")
+    assert lines[bar + 1] == " " + ("10%".center(13) + "100%".center(13)).rstrip()
 
 
 def test_status_watch_ends_when_the_rollout_is_terminal(cluster: Cluster, operator: OperatorFactory) -> None:

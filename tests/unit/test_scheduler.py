@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 
@@ -98,20 +99,27 @@ async def test_different_keys_run_concurrently() -> None:
 
 
 async def test_failing_work_is_retried_with_backoff() -> None:
-    attempts = 0
+    attempts: list[float] = []
 
     async def work(key: str) -> float | None:
-        nonlocal attempts
-        attempts += 1
-        if attempts < 3:
+        attempts.append(time.monotonic())
+        if len(attempts) < 4:
             raise RuntimeError("API down")
         return None
 
-    scheduler: Scheduler[str] = Scheduler(work, max_backoff=0.05)
+    # Backoff doubles from 0.5 s, capped at max_backoff: waits of 0.5, 0.8, 0.8 s.
+    scheduler: Scheduler[str] = Scheduler(work, max_backoff=0.8)
     runner = asyncio.create_task(scheduler.run())
     scheduler.wake("a")
-    await _until(lambda: attempts == 3)
+    await _until(lambda: len(attempts) == 4, timeout=20)
     runner.cancel()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    # Lower bounds only (a loaded machine may wait longer, never shorter): each retry waited out
+    # its backoff, the second one longer than the first (it doubles), the third one capped.
+    assert gaps[0] >= 0.5, gaps
+    assert gaps[1] >= 0.8, gaps
+    assert gaps[2] >= 0.8, gaps
+    assert scheduler.due_at("a") is None  # it succeeded: nothing more is scheduled
 
 
 async def test_forgotten_key_is_not_run() -> None:
