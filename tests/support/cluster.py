@@ -97,9 +97,9 @@ class Cluster:
     `control` is the sandbox's fault-injection and request-log API; tests that need it ask for
     the sandbox explicitly, every other process-level test runs on whichever server is given."""
 
-    process: Process
+    process: Process | None
     kubeconfig: Path
-    control: SandboxControl
+    control: SandboxControl | None
     api: client.ApiClient
     kind: str = "sandbox"
 
@@ -162,7 +162,20 @@ def sandbox_fixture(workdir: Path) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.api.close()
+        assert cluster.process is not None
         cluster.process.stop()
+
+
+def real_fixture(admin_kubeconfig: Path) -> Iterator[Cluster]:
+    """The session's real kube-apiserver, emptied of what earlier tests made (support/real_server.py)."""
+    from tests.support.real_server import reset
+
+    reset(admin_kubeconfig)
+    api = config.new_client_from_config(config_file=str(admin_kubeconfig))
+    try:
+        yield Cluster(None, admin_kubeconfig, None, api, kind="real")
+    finally:
+        api.close()
 
 
 def rollout_manifest(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:

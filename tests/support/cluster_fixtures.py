@@ -1,6 +1,6 @@
 """A pytest plugin: fixtures for integration tests with real processes.
 
-- `cluster`: a running Kubernetes API (today `featurerollout sandbox`; see support/cluster.py);
+- `cluster`: a running Kubernetes API, the sandbox or the real kube-apiserver (support/real_server.py);
 - `operator`: a factory that starts `featurerollout run` against it, all stopped at teardown;
 - `kubectl`: the real kubectl bound to the cluster's kubeconfig.
 """
@@ -14,14 +14,46 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.cluster import REPO, Cluster, OperatorFactory, sandbox_fixture
+from tests.support.cluster import REPO, Cluster, OperatorFactory, real_fixture, sandbox_fixture
+from tests.support.real_server import CrdBaseline, require_real, selected_servers, session_control_plane
+
+# The fixture CRDs the sandbox's own tests serve (tests/sandbox/fixtures.py), applied to the real
+# server too so that both start in the same state.
+FIXTURE_CRDS = sorted((REPO / "tests" / "fixtures" / "crds").glob("*.yaml"))
 
 KUBECTL = REPO / ".cache" / "bin" / "kubectl"
 
 
+@pytest.fixture(scope="session")
+def real_apiserver_crds() -> Iterator[tuple[Path, CrdBaseline]]:
+    """One real kube-apiserver (with etcd) for the session: its admin kubeconfig, and the CRDs it
+    started with (put back by `real_apiserver` whenever a test changed one)."""
+    require_real()
+    with session_control_plane(FIXTURE_CRDS) as (_, admin):
+        yield admin, CrdBaseline(admin)
+
+
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """The Kubernetes API a process-level test runs on."""
+def real_apiserver(real_apiserver_crds: tuple[Path, CrdBaseline]) -> Path:
+    """The session's real kube-apiserver, with the CRDs it started with; its admin kubeconfig."""
+    admin, baseline = real_apiserver_crds
+    baseline.restore()
+    return admin
+
+
+@pytest.fixture(params=selected_servers())
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """The Kubernetes API a process-level test runs on: the sandbox or the real kube-apiserver
+    (FEATUREROLLOUT_TEST_APISERVER, see support/real_server.py)."""
+    if request.param == "sandbox":
+        yield from sandbox_fixture(tmp_path)
+    else:
+        yield from real_fixture(request.getfixturevalue("real_apiserver"))
+
+
+@pytest.fixture
+def sandbox_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """The sandbox, always: for tests whose point is its fault injection or request log."""
     yield from sandbox_fixture(tmp_path)
 
 

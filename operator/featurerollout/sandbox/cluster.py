@@ -355,7 +355,8 @@ class Cluster:
         configuration are not removed.
         """
         if not field_manager:
-            raise ApiError(400, "PATCH, application/apply-patch+yaml requires fieldManager to be set")
+            raise ApiError(422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                                "is required for apply patch")
         try:
             applied = yaml.safe_load(body) if isinstance(body, (str, bytes)) else body
         except yaml.YAMLError as exc:

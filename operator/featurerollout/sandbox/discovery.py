@@ -12,7 +12,7 @@ from featurerollout.sandbox.resources import ResourceType
 
 Json = dict[str, Any]
 
-KUBERNETES_VERSION = {"major": "1", "minor": "33"}
+KUBERNETES_VERSION = {"major": "1", "minor": "37"}  # the real kube-apiserver the tests build
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -20,11 +20,11 @@ def version_info() -> Json:
     """The body of /version."""
     return {
         **KUBERNETES_VERSION,
-        "gitVersion": "v1.33.0-featurerollout-sandbox",
+        "gitVersion": "v1.37.0-featurerollout-sandbox",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",
-        "goVersion": "go1.24",
+        "goVersion": "go1.26",
         "compiler": "gc",
         "platform": "linux/amd64",
     }

@@ -151,7 +151,7 @@ def group_version_document(group: str, version: str, resources: list[ResourceTyp
         schemas[schema_name(rt, version)] = _kind_schema(rt, version)
     return {
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "info": {"title": "Kubernetes", "version": "v1.37.0"},
         "paths": paths,
         "components": {"schemas": schemas},
     }

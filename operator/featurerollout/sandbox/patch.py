@@ -94,8 +94,8 @@ def strategic_merge_patch(target: Any, patch: Any, path: str = "") -> Any:
 
 def _merge_list(current: Any, patch: list[Any], merge_key: str | None) -> list[Any]:
     items = list(current) if isinstance(current, list) else []
-    if merge_key is None:  # a set of primitives: union, in order
-        return items + [v for v in patch if v not in items]
+    if merge_key is None:  # a set of primitives: the patch's items first, then the others, as kube-apiserver
+        return list(patch) + [v for v in items if v not in patch]
     for entry in patch:
         if not isinstance(entry, dict):
             continue

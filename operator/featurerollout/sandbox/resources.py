@@ -146,6 +146,10 @@ def from_crd(crd: Json) -> ResourceType:
     )
 
 
+def _protected_group(group: str) -> bool:
+    return group in ("k8s.io", "kubernetes.io") or group.endswith((".k8s.io", ".kubernetes.io"))
+
+
 def check_crd(crd: Json) -> list[dict[str, str]]:
     """The few structural checks kube-apiserver makes on a CRD that the sandbox needs to serve it."""
     causes: list[dict[str, str]] = []
@@ -169,6 +173,18 @@ def check_crd(crd: Json) -> list[dict[str, str]]:
                 "reason": "FieldValueInvalid",
                 "message": "Invalid value: \"array\": must have exactly one version marked as storage version",
                 "field": "spec.versions",
+            }
+        )
+    group = str(spec.get("group") or "")
+    annotations = (crd.get("metadata") or {}).get("annotations") or {}
+    # kube-apiserver's rule (KEP 1111): CRDs in the community's own API groups need an approval link.
+    if _protected_group(group) and not annotations.get("api-approved.kubernetes.io"):
+        causes.append(
+            {
+                "reason": "FieldValueRequired",
+                "message": "Required value: protected groups must have approval annotation "
+                           '"api-approved.kubernetes.io", see https://github.com/kubernetes/enhancements/pull/1111',
+                "field": "metadata.annotations[api-approved.kubernetes.io]",
             }
         )
     name = (crd.get("metadata") or {}).get("name")

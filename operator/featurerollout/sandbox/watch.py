@@ -71,15 +71,20 @@ async def serve_watch(
 
     async def deliver(event: WatchEvent) -> None:
         # As kube-apiserver's watch cache: an object that starts matching the selectors arrives as
-        # ADDED, one that stops matching as DELETED (with its new state).
+        # ADDED, one that stops matching as DELETED, carrying its last state that matched at the
+        # event's resourceVersion.
         now = wanted(event.obj)
         before = event.prev is not None and wanted(event.prev)
         event_type = event.type
+        obj = event.obj
         if event.type == "MODIFIED" and now != before:
             event_type = "ADDED" if now else "DELETED"
+            if not now and event.prev is not None:
+                prev_meta = {**event.prev["metadata"], "resourceVersion": event.obj["metadata"]["resourceVersion"]}
+                obj = {**event.prev, "metadata": prev_meta}
         elif not now:
             return
-        served = cluster.serve(rt, watch.version, event.obj)
+        served = cluster.serve(rt, watch.version, obj)
         if watch.table is not None:
             rows = tables.table(rt, watch.version, [served], served["metadata"]["resourceVersion"], watch.table)
             await send(event_type, rows)
