@@ -246,7 +246,7 @@ def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
     assert_operator_metric(metrics_port, "featurerollout_analysis_errors_total", 4, metric="error-rate", **blind)
     assert_operator_metric(metrics_port, "featurerollout_rollbacks_total", 1, reason="AnalysisError", **blind)
     # 10% was never exceeded while Prometheus was down.
-    writes = [r for r in cluster.control.requests(resource="configmaps", name="feature-flags")
+    writes = [r for r in cluster.log.requests(resource="configmaps", name="feature-flags")
               if r["verb"] == "update" and r["status"] < 300]
     assert len(writes) == 2  # 10%, then 0%
 

@@ -94,14 +94,20 @@ def featurerollout_command(*args: str) -> list[str]:
 class Cluster:
     """A running Kubernetes API for a test (today `featurerollout sandbox`) and clients for it.
 
-    `control` is the sandbox's fault-injection and request-log API; tests that need it ask for
-    the sandbox explicitly, every other process-level test runs on whichever server is given."""
+    `log` is the server's request log on both (the sandbox's own; the real server's audit log),
+    with `requests(**match)` and `clear_requests()`. `control` is the sandbox's fault injection:
+    a test that needs it is marked `sandbox_only("why")` and then runs on the sandbox only."""
 
     process: Process | None
     kubeconfig: Path
     control: SandboxControl | None
     api: client.ApiClient
     kind: str = "sandbox"
+    log: Any = None
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = self.control
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -168,12 +174,13 @@ def sandbox_fixture(workdir: Path) -> Iterator[Cluster]:
 
 def real_fixture(admin_kubeconfig: Path) -> Iterator[Cluster]:
     """The session's real kube-apiserver, emptied of what earlier tests made (support/real_server.py)."""
-    from tests.support.real_server import reset
+    from tests.support.real_server import AuditLog, reset
 
     reset(admin_kubeconfig)
     api = config.new_client_from_config(config_file=str(admin_kubeconfig))
     try:
-        yield Cluster(None, admin_kubeconfig, None, api, kind="real")
+        log = AuditLog(admin_kubeconfig.parent / "audit.log")
+        yield Cluster(None, admin_kubeconfig, None, api, kind="real", log=log)
     finally:
         api.close()
 

@@ -41,10 +41,17 @@ def real_apiserver(real_apiserver_crds: tuple[Path, CrdBaseline]) -> Path:
     return admin
 
 
-@pytest.fixture(params=selected_servers())
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`cluster` runs on the servers FEATUREROLLOUT_TEST_APISERVER selects (support/real_server.py);
+    a test marked `sandbox_only(reason)` (fault injection, say) on the sandbox alone."""
+    if "cluster" in metafunc.fixturenames:
+        servers = ("sandbox",) if metafunc.definition.get_closest_marker("sandbox_only") else selected_servers()
+        metafunc.parametrize("cluster", servers, indirect=True)
+
+
+@pytest.fixture
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
-    """The Kubernetes API a process-level test runs on: the sandbox or the real kube-apiserver
-    (FEATUREROLLOUT_TEST_APISERVER, see support/real_server.py)."""
+    """The Kubernetes API a process-level test runs on: the sandbox or the real kube-apiserver."""
     if request.param == "sandbox":
         yield from sandbox_fixture(tmp_path)
     else:

@@ -22,6 +22,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,60 @@ def _wait(predicate: Any, what: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+class AuditLog:
+    """The real server's request log, read from its audit log (tools/real_apiserver.py's policy)
+    into the records the sandbox's `/sandbox/requests` gives: verb, group, resource, subresource,
+    name, namespace, status, user, user_agent, path and time (epoch seconds, when received)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def clear_requests(self) -> None:
+        """Forget what was recorded until now."""
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def requests(self, **match: Any) -> list[dict[str, Any]]:
+        """The records since the last clear whose fields equal the given ones."""
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as stream:
+            stream.seek(self.offset)
+            lines = stream.read().decode(errors="replace").splitlines()
+        seen: set[str] = set()
+        records = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:  # a line being written right now
+                continue
+            if event["auditID"] in seen:  # a watch logs ResponseStarted, then ResponseComplete
+                continue
+            seen.add(event["auditID"])
+            record = _record(event)
+            if all(record.get(key) == value for key, value in match.items()):
+                records.append(record)
+        return records
+
+    def count(self, **match: Any) -> int:
+        return len(self.requests(**match))
+
+
+def _record(event: dict[str, Any]) -> dict[str, Any]:
+    ref = event.get("objectRef") or {}
+    received = datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+    return {
+        "verb": event["verb"],
+        "group": ref.get("apiGroup", ""),
+        "resource": ref.get("resource", ""),
+        "subresource": ref.get("subresource", ""),
+        "name": ref.get("name", ""),
+        "namespace": ref.get("namespace", ""),
+        "status": event.get("responseStatus", {}).get("code", 0),
+        "user": event["user"]["username"],
+        "user_agent": event.get("userAgent", ""),
+        "path": event["requestURI"].split("?")[0],
+        "time": received.timestamp(),
+    }
