@@ -61,6 +61,20 @@ def status_wire(status: api.FeatureRolloutStatus) -> dict[str, Any]:
     return status.to_wire()
 
 
+async def write_status(kube: Kube, body: dict[str, Any], status: api.FeatureRolloutStatus) -> bool:
+    """Make the stored status of `body` (as read) equal `status`: a merge patch naming every field
+    to remove, guarded by the resourceVersion read. Returns whether anything was written; raises
+    the API's error (409 Conflict when the object changed since it was read)."""
+    patch = mergepatch.diff(body.get("status") or {}, status_wire(status))
+    if not patch:
+        return False
+    metadata = body.get("metadata", {})
+    await kube.patch_rollout_status(
+        metadata.get("namespace", "default"), metadata["name"], patch, metadata.get("resourceVersion")
+    )
+    return True
+
+
 @dataclass
 class Reconciler:
     """The scheduler's work: one look at one rollout; returns when (monotonic) to look again."""
@@ -170,17 +184,15 @@ class Reconciler:
     ) -> float | None:
         """Write the status if it changed, then announce; returns when to look again."""
         now = self.clock()
-        patch = mergepatch.diff(body.get("status") or {}, status_wire(decision.status))
-        if patch:
-            try:
-                await self.kube.patch_rollout_status(meta.namespace, meta.name, patch, meta.resource_version)
+        try:
+            if await write_status(self.kube, body, decision.status):
                 telemetry.status_writes.inc()
-            except Exception as error:
-                if status_code(error) in (CONFLICT, NOT_FOUND):
-                    # Changed or gone since we read it: decide again on what is there now. The
-                    # target write, if any, is idempotent and will be found done.
-                    return self.monotonic()
-                raise
+        except Exception as error:
+            if status_code(error) in (CONFLICT, NOT_FOUND):
+                # Changed or gone since we read it: decide again on what is there now. The
+                # target write, if any, is idempotent and will be found done.
+                return self.monotonic()
+            raise
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
