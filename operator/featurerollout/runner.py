@@ -38,13 +38,14 @@ def add_parser(subparsers: Any) -> None:
         "--liveness", metavar="URL",
         help="serve a liveness endpoint, e.g. http://0.0.0.0:8081/healthz (off by default)",
     )
-    metrics = parser.add_mutually_exclusive_group()
-    metrics.add_argument(
+    parser.add_argument(
         "--metrics-port", type=int, default=8080, metavar="PORT",
         help="serve the operator's Prometheus metrics on this port at /metrics (default 8080; 0: a free "
         "port, which the log line 'serving the operator's metrics on :PORT/metrics' names)",
     )
-    metrics.add_argument("--no-metrics", action="store_true", help="do not serve the operator's metrics")
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="do not serve the operator's metrics (wins over --metrics-port)"
+    )
     parser.add_argument(
         "--resync", type=float, default=60.0, metavar="SECONDS",
         help="look at every rollout's target at least this often, finished ones too, to find and put "
