@@ -437,9 +437,10 @@ class _Work:
 
     def check_drift(self) -> None:
         """Put the weight back when the target no longer holds what this rollout set (someone
-        edited it, the ConfigMap was re-created...). Only where this rollout's exposure lives:
-        started and not Failed; a write already due this look puts it right anyway."""
-        if self.observed is None or self.weight is not None or self.st.started_at is None:
+        edited it, the ConfigMap was re-created...). Only once this rollout wrote the target, and
+        not while Failed or waiting to start; a write already due this look puts it right anyway."""
+        wrote = self.st.target is not None or self.st.started_at is not None  # (an older status has no target)
+        if self.observed is None or self.weight is not None or not wrote:
             return
         if self.st.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.SUCCEEDED, Phase.ROLLED_BACK):
             return
