@@ -9,8 +9,12 @@ nothing.
 
 The rules, in the order `decide()` applies them:
 
-1. A manual request whose id is `status.lastRequest.id` was handled already and is ignored.
-2. Spec changes. When `metadata.generation` differs from `status.observedGeneration`:
+1. A manual request whose id is `status.lastRequest.id` was handled already and is ignored. Every
+   other request gets exactly one outcome in `status.lastRequest`: Done, Refused (with a reason:
+   also from target_failed() and cannot_proceed(), so a request the target could not carry out is
+   never left to fire later) or Ignored (with a reason: nothing to do in this phase).
+2. Spec changes. When the plan changes (`plan_hash()`: the spec without `paused`, so toggling
+   spec.paused is a pause, not a change; a status without `specHash` compares generations):
    - on a rollout in progress (Progressing or Paused) the exposure is kept: the weight never
      decreases except to 0 by a rollback or an abort. The rollout continues from the highest stage
      whose weight is at or below the current weight (or from the first stage, raised to its weight,
@@ -19,6 +23,12 @@ The rules, in the order `decide()` applies them:
      weight is written again (the target or the flag key may have changed). Event `SpecChanged`.
    - on a finished rollout (Succeeded, RolledBack, Failed) nothing moves: exposing users again
      after a rollback takes a person (`featurerollout retry`), and the status message says so.
+   A change of spec.flag or spec.target while in progress is refused: the exposure lives in
+   `status.target`, where the SetWeights keep going, the rollout holds (Paused, Degraded
+   TargetChanged), and promote/resume are refused until the target is put back, or abort + retry.
+2b. Drift: with `observed` (what the target holds, read by the handler), a rollout that wrote the
+   target and finds another weight there writes its own back (Warning TargetDrift, condition
+   TargetInSync). A rollout that starts over an existing exposure adopts it (see `start`).
 3. Measurements (given only when `analysis_due()` was true) update `status.metrics`. A value
    outside [min, max] fails; more than `failureLimit` failures in a row roll back to 0% (or,
    with `rollback.automatic: false`, pause and wait for a person); no data holds, fails or passes
