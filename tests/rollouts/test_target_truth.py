@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -35,18 +36,22 @@ from tests.rollouts.test_rollout import (
 from tests.rollouts.test_status_truth import assert_tells_the_truth, cli, cm_weight
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 
-from featurerollout.flagd import read_flag_entry, set_flag
-
 pytestmark = pytest.mark.integration
 
 LONG_STAGES = [{"weight": 10, "duration": "1h"}, {"weight": 50, "duration": "1h"}, {"weight": 100}]
 
 
-def set_weight_by_hand(cluster: Cluster, flag: str, weight: float, configmap: str = "feature-flags") -> None:
-    """Someone edits the flag's weight in the ConfigMap (keeping the rest of its entry)."""
+def read_flag_entry(text: str, flag: str) -> Any:
+    """The flag's entry in a flagd document, read here without the operator's own code."""
+    return (json.loads(text) if text.strip() else {}).get("flags", {}).get(flag)
+
+
+def set_weight_by_hand(cluster: Cluster, flag: str, weight: int, configmap: str = "feature-flags") -> None:
+    """Someone edits the flag's weight in the ConfigMap by hand (the rest of its entry kept)."""
     body = cluster.core.read_namespaced_config_map(configmap, "default")
-    body.data[KEY] = set_flag(body.data[KEY], flag, weight,
-                              (read_flag_entry(body.data[KEY], flag) or {}).get("metadata"))
+    document_ = json.loads(body.data[KEY])
+    document_["flags"][flag]["targeting"] = {"fractional": [["on", weight], ["off", 100 - weight]]}
+    body.data[KEY] = json.dumps(document_, indent=2)
     cluster.core.replace_namespaced_config_map(configmap, "default", body)
 
 
