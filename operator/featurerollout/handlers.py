@@ -44,7 +44,7 @@ class OperatorState:
 
     kube: Kube
     concurrency: int = 64
-    resync: float = 60.0
+    resync: float = 300.0
     scheduler: Scheduler[RolloutKey] = field(init=False)
     fingerprints: dict[RolloutKey, Fingerprint] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None

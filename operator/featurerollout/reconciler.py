@@ -82,7 +82,7 @@ class Reconciler:
     kube: Kube
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
-    resync: float = 60.0  # seconds: the longest a rollout goes without a look at its target
+    resync: float = 300.0  # seconds: the longest a rollout goes without a look at its target
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
