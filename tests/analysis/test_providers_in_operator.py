@@ -99,7 +99,8 @@ def test_one_slow_prometheus_never_delays_the_other_rollouts(
         stalled["prometheus"] = {"address": slow_url, "timeout": "10s"}
         stages: list[dict[str, Any]] = [{"weight": 10, "duration": "1s"}, {"weight": 100}]
         for index in range(5):
-            make_rollout(cluster, f"stalled-{index}", flag="stalled", stages=stages, analysis=stalled)
+            # One flag each: two rollouts never share a flag (issue 9, one owner per flag).
+            make_rollout(cluster, f"stalled-{index}", stages=stages, analysis=stalled)
         make_rollout(cluster, "quick", stages=[{"weight": 10, "duration": "1s"}, {"weight": 25, "duration": "1s"},
                                                {"weight": 100}], analysis=analysis(prometheus))
         # Five rollouts each wait 10 s on every query; the quick one still needs only ~3 s of holds.
