@@ -493,12 +493,34 @@ class ControlAction(StrEnum):
     RETRY = "retry"
 
 
+class RequestOutcome(StrEnum):
+    """What became of a manual request: every request gets exactly one."""
+
+    DONE = "Done"
+    REFUSED = "Refused"
+    IGNORED = "Ignored"
+
+
 class HandledRequest(Model):
-    """The last manual request the operator consumed, so that each is carried out exactly once."""
+    """The last manual request the operator consumed, so that each is carried out exactly once,
+    and what became of it, so that the CLI can tell the person who asked."""
 
     id: str = Field(max_length=128, description="The request's id, from the annotation.")
     action: ControlAction = Field(description="What was asked.")
-    handled_at: datetime = Field(description="When the operator carried it out.")
+    handled_at: datetime = Field(description="When the operator handled it.")
+    outcome: RequestOutcome = Field(
+        default=RequestOutcome.DONE,
+        description="Done (carried out), Refused (could not be carried out: see reason; ask again once "
+        "fixed) or Ignored (nothing to do in this phase: see reason).",
+    )
+    reason: str | None = Field(default=None, max_length=4096, description="Why it was refused or ignored.")
+
+
+class TargetRef(Model):
+    """The flag and target that the rollout's exposure lives in: the ones it last wrote."""
+
+    flag: str = Field(max_length=253, description="The flag key it wrote.")
+    target: Target = Field(description="The target it wrote, as spec.target named it then.")
 
 
 class Halt(Model):
@@ -541,6 +563,14 @@ class FeatureRolloutStatus(Model):
     finished_at: datetime | None = Field(default=None, description="When it reached a terminal phase.")
     halt: Halt | None = Field(
         default=None, description="Why it rolled back, was aborted or paused itself; None while healthy."
+    )
+    spec_hash: str | None = Field(
+        default=None, max_length=64,
+        description="A hash of the spec without `paused`: the plan acted on. Toggling spec.paused bumps "
+        "metadata.generation but is not a change of plan, so it does not restart the stage.",
+    )
+    target: TargetRef | None = Field(
+        default=None, description="Where the exposure lives: the flag and target last written."
     )
 
     @property

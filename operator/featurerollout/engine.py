@@ -9,8 +9,12 @@ nothing.
 
 The rules, in the order `decide()` applies them:
 
-1. A manual request whose id is `status.lastRequest.id` was handled already and is ignored.
-2. Spec changes. When `metadata.generation` differs from `status.observedGeneration`:
+1. A manual request whose id is `status.lastRequest.id` was handled already and is ignored. Every
+   other request gets exactly one outcome in `status.lastRequest`: Done, Refused (with a reason:
+   also from target_failed() and cannot_proceed(), so a request the target could not carry out is
+   never left to fire later) or Ignored (with a reason: nothing to do in this phase).
+2. Spec changes. When the plan changes (`plan_hash()`: the spec without `paused`, so toggling
+   spec.paused is a pause, not a change; a status without `specHash` compares generations):
    - on a rollout in progress (Progressing or Paused) the exposure is kept: the weight never
      decreases except to 0 by a rollback or an abort. The rollout continues from the highest stage
      whose weight is at or below the current weight (or from the first stage, raised to its weight,
@@ -19,6 +23,12 @@ The rules, in the order `decide()` applies them:
      weight is written again (the target or the flag key may have changed). Event `SpecChanged`.
    - on a finished rollout (Succeeded, RolledBack, Failed) nothing moves: exposing users again
      after a rollback takes a person (`featurerollout retry`), and the status message says so.
+   A change of spec.flag or spec.target while in progress is refused: the exposure lives in
+   `status.target`, where the SetWeights keep going, the rollout holds (Paused, Degraded
+   TargetChanged), and promote/resume are refused until the target is put back, or abort + retry.
+2b. Drift: with `observed` (what the target holds, read by the handler), a rollout that wrote the
+   target and finds another weight there writes its own back (Warning TargetDrift, condition
+   TargetInSync). A rollout that starts over an existing exposure adopts it (see `start`).
 3. Measurements (given only when `analysis_due()` was true) update `status.metrics`. A value
    outside [min, max] fails; more than `failureLimit` failures in a row roll back to 0% (or,
    with `rollback.automatic: false`, pause and wait for a person); no data holds, fails or passes
@@ -49,6 +59,8 @@ Phases (events in brackets):
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -69,6 +81,8 @@ from featurerollout.api import (
     OnError,
     OnNoData,
     Phase,
+    RequestOutcome,
+    TargetRef,
 )
 from featurerollout.conditions import (
     ANALYSIS,
@@ -86,18 +100,23 @@ __all__ = [
     "ControlRequest",
     "Decision",
     "EmitEvent",
+    "Observed",
     "SetWeight",
     "analysis_due",
     "cannot_proceed",
     "decide",
     "held_from",
     "next_check",
+    "plan_hash",
     "target_failed",
 ]
 
 # Reasons a target reports through target_failed(); while one is on Degraded, decide() writes the
 # current weight again so that the condition clears only once the target really takes a write.
-TARGET_REASONS = frozenset({"TargetError", "InvalidDocument", "TargetNotFound"})
+TARGET_REASONS = frozenset({"TargetError", "InvalidDocument", "TargetNotFound", "TargetConflict",
+                            "FlagOwnedElsewhere"})
+# The condition that records the last drift found (and put right) on the target.
+TARGET_IN_SYNC = "TargetInSync"
 TARGET_RETRY_MIN = timedelta(seconds=5)
 TARGET_RETRY_MAX = timedelta(seconds=60)
 
@@ -124,6 +143,13 @@ class EmitEvent:
 
 
 Action = SetWeight | EmitEvent
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the target held for the flag when the handler read it at this look (None: no entry)."""
+
+    weight: float | None
 
 
 @dataclass(frozen=True)
@@ -219,13 +245,18 @@ def decide(
     now: datetime,
     measurements: Mapping[str, Measurement] | None = None,
     request: ControlRequest | None = None,
+    observed: Observed | None = None,
 ) -> Decision:
-    """The next status, the actions that get there, and when to call again. See the module doc."""
-    work = _Work(spec, status, generation, now)
+    """The next status, the actions that get there, and when to call again. See the module doc.
+
+    `observed` is what the target holds now (read by the handler at this look; None: not read).
+    """
+    work = _Work(spec, status, generation, now, observed)
     if request is not None and status.last_request is not None and status.last_request.id == request.id:
         request = None
-    if status.observed_generation is not None and status.observed_generation != generation:
+    if plan_changed(spec, status, generation):
         work.spec_changed()
+    work.check_drift()
     if measurements and spec.analysis is not None and work.started and work.st.phase in ACTIVE_PHASES:
         work.analyse(spec.analysis, measurements)
     if request is not None:
@@ -238,6 +269,39 @@ def decide(
             work.progress()
     work.rewrite_after_target_error(status)
     return work.finish(status)
+
+
+def plan_hash(spec: FeatureRolloutSpec) -> str:
+    """A hash of the spec without `paused`: the rollout's plan. Defaults are left out, so that a
+    later version of the API adding a defaulted field does not look like a change of plan."""
+    plan = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude={"paused"})
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def plan_changed(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, generation: int) -> bool:
+    """Did the plan change since the status was written? Toggling spec.paused bumps the generation
+    but is no change of plan (a pause keeps the stage clock and the analysis). A status written
+    before specHash existed falls back to comparing generations."""
+    if status.spec_hash is not None:
+        return status.spec_hash != plan_hash(spec)
+    return status.observed_generation is not None and status.observed_generation != generation
+
+
+def target_moved(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> bool:
+    """Does the spec name another flag or target than the one the exposure lives in?"""
+    ref = status.target
+    return ref is not None and (ref.flag != spec.flag or ref.target != spec.target)
+
+
+def _refused(status: FeatureRolloutStatus, request: ControlRequest | None, now: datetime,
+             reason: str) -> tuple[FeatureRolloutStatus, tuple[Action, ...]]:
+    """`status` with `request` recorded as refused (once), and the event that says so."""
+    if request is None or (status.last_request is not None and status.last_request.id == request.id):
+        return status, ()
+    handled = HandledRequest(id=request.id, action=request.action, handled_at=now,
+                             outcome=RequestOutcome.REFUSED, reason=reason[:4096])
+    event = EmitEvent("Warning", "RequestRefused", f"{_cli(request.action)} refused: {reason}")
+    return status.model_copy(update={"last_request": handled}), (event,)
 
 
 def held_from(spec: FeatureRolloutSpec, decision: Decision, held_at: datetime, generation: int) -> Decision:
@@ -260,6 +324,7 @@ def cannot_proceed(
     now: datetime,
     reason: str,
     message: str,
+    request: ControlRequest | None = None,
 ) -> Decision:
     """The rollout cannot be carried out as written (a spec the API should have refused, a target
     kind this operator cannot drive): phase Failed, with the reason on Degraded, until a person
@@ -276,20 +341,26 @@ def cannot_proceed(
             "finished_at": status.finished_at if already else now,
         }
     )
+    if spec is not None:
+        failed = failed.model_copy(update={"spec_hash": plan_hash(spec)})
     failed = failed.model_copy(update={"conditions": _conditions(spec, failed, now, generation)})
-    actions: tuple[Action, ...] = () if already else (EmitEvent("Warning", reason, message),)
+    failed, refusal = _refused(failed, request, now, f"the rollout cannot proceed: {message}")
+    actions: tuple[Action, ...] = (() if already else (EmitEvent("Warning", reason, message),)) + refusal
     return Decision(failed, actions, None, None if already else f"failed ({reason}): {message}")
 
 
 def target_failed(
-    status: FeatureRolloutStatus, *, generation: int, now: datetime, reason: str, message: str
+    status: FeatureRolloutStatus, *, generation: int, now: datetime, reason: str, message: str,
+    request: ControlRequest | None = None,
 ) -> Decision:
     """The target could not apply the SetWeight: keep what the target really holds, say so.
 
     Pass the status that decide() was given, not the one it returned: nothing the target did not
     do is recorded (weight, stage, phase, handled request, generation), so the next decide() tries
     again. Degraded=True with `reason`; a Warning event only when that is news, so a persistent
-    error does not raise one every tick. Retries after 5 s, backing off to 60 s.
+    error does not raise one every tick. Retries after 5 s, backing off to 60 s. A manual request
+    in this look is recorded as refused, with the target's error as the reason: it is never left
+    filed to fire later by itself.
     """
     previous = find_condition(status.conditions, DEGRADED)
     ongoing = previous is not None and previous.status == ConditionStatus.TRUE and previous.reason == reason
@@ -300,9 +371,14 @@ def target_failed(
     if ongoing and previous is not None:
         delay = min(TARGET_RETRY_MAX, max(TARGET_RETRY_MIN, (now - previous.last_transition_time) / 2))
     actions: tuple[Action, ...] = () if ongoing else (EmitEvent("Warning", reason, message),)
+    updated = status.model_copy(update={"conditions": conditions})
+    if updated.phase == Phase.PENDING or (updated.started_at is None and not updated.terminal):
+        # Nothing started yet: say why, instead of "starts at the next reconciliation".
+        updated = updated.model_copy(update={"message": f"waiting: {message}"})
+    updated, refusal = _refused(updated, request, now, f"the target could not be written: {message}")
     return Decision(
-        status=status.model_copy(update={"conditions": conditions}),
-        actions=actions,
+        status=updated,
+        actions=actions + refusal,
         next_check=now + delay,
         log=None if ongoing else f"target error ({reason}): {message}",
     )
@@ -319,9 +395,11 @@ class _Work:
     """One decision under way: the status so far, the weight to apply, the events, the log line."""
 
     def __init__(
-        self, spec: FeatureRolloutSpec, status: FeatureRolloutStatus, generation: int, now: datetime
+        self, spec: FeatureRolloutSpec, status: FeatureRolloutStatus, generation: int, now: datetime,
+        observed: Observed | None = None,
     ) -> None:
         self.spec = spec
+        self.observed = observed
         self.st = status
         self.generation = generation
         self.now = now
@@ -348,6 +426,51 @@ class _Work:
     def apply(self, weight: float) -> None:
         self.weight = weight
         self.update(current_weight=weight)
+        if not target_moved(self.spec, self.st):
+            # The exposure now lives here; a later change of spec.target is refused while active.
+            self.update(target=TargetRef(flag=self.spec.flag, target=self.spec.target))
+
+    def record(self, request: ControlRequest, outcome: RequestOutcome = RequestOutcome.DONE,
+               reason: str | None = None) -> None:
+        self.update(last_request=HandledRequest(id=request.id, action=request.action, handled_at=self.now,
+                                                outcome=outcome, reason=reason))
+
+    def ignore(self, request: ControlRequest, reason: str) -> None:
+        self.record(request, RequestOutcome.IGNORED, reason)
+        self.event("Normal", "RequestIgnored", f"{_cli(request.action)} ignored: {reason}")
+
+    def refuse(self, request: ControlRequest, reason: str) -> None:
+        self.record(request, RequestOutcome.REFUSED, reason)
+        self.event("Warning", "RequestRefused", f"{_cli(request.action)} refused: {reason}")
+
+    # -- drift: what the target really holds
+
+    def check_drift(self) -> None:
+        """Put the weight back when the target no longer holds what this rollout set (someone
+        edited it, the ConfigMap was re-created...). Only once this rollout wrote the target, and
+        not while Failed or waiting to start; a write already due this look puts it right anyway."""
+        wrote = self.st.target is not None or self.st.started_at is not None  # (an older status has no target)
+        if self.observed is None or self.weight is not None or not wrote:
+            return
+        if self.st.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.SUCCEEDED, Phase.ROLLED_BACK):
+            return
+        actual = self.observed.weight or 0.0
+        expected = self.st.current_weight
+        if abs(actual - expected) < 1e-9:
+            return
+        held = "no entry" if self.observed.weight is None else _pct(actual)
+        message = (f"the target held {held} for flag {self.spec.flag!r}, not the {_pct(expected)} this rollout "
+                   f"set: {_pct(expected)} written back")
+        if self.st.phase in ACTIVE_PHASES:
+            # The stage holds from when users really get its weight again, as after any write.
+            self.update(stage_started_at=self.now)
+            message += "; the stage's hold counts from now"
+        self.apply(expected)
+        self.update(conditions=set_condition(self.st.conditions, TARGET_IN_SYNC, ConditionStatus.TRUE,
+                                             "DriftRepaired", f"at {_when(self.now)} {message}", self.now,
+                                             self.generation))
+        self.event("Warning", "TargetDrift", message)
+        self.log = f"drift on flag {self.spec.flag!r}: {message}"
 
     # -- 2. spec changes
 
@@ -472,24 +595,34 @@ class _Work:
     # -- 4. requests
 
     def handle(self, request: ControlRequest) -> None:
+        """Every request gets exactly one outcome, recorded with its id: carried out (Done),
+        refused with a reason (it could not be carried out now), or ignored with a reason
+        (nothing to do in this phase). A refused request is not kept to fire later."""
         action = request.action
-        self.update(last_request=HandledRequest(id=request.id, action=action, handled_at=self.now))
+        self.record(request)
         if self.st.terminal and action != ControlAction.RETRY:
-            self.event("Normal", "RequestIgnored", f"{_cli(action)} ignored: the rollout is {self.st.phase}"
-                       + (f"; run {_cli('retry')} to roll it out again"
-                          if self.st.phase != Phase.SUCCEEDED else ""))
+            self.ignore(request, f"the rollout is {self.st.phase}"
+                        + (f"; run {_cli('retry')} to roll it out again" if self.st.phase != Phase.SUCCEEDED else ""))
+            return
+        moved = target_moved(self.spec, self.st) and self.started
+        if moved and action in (ControlAction.PROMOTE, ControlAction.RESUME):
+            self.refuse(request, _TARGET_MOVED.format(where=self.where()))
             return
         if action == ControlAction.PROMOTE:
             self.promote()
         elif action == ControlAction.PAUSE:
             self.update(manual_pause=True)
-            where = self.where() if self.started else "before the start (nothing exposed)"
+            where = self.where() if self.started else "before the start"
             self.event("Normal", "Paused", f"paused by {_cli('pause')} {where}")
         elif action == ControlAction.RESUME:
+            if not self.st.manual_pause and self.st.halt is None and not self.spec.paused:
+                self.ignore(request, f"the rollout is {self.st.phase} and not paused")
+                return
             self.update(manual_pause=False, halt=None)
             if self.spec.paused:
-                self.event("Normal", "Resumed", f"{_cli('resume')} handled, but spec.paused is true and "
-                           "still holds the rollout: set spec.paused to false")
+                reason = "spec.paused is true and still holds the rollout: set spec.paused to false"
+                self.record(request, RequestOutcome.DONE, reason)
+                self.event("Normal", "Resumed", f"{_cli('resume')} handled, but {reason}")
             else:
                 where = self.where() if self.started else "before the start"
                 self.event("Normal", "Resumed", f"resumed by {_cli('resume')} {where}")
@@ -504,8 +637,7 @@ class _Work:
             self.log = f"aborted flag {self.spec.flag!r}: {message}"
         elif action == ControlAction.RETRY:
             if self.st.phase not in (Phase.ROLLED_BACK, Phase.FAILED):
-                self.event("Normal", "RequestIgnored", f"{_cli('retry')} ignored: it restarts a RolledBack "
-                           f"or Failed rollout, and this one is {self.st.phase}")
+                self.ignore(request, f"it restarts a RolledBack or Failed rollout, and this one is {self.st.phase}")
                 return
             self.update(phase=Phase.PENDING, current_stage=0, stage_started_at=None, metrics=[],
                         last_analysis_at=None, manual_pause=False, halt=None, started_at=None,
@@ -533,25 +665,40 @@ class _Work:
     # -- 5. start
 
     def paused_by(self) -> list[str]:
-        causes = []
-        if self.spec.paused:
-            causes.append("spec.paused")
-        if self.st.manual_pause:
-            causes.append(_cli("pause"))
-        return causes
+        return _causes(self.spec, self.st)
+
+    def exposed(self) -> float:
+        """What the target exposes before this rollout started (0 when not read)."""
+        return (self.observed.weight or 0.0) if self.observed is not None else 0.0
 
     def start_unless_paused(self) -> None:
         if self.paused_by():
-            self.update(phase=Phase.PAUSED, current_stage=0, current_weight=0)
+            # Not started: nothing is written, and the status says what the target exposes.
+            self.update(phase=Phase.PAUSED, current_stage=0, current_weight=self.exposed())
             return
         self.start()
 
     def start(self) -> None:
-        weight = self.spec.stages[0].weight
-        self.update(phase=Phase.PROGRESSING, current_stage=0, stage_started_at=self.now,
-                    started_at=self.now, finished_at=None, metrics=[], last_analysis_at=None)
+        """Start at the first stage; or, when the flag is already exposed (a rollout deleted and
+        created again, as a GitOps prune does), adopt that exposure as a spec change would: go on
+        from the highest stage at or below it, never lowering it (only a rollback or an abort do)."""
+        exposed = self.exposed()
+        stages = self.spec.stages
+        at_or_below = [i for i, stage in enumerate(stages) if stage.weight <= exposed]
+        index, weight = (at_or_below[-1], exposed) if at_or_below else (0, stages[0].weight)
+        self.update(phase=Phase.PROGRESSING, current_stage=index, stage_started_at=self.now,
+                    started_at=self.now, finished_at=None, metrics=[], last_analysis_at=None,
+                    target=TargetRef(flag=self.spec.flag, target=self.spec.target))  # a start moves the target
         self.apply(weight)
-        self.event("Normal", "Started", f"started: {_stage(self.spec, 0)} at {_pct(weight)}")
+        if exposed > 0 and at_or_below:
+            self.event("Normal", "Started", f"started: the flag already exposed {_pct(exposed)}, so the rollout "
+                       f"adopts it: {_stage(self.spec, index)} at {_pct(weight)} (exposure is never lowered "
+                       f"except by a rollback or {_cli('abort')})")
+        elif exposed > 0:
+            self.event("Normal", "Started", f"started: {_stage(self.spec, 0)} at {_pct(weight)} (raised from "
+                       f"the {_pct(exposed)} the flag exposed)")
+        else:
+            self.event("Normal", "Started", f"started: {_stage(self.spec, index)} at {_pct(weight)}")
 
     # -- 6. progress
 
@@ -616,7 +763,8 @@ class _Work:
         else:
             message = _message(self.spec, self.st)
         stage = _stage(self.spec, self.st.current_stage).removeprefix("stage ") if self.st.started_at else None
-        self.update(message=message, observed_generation=self.generation, stage=stage)
+        self.update(message=message, observed_generation=self.generation, stage=stage,
+                    spec_hash=plan_hash(self.spec))
         self.update(conditions=_conditions(self.spec, self.st, self.now, self.generation))
 
         actions: list[Action] = []
@@ -627,6 +775,9 @@ class _Work:
 
 
 _SPEC_NOTE = "; since then the spec changed: "
+_TARGET_MOVED = ("spec.flag or spec.target changed while the rollout is active {where}: its exposure lives in the "
+                 "flag and target it wrote (status.target), which would stay exposed. Put them back, or run "
+                 f"{_cli('abort')} (0% on the old target) and then {_cli('retry')} (starts on the new one)")
 _PAUSE_REASONS = frozenset({"Paused", "AnalysisFailing", "AnalysisError", "SpecChanged", "Resumed"})
 
 
@@ -727,6 +878,9 @@ def _metrics_words(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> st
 def _paused_message(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
     if status.started_at is None:
         causes = " and ".join(_causes(spec, status)) or "a request"
+        if status.current_weight > 0:
+            return (f"paused before the start by {causes}: the flag already exposes {_pct(status.current_weight)}, "
+                    "left as it is; the rollout adopts it when it starts")
         return f"paused before the start by {causes}: nothing exposed yet"
     if status.halt is not None:
         return status.halt.message
@@ -741,6 +895,8 @@ def _causes(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> list[str]
         causes.append("spec.paused")
     if status.manual_pause:
         causes.append(_cli("pause"))
+    if status.started_at is not None and status.phase in ACTIVE_PHASES and target_moved(spec, status):
+        causes.append("a change of spec.flag or spec.target (see the Degraded condition)")
     return causes
 
 
@@ -800,6 +956,10 @@ def _conditions(spec: FeatureRolloutSpec | None, status: FeatureRolloutStatus, n
     conditions = set_condition(conditions, READY, *ready, message, now, generation)
     if halt is not None and phase != Phase.SUCCEEDED:
         conditions = set_condition(conditions, DEGRADED, true, halt.reason, halt.message, now, generation)
+    elif spec is not None and phase in ACTIVE_PHASES and status.started_at is not None and target_moved(spec, status):
+        where = f"at {_pct(status.current_weight)} ({_stage(spec, status.current_stage)})"
+        conditions = set_condition(conditions, DEGRADED, true, "TargetChanged", _TARGET_MOVED.format(where=where),
+                                   now, generation)
     elif phase == Phase.FAILED:
         conditions = set_condition(conditions, DEGRADED, true, "Failed", message, now, generation)
     else:

@@ -36,16 +36,26 @@ def relative_weights(weight: float) -> tuple[int, int]:
     return on, 100 * scale - on
 
 
-def flag_entry(weight: float) -> dict[str, Any]:
+def flag_entry(weight: float, metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """Our flag's entry at `weight` percent. The treatment variant comes first, so that raising
-    the weight only adds users (flagd walks the buckets in order)."""
+    the weight only adds users (flagd walks the buckets in order). `metadata` becomes the flag's
+    flagd `metadata` (the operator keeps its owner marker there)."""
     on, off = relative_weights(weight)
-    return {
+    entry: dict[str, Any] = {
         "state": "ENABLED",
         "variants": {ON: True, OFF: False},
         "defaultVariant": OFF,
         "targeting": {"fractional": [[ON, on], [OFF, off]]},
     }
+    if metadata:
+        entry["metadata"] = dict(metadata)
+    return entry
+
+
+def metadata_of(entry: Any) -> dict[str, Any] | None:
+    """A flag entry's flagd `metadata` object, if it has one."""
+    metadata = entry.get("metadata") if isinstance(entry, dict) else None
+    return metadata if isinstance(metadata, dict) else None
 
 
 def weight_of(entry: Any) -> float | None:
@@ -145,13 +155,13 @@ def _insert_member(text: str, members: dict[str, Span], close: int, key: str, va
     return text[:close] + f"{separator}{rendered_key}: {body}" + text[close:]
 
 
-def new_document(flag: str, weight: float) -> str:
+def new_document(flag: str, weight: float, metadata: dict[str, str] | None = None) -> str:
     """A fresh flagd document holding only our flag."""
-    document = {"$schema": FLAGD_SCHEMA, "flags": {flag: flag_entry(weight)}}
+    document = {"$schema": FLAGD_SCHEMA, "flags": {flag: flag_entry(weight, metadata)}}
     return _render(document, "", "  ") + "\n"
 
 
-def set_flag(text: str | None, flag: str, weight: float) -> str:
+def set_flag(text: str | None, flag: str, weight: float, metadata: dict[str, str] | None = None) -> str:
     """The document with our flag's entry at `weight`, every other byte unchanged.
 
     An empty or missing document becomes a fresh one. A document that is not a flagd JSON
@@ -159,13 +169,13 @@ def set_flag(text: str | None, flag: str, weight: float) -> str:
     flags.
     """
     if text is None or not text.strip():
-        return new_document(flag, weight)
+        return new_document(flag, weight, metadata)
     start = _skip(text, 0)
     try:
         top, top_close = _object_members(text, start)
         if _skip(text, top_close + 1) != len(text):
             raise InvalidDocument(f"unexpected text after the JSON object at character {top_close + 1}")
-        entry = flag_entry(weight)
+        entry = flag_entry(weight, metadata)
         if "flags" not in top:
             return _insert_member(text, top, top_close, "flags", {flag: entry})
         flags_span = top["flags"]
@@ -211,6 +221,11 @@ def set_flag_spec(body: dict[str, Any], flag: str, weight: float) -> dict[str, A
 
 def read_flag_weight(text: str | None, flag: str) -> float | None:
     """The weight the document gives our flag now (None: no such flag, or not ours to read)."""
+    return weight_of(read_flag_entry(text, flag))
+
+
+def read_flag_entry(text: str | None, flag: str) -> Any:
+    """Our flag's entry in the document as parsed JSON (None: no document or no such flag)."""
     if text is None or not text.strip():
         return None
     try:
@@ -219,4 +234,4 @@ def read_flag_weight(text: str | None, flag: str) -> float | None:
         raise InvalidDocument(f"not valid JSON: {error}") from None
     if not isinstance(document, dict) or not isinstance(document.get("flags", {}), dict):
         raise InvalidDocument('expected a JSON object with a "flags" object')
-    return weight_of(document.get("flags", {}).get(flag))
+    return document.get("flags", {}).get(flag)

@@ -44,12 +44,13 @@ class OperatorState:
 
     kube: Kube
     concurrency: int = 64
+    resync: float = 300.0
     scheduler: Scheduler[RolloutKey] = field(init=False)
     fingerprints: dict[RolloutKey, Fingerprint] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.scheduler = Scheduler(Reconciler(self.kube), concurrency=self.concurrency)
+        self.scheduler = Scheduler(Reconciler(self.kube, resync=self.resync), concurrency=self.concurrency)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.scheduler.run(), name="featurerollout-scheduler")
@@ -105,9 +106,11 @@ def connection_info(
 
 
 def build_registry(
-    state: OperatorState, *, kubeconfig: str | None = None, context: str | None = None, metrics_port: int = 0
+    state: OperatorState, *, kubeconfig: str | None = None, context: str | None = None,
+    metrics_port: int | None = None,
 ) -> kopf.OperatorRegistry:
-    """A Kopf registry with the operator's handlers bound to `state`."""
+    """A Kopf registry with the operator's handlers bound to `state`. `metrics_port`: None serves no
+    metrics; 0 a free port (logged)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -117,11 +120,11 @@ def build_registry(
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 60
-        if metrics_port:
+        if metrics_port is not None:
             from prometheus_client import start_http_server
 
-            start_http_server(metrics_port)
-            log.info("serving the operator's metrics on :%d/metrics", metrics_port)
+            server, _thread = start_http_server(metrics_port)
+            log.info("serving the operator's metrics on :%d/metrics", server.server_port)
         state.start()
 
     @kopf.on.cleanup(registry=registry)

@@ -87,15 +87,18 @@ class Kube:
         return body
 
     async def patch_rollout_status(
-        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+        self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None
     ) -> dict[str, Any]:
-        """Replace the status through the status subresource; with a resourceVersion, only if the
-        object is still the one the decision was made on (409 otherwise)."""
-        patch: dict[str, Any] = {"status": status}
+        """Apply a JSON merge patch (mergepatch.diff: explicit nulls remove fields) to the status
+        subresource; with a resourceVersion, only if the object is still the one the decision
+        was made on (409 Conflict otherwise). The content type is named, not left to the
+        client's default, because the nulls only mean "remove" in a merge patch."""
+        body_patch: dict[str, Any] = {"status": patch}
         if resource_version:
-            patch["metadata"] = {"resourceVersion": resource_version}
+            body_patch["metadata"] = {"resourceVersion": resource_version}
         body: dict[str, Any] = await self.call(
-            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, patch
+            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, body_patch,
+            _content_type="application/merge-patch+json",
         )
         return body
 

@@ -1,8 +1,8 @@
 """`featurerollout promote|pause|resume|abort|retry NAME`: manual control, safe from GitOps.
 
 Each command files a request in the annotation that the operator consumes (see control.py), then
-waits (by default up to 30 s) until the operator confirms it in `status.lastRequest`, so that a
-person knows it took effect.
+waits (by default up to 30 s) until the operator records its outcome in `status.lastRequest`, so
+that a person knows what became of it. The exit code says which outcome it was (EXIT_CODES).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from featurerollout import GROUP, PLURAL, VERSION
-from featurerollout.api import ControlAction
+from featurerollout.api import ControlAction, RequestOutcome
 from featurerollout.control import REQUEST_ANNOTATION, request_patch
 
 WHAT_IT_DOES: dict[ControlAction, str] = {
@@ -24,6 +24,15 @@ WHAT_IT_DOES: dict[ControlAction, str] = {
     ControlAction.ABORT: "roll the flag back to 0% now",
     ControlAction.RETRY: "start again from the first stage after a rollback or an abort",
 }
+
+
+# The exit codes of promote|pause|resume|abort|retry, one per outcome.
+DONE, NOT_FILED, NOT_CONFIRMED, REFUSED, IGNORED = 0, 1, 2, 3, 4
+EXIT_CODES = (
+    "exit codes: 0 carried out; 1 the request could not be filed; 2 the operator did not confirm it in "
+    "time (it stays filed); 3 refused (the reason is printed; nothing changed: ask again once fixed); "
+    "4 ignored (nothing to do in this phase; the reason is printed)"
+)
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +50,7 @@ def add_parser(subparsers: Any) -> None:
             help=WHAT_IT_DOES[action].replace("%", "%%"),
             description=f"{WHAT_IT_DOES[action].capitalize()}. The request goes in the annotation "
             f"{REQUEST_ANNOTATION}, not the spec, so Argo CD or Flux will not revert it.",
+            epilog=EXIT_CODES,
         )
         add_target_arguments(parser)
         parser.add_argument(
@@ -89,21 +99,37 @@ def request(args: argparse.Namespace, action: ControlAction) -> int:
         api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name, patch)
     except Exception as error:
         print(f"error: {explain_api_error(error, where)}", file=sys.stderr)
-        return 1
+        return NOT_FILED
     print(f"{where}: {action.value} requested (id {request_id})")
     if args.wait <= 0:
-        return 0
+        return DONE
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
         body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name)
         status = body.get("status") or {}
-        if (status.get("lastRequest") or {}).get("id") == request_id:
-            print(f"{where}: {status.get('phase', '?')}: {status.get('message', '')}")
-            return 0
+        handled = status.get("lastRequest") or {}
+        if handled.get("id") == request_id:
+            return report(where, action, status, handled)
         time.sleep(0.5)
     print(
         f"{where}: the operator has not confirmed the request within {args.wait:g}s; it stays filed and "
         "is carried out when the operator next looks (is the operator running?)",
         file=sys.stderr,
     )
-    return 2
+    return NOT_CONFIRMED
+
+
+def report(where: str, action: ControlAction, status: dict[str, Any], handled: dict[str, Any]) -> int:
+    """Print what became of the request, and return its exit code."""
+    outcome = handled.get("outcome", RequestOutcome.DONE.value)
+    reason = handled.get("reason")
+    if outcome == RequestOutcome.REFUSED.value:
+        print(f"{where}: {action.value} refused: {reason}", file=sys.stderr)
+        return REFUSED
+    if outcome == RequestOutcome.IGNORED.value:
+        print(f"{where}: {action.value} ignored: {reason}", file=sys.stderr)
+        return IGNORED
+    print(f"{where}: {status.get('phase', '?')}: {status.get('message', '')}")
+    if reason:
+        print(f"{where}: note: {reason}")
+    return DONE

@@ -4,13 +4,19 @@ This is the edge where the engine's decisions meet the world, in the order that 
 safe and the record honest:
 
 1. read the object fresh from the API (the schedule may be ahead of the watch);
-2. measure every metric when the engine says analysis is due;
-3. `engine.decide()`;
-4. apply its SetWeight through the target first: a rollback reaches users before anything else;
+2. read what the target holds for the flag (its weight and owner marker): a flag that another
+   live FeatureRollout owns is never written; drift from the status is the engine's to put right;
+3. measure every metric when the engine says analysis is due;
+4. `engine.decide()`;
+5. apply its SetWeight through the target first: a rollback reaches users before anything else;
    if the target refuses, `engine.target_failed()` records the old weight and why;
-5. write the status, only when it changed, guarded by the resourceVersion that was read (a 409
-   means someone changed the object meanwhile: look again at once);
-6. then post the Events and the log line, so an Event never claims what the status does not hold.
+6. write the status, only when it changed, as a merge patch that names every removed field
+   (mergepatch.py says why), guarded by the resourceVersion that was read (a 409 means someone
+   changed the object meanwhile: look again at once);
+7. then post the Events and the log line, so an Event never claims what the status does not hold.
+
+Every rollout is looked at again at least every `resync` seconds, even one that is finished or
+waiting for a person, so that drift on its target is found and put right.
 
 Everything the next look needs is in the status, nothing in memory: a restarted operator carries
 on from the same stage with the same stage clock and re-emits no old Event.
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from featurerollout import api, engine, telemetry
+from featurerollout import api, engine, mergepatch, telemetry
 from featurerollout.control import BadRequest, parse_request
 from featurerollout.events import post_event
 from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
@@ -38,8 +44,8 @@ from featurerollout.metrics.prometheus import (
     credentials_from_secret,
 )
 from featurerollout.metrics.provider import measure_all
-from featurerollout.targets import TargetError, target_for
-from featurerollout.targets.base import UNSUPPORTED_TARGET
+from featurerollout.targets import Target, TargetError, target_for
+from featurerollout.targets.base import UNSUPPORTED_TARGET, Owner, check_owner
 
 log = logging.getLogger("featurerollout")
 
@@ -55,6 +61,20 @@ def status_wire(status: api.FeatureRolloutStatus) -> dict[str, Any]:
     return status.to_wire()
 
 
+async def write_status(kube: Kube, body: dict[str, Any], status: api.FeatureRolloutStatus) -> bool:
+    """Make the stored status of `body` (as read) equal `status`: a merge patch naming every field
+    to remove, guarded by the resourceVersion read. Returns whether anything was written; raises
+    the API's error (409 Conflict when the object changed since it was read)."""
+    patch = mergepatch.diff(body.get("status") or {}, status_wire(status))
+    if not patch:
+        return False
+    metadata = body.get("metadata", {})
+    await kube.patch_rollout_status(
+        metadata.get("namespace", "default"), metadata["name"], patch, metadata.get("resourceVersion")
+    )
+    return True
+
+
 @dataclass
 class Reconciler:
     """The scheduler's work: one look at one rollout; returns when (monotonic) to look again."""
@@ -62,6 +82,7 @@ class Reconciler:
     kube: Kube
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
+    resync: float = 300.0  # seconds: the longest a rollout goes without a look at its target
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -85,19 +106,43 @@ class Reconciler:
         meta = api.ObjectMeta.model_validate(metadata)
         status = api.FeatureRolloutStatus.model_validate(body.get("status") or {})
         try:
-            spec = api.parse_spec(body.get("spec") or {}, name)
-        except api.InvalidFeatureRollout as invalid:
-            # The API server's schema should have refused it; an older CRD may not have.
-            decision = engine.cannot_proceed(
-                None, status, generation=meta.generation, now=self.clock(), reason="InvalidSpec", message=str(invalid)
-            )
-            return await self._record(body, None, meta, status, decision)
-
-        try:
             request = parse_request(meta.annotations)
         except BadRequest as bad:
             log.warning("%s/%s: ignoring the request annotation: %s", namespace, name, bad)
             request = None
+        try:
+            spec = api.parse_spec(body.get("spec") or {}, name)
+        except api.InvalidFeatureRollout as invalid:
+            # The API server's schema should have refused it; an older CRD may not have.
+            decision = engine.cannot_proceed(
+                None, status, generation=meta.generation, now=self.clock(), reason="InvalidSpec",
+                message=str(invalid), request=request,
+            )
+            return await self._record(body, None, meta, status, decision)
+
+        owner = Owner(meta.namespace, meta.name, meta.uid or "")
+        observed: engine.Observed | None = None
+        read_error: TargetError | None = None
+        replacing: Owner | None = None
+        if status.phase != api.Phase.FAILED or request is not None:
+            try:
+                target = target_for(self.kube, meta.namespace, where_it_lives(spec, status))
+                holding = await target.holding()
+                if holding.owner is not None and holding.owner.uid != owner.uid:
+                    if await self._alive(holding.owner):
+                        # Another live rollout drives this flag: never write it, say so, look again later.
+                        try:
+                            check_owner(target.describe(), spec.flag, holding.owner, owner, None)
+                        except TargetError as refused:
+                            decision = engine.target_failed(
+                                status, generation=meta.generation, now=self.clock(), reason=refused.reason,
+                                message=refused.message, request=request,
+                            )
+                            return await self._record(body, spec, meta, status, decision)
+                    replacing = holding.owner  # its rollout is gone: the flag is free to take over
+                observed = engine.Observed(holding.weight)
+            except TargetError as error:
+                read_error = error
 
         measurements: dict[str, Measurement] | None = None
         if engine.analysis_due(spec, status, self.clock()):
@@ -105,10 +150,29 @@ class Reconciler:
 
         now = self.clock()
         decision = engine.decide(
-            spec, status, generation=meta.generation, now=now, measurements=measurements, request=request
+            spec, status, generation=meta.generation, now=now, measurements=measurements, request=request,
+            observed=observed,
         )
-        decision = await self._apply(spec, meta, status, decision, now)
+        writes = any(isinstance(a, engine.SetWeight) for a in decision.actions)
+        if read_error is not None and not writes and read_error.reason != UNSUPPORTED_TARGET:
+            # The target could not be read (gone, broken JSON): say so, as a failed write would.
+            decision = engine.target_failed(
+                status, generation=meta.generation, now=now, reason=read_error.reason,
+                message=read_error.message, request=request,
+            )
+            return await self._record(body, spec, meta, status, decision)
+        decision = await self._apply(spec, meta, status, decision, now, owner, replacing, request)
         return await self._record(body, spec, meta, status, decision)
+
+    async def _alive(self, owner: Owner) -> bool:
+        """Does the FeatureRollout a marker names still exist (same uid)? A deleted owner (there is no
+        finalizer) leaves its marker behind; this is how it releases the flag. An error answers
+        yes: never take a flag over on a guess."""
+        try:
+            body = await self.kube.get_rollout(owner.namespace, owner.name)
+        except Exception as error:
+            return status_code(error) != NOT_FOUND
+        return bool(body.get("metadata", {}).get("uid") == owner.uid)
 
     async def _record(
         self,
@@ -120,18 +184,15 @@ class Reconciler:
     ) -> float | None:
         """Write the status if it changed, then announce; returns when to look again."""
         now = self.clock()
-        if status_wire(decision.status) != (body.get("status") or {}):
-            try:
-                await self.kube.patch_rollout_status(
-                    meta.namespace, meta.name, status_wire(decision.status), meta.resource_version
-                )
+        try:
+            if await write_status(self.kube, body, decision.status):
                 telemetry.status_writes.inc()
-            except Exception as error:
-                if status_code(error) in (CONFLICT, NOT_FOUND):
-                    # Changed or gone since we read it: decide again on what is there now. The
-                    # target write, if any, is idempotent and will be found done.
-                    return self.monotonic()
-                raise
+        except Exception as error:
+            if status_code(error) in (CONFLICT, NOT_FOUND):
+                # Changed or gone since we read it: decide again on what is there now. The
+                # target write, if any, is idempotent and will be found done.
+                return self.monotonic()
+            raise
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
@@ -172,22 +233,27 @@ class Reconciler:
         before: api.FeatureRolloutStatus,
         decision: engine.Decision,
         now: datetime,
+        owner: Owner,
+        replacing: Owner | None,
+        request: engine.ControlRequest | None,
     ) -> engine.Decision:
         for action in decision.actions:
             if not isinstance(action, engine.SetWeight):
                 continue
             try:
-                target = target_for(self.kube, meta.namespace, spec)
+                target: Target = target_for(self.kube, meta.namespace, where_it_lives(spec, decision.status))
+                target.claim(owner, replacing)
                 await target.apply(action.weight)
             except TargetError as error:
                 telemetry.target_errors.labels(meta.namespace, meta.name, error.reason).inc()
                 if error.reason == UNSUPPORTED_TARGET:
                     return engine.cannot_proceed(
                         spec, before, generation=meta.generation, now=now, reason=error.reason,
-                        message=error.message,
+                        message=error.message, request=request,
                     )
                 return engine.target_failed(
-                    before, generation=meta.generation, now=now, reason=error.reason, message=error.message
+                    before, generation=meta.generation, now=now, reason=error.reason, message=error.message,
+                    request=request,
                 )
             if decision.status.stage_started_at == now:
                 # A stage holds from the moment the target really holds its weight, which is now
@@ -223,6 +289,15 @@ class Reconciler:
         telemetry.observe(meta.namespace, meta.name, spec.flag if spec else "", after)
 
     def _due(self, next_check: datetime | None, now: datetime) -> float | None:
-        if next_check is None:
-            return None
-        return self.monotonic() + max(0.0, (next_check - now).total_seconds())
+        delay = self.resync if next_check is None else min(self.resync, (next_check - now).total_seconds())
+        return self.monotonic() + max(0.0, delay)
+
+
+def where_it_lives(spec: api.FeatureRolloutSpec, status: api.FeatureRolloutStatus) -> api.FeatureRolloutSpec:
+    """The spec with the flag and target where the rollout's exposure lives (status.target, the ones
+    it last wrote) once it started; the spec's own before. A change of target while active is
+    refused by the engine (abort first), so an abort always reaches the exposed copy."""
+    ref = status.target
+    if ref is None or status.phase == api.Phase.PENDING:
+        return spec
+    return spec.model_copy(update={"flag": ref.flag, "target": ref.target})

@@ -39,8 +39,17 @@ def add_parser(subparsers: Any) -> None:
         help="serve a liveness endpoint, e.g. http://0.0.0.0:8081/healthz (off by default)",
     )
     parser.add_argument(
-        "--metrics-port", type=int, default=8080,
-        help="serve the operator's Prometheus metrics on this port at /metrics (0: off; default 8080)",
+        "--metrics-port", type=int, default=8080, metavar="PORT",
+        help="serve the operator's Prometheus metrics on this port at /metrics (default 8080; 0: a free "
+        "port, which the log line 'serving the operator's metrics on :PORT/metrics' names)",
+    )
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="do not serve the operator's metrics (wins over --metrics-port)"
+    )
+    parser.add_argument(
+        "--resync", type=float, default=300.0, metavar="SECONDS",
+        help="look at every rollout and its target at least this often, finished ones too, to find and put "
+        "right drift (default 300: each look is two reads, so 1,000 rollouts cost about 7 reads a second)",
     )
     parser.add_argument(
         "--concurrency", type=int, default=64,
@@ -75,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
         # Kopf says "Handler ... succeeded" for every watch event; our own lines say what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
-    state = OperatorState(Kube(), concurrency=args.concurrency)
+    state = OperatorState(Kube(), concurrency=args.concurrency, resync=args.resync)
     registry = build_registry(
-        state, kubeconfig=args.kubeconfig, context=args.context, metrics_port=args.metrics_port
+        state, kubeconfig=args.kubeconfig, context=args.context,
+        metrics_port=None if args.no_metrics else args.metrics_port,
     )
     kopf.run(
         registry=registry,

@@ -99,7 +99,8 @@ def test_one_slow_prometheus_never_delays_the_other_rollouts(
         stalled["prometheus"] = {"address": slow_url, "timeout": "40s"}
         stages: list[dict[str, Any]] = [{"weight": 10, "duration": "1s"}, {"weight": 100}]
         for index in range(5):
-            make_rollout(cluster, f"stalled-{index}", flag="stalled", stages=stages, analysis=stalled)
+            # One flag each: two rollouts never share a flag (issue 9, one owner per flag).
+            make_rollout(cluster, f"stalled-{index}", stages=stages, analysis=stalled)
         # The stalled rollouts' first queries are under way before the quick one starts.
         wait_until(lambda: all(status(cluster, f"stalled-{i}").get("currentWeight") == 10 for i in range(5)), 40,
                    "the stalled rollouts' first stage (the operator's start-up included)")

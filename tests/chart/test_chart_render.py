@@ -160,7 +160,9 @@ def test_service_monitor_is_well_formed(home: Path) -> None:
 def test_metrics_port_zero_turns_metrics_off(home: Path) -> None:
     manifests = render(home, sets=["metrics.port=0", "serviceMonitor.enabled=true"])
     assert not of_kind(manifests, "Service") and not of_kind(manifests, "ServiceMonitor")
-    assert "--metrics-port=0" in container(manifests)["args"]
+    # `--metrics-port 0` means a free port to the operator (as everywhere else); off is --no-metrics.
+    assert "--no-metrics" in container(manifests)["args"]
+    assert not [a for a in container(manifests)["args"] if a.startswith("--metrics-port")]
     assert {p["name"] for p in container(manifests)["ports"]} == {"healthz"}
 
 

@@ -184,9 +184,10 @@ def test_100_is_reached_only_after_every_stage_in_order_each_held_its_duration(
         elif status.phase == Phase.ROLLED_BACK or status.started_at is None:
             stage = None
             continue
-        elif tick.spec_changed and stage is not None:  # the same stages: same stage, clock restarts
-            assert status.current_stage == stage
-            since = tick.now
+        elif tick.spec_changed and stage is not None:
+            # Only spec.paused toggles here: no change of plan, so the same stage and the same clock
+            # (issue 9: a GitOps pause must not cost a stage's hold); the checks below hold as they are.
+            assert "SpecChanged" not in said
         if stage is None:
             continue
         # Stages of zero duration without analysis may pass in the same decision, one by one.

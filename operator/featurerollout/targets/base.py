@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 UNSUPPORTED_TARGET = "UnsupportedTarget"
 
@@ -19,7 +20,13 @@ class TargetError(Exception):
 
 
 class Target(Protocol):
-    """Exposes a flag to a share of users."""
+    """Exposes a flag to a share of users, and keeps one owner per flag.
+
+    Ownership (see README, "One rollout per flag"): a target that can keep a marker next to the
+    flag (flagd flag `metadata`, an annotation) reports it from holding() and writes it with
+    every apply(); one that cannot returns owner None from holding(), and its claim() does
+    nothing: ownership is then not enforced for it.
+    """
 
     def describe(self) -> str:
         """Where the flag lives, for messages: `ConfigMap shop/feature-flags key flags.flagd.json`."""
@@ -33,3 +40,73 @@ class Target(Protocol):
     async def current_weight(self) -> float | None:
         """The weight the target exposes now (None when the flag is not there)."""
         ...
+
+    def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
+        """Every later apply() writes `owner`'s marker with the weight, and raises
+        TargetError(OWNED_ELSEWHERE) instead of writing when the flag carries another owner's
+        marker, unless that marker is `replacing` (one the caller verified is gone): check it
+        with check_owner() on the copy about to be written."""
+        ...
+
+    async def holding(self) -> Holding:
+        """The flag's weight and owner marker as the target holds them now, in one read. Raises
+        TargetError when it cannot be read (TargetNotFound, InvalidDocument, TargetError)."""
+        ...
+
+
+# --- ownership: one FeatureRollout per flag ------------------------------------------------------
+
+OWNED_ELSEWHERE = "FlagOwnedElsewhere"
+OWNER_KEY = "featurerollout.io/owner"
+OWNER_UID_KEY = "featurerollout.io/owner-uid"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The FeatureRollout that drives a flag, as marked next to the flag in its target. The uid
+    tells a rollout apart from a later one of the same name (a GitOps prune and re-create)."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    def describe(self) -> str:
+        return f"FeatureRollout {self.namespace}/{self.name} (uid {self.uid})"
+
+    def marker(self) -> dict[str, str]:
+        """The marker as string pairs (flagd flag `metadata` takes strings, numbers and booleans)."""
+        return {OWNER_KEY: f"{self.namespace}/{self.name}", OWNER_UID_KEY: self.uid}
+
+    @staticmethod
+    def from_marker(marker: Any) -> Owner | None:
+        """The owner a marker names; None when there is no (well-formed) marker."""
+        if not isinstance(marker, dict):
+            return None
+        where, uid = marker.get(OWNER_KEY), marker.get(OWNER_UID_KEY)
+        if not isinstance(where, str) or "/" not in where or not isinstance(uid, str):
+            return None
+        namespace, name = where.split("/", 1)
+        return Owner(namespace, name, uid)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What a target holds for one flag, read in one go: its weight (None: no entry for the flag)
+    and the owner marked on it (None: no marker, or a target that cannot hold one)."""
+
+    weight: float | None
+    owner: Owner | None
+
+
+def check_owner(where: str, flag: str, found: Owner | None, owner: Owner | None, replacing: Owner | None) -> None:
+    """Raise TargetError(OWNED_ELSEWHERE) unless `owner` may write the flag: no marker, its own
+    (same uid), or `replacing` (a marker whose rollout the caller verified is gone). Targets call
+    it on the copy they are about to write, inside their read-modify-write, so that two rollouts
+    racing for one flag cannot both win."""
+    if owner is None or found is None or found.uid == owner.uid or found == replacing:
+        return
+    raise TargetError(
+        OWNED_ELSEWHERE,
+        f"flag {flag!r} in {where} belongs to {found.describe()}: one FeatureRollout per flag, so this one "
+        "never writes it. Delete one of the two; the other takes the flag over at its next look",
+    )

@@ -15,7 +15,7 @@ from featurerollout import flagd
 from featurerollout.api import ConfigMapTarget as ConfigMapSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
 from featurerollout.targets import optimistic
-from featurerollout.targets.base import TargetError
+from featurerollout.targets.base import Holding, Owner, TargetError, check_owner
 
 
 class ConfigMapTarget:
@@ -27,6 +27,8 @@ class ConfigMapTarget:
         self.name = spec.name
         self.key = spec.key
         self.flag = flag
+        self.owner: Owner | None = None
+        self.replacing: Owner | None = None
 
     def describe(self) -> str:
         return f"ConfigMap {self.namespace}/{self.name} key {self.key}"
@@ -43,12 +45,19 @@ class ConfigMapTarget:
                 ) from None
             raise TargetError("TargetError", f"{self.describe()}: {api_message(error)}") from None
 
+    def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
+        self.owner, self.replacing = owner, replacing
+
     async def apply(self, weight: float) -> bool:
+        marker = self.owner.marker() if self.owner is not None else None
+
         def change(config_map: Any) -> Any:
             data = dict(config_map.data or {})
             current = data.get(self.key)
             try:
-                updated = flagd.set_flag(current, self.flag, weight)
+                found = Owner.from_marker(flagd.metadata_of(flagd.read_flag_entry(current, self.flag)))
+                check_owner(self.describe(), self.flag, found, self.owner, self.replacing)
+                updated = flagd.set_flag(current, self.flag, weight, marker)
             except flagd.InvalidDocument as error:
                 raise TargetError(
                     "InvalidDocument",
@@ -69,9 +78,17 @@ class ConfigMapTarget:
         return await optimistic.update(self.describe(), self._read, change, write)
 
     async def current_weight(self) -> float | None:
+        return (await self.holding()).weight
+
+    async def holding(self) -> Holding:
         config_map = await self._read()
         text = (config_map.data or {}).get(self.key)  # type: ignore[attr-defined]
         try:
-            return flagd.read_flag_weight(text, self.flag)
+            entry = flagd.read_flag_entry(text, self.flag)
         except flagd.InvalidDocument as error:
-            raise TargetError("InvalidDocument", f"{self.describe()}: {error}") from None
+            raise TargetError(
+                "InvalidDocument",
+                f"{self.describe()} is not a valid flagd document ({error}); it was left untouched. "
+                "Fix the JSON and the rollout carries on.",
+            ) from None
+        return Holding(flagd.weight_of(entry), Owner.from_marker(flagd.metadata_of(entry)))

@@ -7,15 +7,19 @@ object's resourceVersion and retry on 409, like the configMap target.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from featurerollout import flagd
 from featurerollout.api import FeatureFlagTarget as FeatureFlagSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
 from featurerollout.targets import optimistic
-from featurerollout.targets.base import TargetError
+from featurerollout.targets.base import Holding, Owner, TargetError, check_owner
 
 GROUP, VERSION, PLURAL = "core.openfeature.dev", "v1beta1", "featureflags"
+# The FeatureFlag CRD's schema has no room for a flag's `metadata` (the API server would prune
+# it), so the owner markers live in one annotation: {"<flag>": {<Owner.marker()>}, ...}.
+OWNERS_ANNOTATION = "featurerollout.io/owners"
 
 
 class FeatureFlagTarget:
@@ -26,6 +30,8 @@ class FeatureFlagTarget:
         self.namespace = namespace
         self.name = spec.name
         self.flag = flag
+        self.owner: Owner | None = None
+        self.replacing: Owner | None = None
 
     def describe(self) -> str:
         return f"FeatureFlag {self.namespace}/{self.name}"
@@ -52,12 +58,36 @@ class FeatureFlagTarget:
         except flagd.InvalidDocument as error:
             raise TargetError("InvalidDocument", str(error)) from None
 
+    @staticmethod
+    def _owners(body: dict[str, Any]) -> dict[str, Any]:
+        raw = (body.get("metadata", {}).get("annotations") or {}).get(OWNERS_ANNOTATION)
+        try:
+            owners = json.loads(raw) if raw else {}
+        except ValueError:
+            owners = {}
+        return owners if isinstance(owners, dict) else {}
+
+    def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
+        self.owner, self.replacing = owner, replacing
+
     async def apply(self, weight: float) -> bool:
         def change(body: dict[str, Any]) -> dict[str, Any] | None:
+            owners = self._owners(body)
+            check_owner(self.describe(), self.flag, Owner.from_marker(owners.get(self.flag)), self.owner,
+                        self.replacing)
+            marker_done = self.owner is None or owners.get(self.flag) == self.owner.marker()
             try:
-                return flagd.set_flag_spec(body, self.flag, weight)
+                changed = flagd.set_flag_spec(body, self.flag, weight)
             except flagd.InvalidDocument as error:
                 raise TargetError("InvalidDocument", str(error)) from None
+            if changed is None and marker_done:
+                return None
+            if self.owner is not None:
+                owners[self.flag] = self.owner.marker()
+                annotations = body.setdefault("metadata", {}).setdefault("annotations", None) or {}
+                annotations[OWNERS_ANNOTATION] = json.dumps(owners, sort_keys=True)
+                body["metadata"]["annotations"] = annotations
+            return body
 
         async def write(body: dict[str, Any]) -> object:
             return await self.kube.call(
@@ -68,4 +98,9 @@ class FeatureFlagTarget:
         return await optimistic.update(self.describe(), self._read, change, write)
 
     async def current_weight(self) -> float | None:
-        return flagd.weight_of(self._flags(await self._read()).get(self.flag))
+        return (await self.holding()).weight
+
+    async def holding(self) -> Holding:
+        body = await self._read()
+        return Holding(flagd.weight_of(self._flags(body).get(self.flag)),
+                       Owner.from_marker(self._owners(body).get(self.flag)))
