@@ -22,7 +22,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from featurerollout.metrics.prometheus import (
 )
 from featurerollout.metrics.provider import measure_all
 from featurerollout.targets import TargetError, target_for
-from featurerollout.targets.base import UNSUPPORTED_TARGET
+from featurerollout.targets.webhook import WebhookClients
 
 log = logging.getLogger("featurerollout")
 
@@ -62,6 +62,7 @@ class Reconciler:
     kube: Kube
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
+    webhooks: WebhookClients = field(default_factory=WebhookClients)  # one HTTP pool per operator
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -177,13 +178,14 @@ class Reconciler:
             if not isinstance(action, engine.SetWeight):
                 continue
             try:
-                target = target_for(self.kube, meta.namespace, spec)
+                target = target_for(self.kube, meta.namespace, spec, rollout=meta.name, webhooks=self.webhooks)
                 await target.apply(action.weight)
             except TargetError as error:
                 telemetry.target_errors.labels(meta.namespace, meta.name, error.reason).inc()
-                if error.reason == UNSUPPORTED_TARGET:
-                    return engine.cannot_proceed(
-                        spec, before, generation=meta.generation, now=now, reason=error.reason,
+                if action.weight == 0 and decision.status.phase == api.Phase.ROLLED_BACK:
+                    # A rollback stands even when the target refuses its 0%: it is retried.
+                    return engine.rollback_not_applied(
+                        decision, before, generation=meta.generation, now=now, reason=error.reason,
                         message=error.message,
                     )
                 return engine.target_failed(

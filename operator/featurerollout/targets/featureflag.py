@@ -21,6 +21,8 @@ GROUP, VERSION, PLURAL = "core.openfeature.dev", "v1beta1", "featureflags"
 class FeatureFlagTarget:
     """`spec.flagSpec.flags[<flag>]` of a FeatureFlag object."""
 
+    reads_back = True
+
     def __init__(self, kube: Kube, namespace: str, spec: FeatureFlagSpec, flag: str) -> None:
         self.kube = kube
         self.namespace = namespace
