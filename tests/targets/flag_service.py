@@ -2,7 +2,8 @@
 
 It takes `PUT /flags` with the webhook contract's JSON, records every request (weight, headers),
 and answers as the test says: `ok` (204), `fail` (500 whose body echoes the Authorization header,
-as a careless service might), `hang` (answers only after `hang_seconds`), or 401 for a wrong token.
+as a careless service might), `hang` (answers 504 only after `hang_seconds`), or 401 for a wrong
+token.
 `stop()` closes the socket (the service is down: connection refused), `start()` binds the same
 port again.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import ssl
 import threading
 import time
@@ -41,6 +43,7 @@ class FlagService:
     seen: list[Seen] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _connections: set[socket.socket] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -65,6 +68,11 @@ class FlagService:
             def log_message(self, *_: Any) -> None:  # quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with service._lock:
+                    service._connections.add(self.connection)
+
             def do_PUT(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -80,8 +88,10 @@ class FlagService:
                     text = f'{{"error": "backend exploded", "auth": "{auth}"}}'.encode()
                     text += b"x" * service.fail_body_bytes
                 elif service.mode == "hang":
+                    # Too slow, then failing: a late answer never applies the weight (a late 2xx
+                    # could, and the operator, having given up, would send it again: PUT is idempotent).
                     time.sleep(service.hang_seconds)
-                    code, text = 204, b""
+                    code, text = 504, b'{"error": "upstream timeout"}'
                 else:
                     code, text = 204, b""
                 with service._lock:
@@ -104,7 +114,13 @@ class FlagService:
         return self
 
     def stop(self) -> None:
+        """Down for real: no new connections, and the kept-alive ones are cut too."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
