@@ -135,12 +135,29 @@ class FeatureFlagTarget(Model):
 
 
 class HTTPRouteTarget(Model):
-    """A Gateway API HTTPRoute whose rule splits traffic between a stable and a feature backend."""
+    """A Gateway API (gateway.networking.k8s.io/v1) HTTPRoute: in `spec.rules[rule]`, the backendRef
+    named featureBackend gets weight W and the one named stableBackend 100 - W. Nothing else in
+    the route changes."""
 
     name: ObjectName = Field(description="Name of the HTTPRoute, in the FeatureRollout's namespace.")
     rule: int = Field(default=0, ge=0, le=63, description="Index of the rule in spec.rules.")
-    stable_backend: ObjectName = Field(description="The backendRef (Service) that serves the flag off.")
-    feature_backend: ObjectName = Field(description="The backendRef (Service) that serves the flag on.")
+    stable_backend: ObjectName = Field(
+        description="Name of the backendRef (a Service) in that rule that serves users without the "
+        "feature: it gets 100 - W."
+    )
+    feature_backend: ObjectName = Field(
+        description="Name of the backendRef (a Service) in that rule that serves users with the "
+        "feature: it gets W."
+    )
+
+    @model_validator(mode="after")
+    def _two_backends(self) -> HTTPRouteTarget:
+        if self.stable_backend == self.feature_backend:
+            raise ValueError(HTTPROUTE_BACKENDS_MESSAGE)
+        return self
+
+
+HTTPROUTE_BACKENDS_MESSAGE = "stableBackend and featureBackend must name different backendRefs"
 
 
 class SecretKeyRef(Model):
@@ -152,15 +169,37 @@ class SecretKeyRef(Model):
     )
 
 
+WEBHOOK_TIMEOUT_MAX = timedelta(seconds=60)
+WEBHOOK_TIMEOUT_MESSAGE = "must be greater than 0s and at most 60s"
+
+
 class WebhookTarget(Model):
-    """An external flag service that receives `PUT {flag, weight}` as JSON."""
+    """An external flag service: `PUT url` with JSON `{"flag", "weight", "namespace", "rollout"}`;
+    any 2xx answer means applied."""
 
     url: str = Field(
         min_length=1, max_length=2048, pattern=r"^https?://", description="The endpoint to PUT the weight to."
     )
     secret_ref: SecretKeyRef | None = Field(
-        default=None, description="A bearer token for the endpoint, read from a Secret key."
+        default=None,
+        description="A bearer token for the endpoint, read from a Secret key: sent as "
+        "`Authorization: Bearer <value>`.",
     )
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="A PEM CA bundle, read from a Secret key, that the endpoint's TLS certificate must "
+        "chain to (default: the system's CAs). TLS is always verified.",
+    )
+    timeout: Duration = Field(
+        default="10s", description="Per-request timeout, greater than 0s and at most 60s."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_bounded(cls, value: str) -> str:
+        if not timedelta(0) < parse_duration(value) <= WEBHOOK_TIMEOUT_MAX:
+            raise ValueError(f"{value!r}: {WEBHOOK_TIMEOUT_MESSAGE}")
+        return value
 
 
 TARGET_MEMBERS: tuple[str, ...] = ("configMap", "featureFlag", "httpRoute", "webhook")

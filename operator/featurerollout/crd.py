@@ -209,6 +209,18 @@ SPEC_RULES: tuple[tuple[str, dict[str, str]], ...] = (
             "message": api.METRICS_UNIQUE_MESSAGE,
         },
     ),
+    (
+        "target.httpRoute",
+        {"rule": "self.stableBackend != self.featureBackend", "message": api.HTTPROUTE_BACKENDS_MESSAGE},
+    ),
+    (
+        "target.webhook.timeout",
+        {
+            # `self != '0'` first: Go-style "0" is a duration, and && short-circuits either way.
+            "rule": "self != '0' && duration(self) > duration('0s') && duration(self) <= duration('60s')",
+            "message": api.WEBHOOK_TIMEOUT_MESSAGE,
+        },
+    ),
     ("analysis.metrics[]", {"rule": "has(self.min) || has(self.max)", "message": api.METRIC_BOUND_MESSAGE}),
     (
         "analysis.metrics[]",

@@ -108,13 +108,18 @@ __all__ = [
     "held_from",
     "next_check",
     "plan_hash",
+    "rollback_not_applied",
     "target_failed",
 ]
 
 # Reasons a target reports through target_failed(); while one is on Degraded, decide() writes the
 # current weight again so that the condition clears only once the target really takes a write.
-TARGET_REASONS = frozenset({"TargetError", "InvalidDocument", "TargetNotFound", "TargetConflict",
-                            "FlagOwnedElsewhere"})
+# (targets/httproute.py and targets/webhook.py list theirs in REASONS; a test keeps them in here.)
+TARGET_REASONS = frozenset({
+    "TargetError", "InvalidDocument", "TargetNotFound", "TargetConflict", "FlagOwnedElsewhere",
+    "RuleNotFound", "BackendNotFound", "BackendNotService",  # httpRoute
+    "WebhookUnreachable", "WebhookFailed", "WebhookRejected", "SecretNotFound", "InvalidSecret",  # webhook
+})
 # The condition that records the last drift found (and put right) on the target.
 TARGET_IN_SYNC = "TargetInSync"
 TARGET_RETRY_MIN = timedelta(seconds=5)
@@ -267,6 +272,7 @@ def decide(
         work.settle_phase()
         if work.st.phase == Phase.PROGRESSING:
             work.progress()
+    work.finish_pending_rollback(status)
     work.rewrite_after_target_error(status)
     return work.finish(status)
 
@@ -326,10 +332,10 @@ def cannot_proceed(
     message: str,
     request: ControlRequest | None = None,
 ) -> Decision:
-    """The rollout cannot be carried out as written (a spec the API should have refused, a target
-    kind this operator cannot drive): phase Failed, with the reason on Degraded, until a person
-    fixes the spec and runs `featurerollout retry`. The weight is left as it is: nothing here says
-    the feature hurts, so nothing is taken from users. One Warning event, not one per look."""
+    """The rollout cannot be carried out as written (a spec the API should have refused): phase
+    Failed, with the reason on Degraded, until a person fixes the spec and runs `featurerollout
+    retry`. The weight is left as it is: nothing here says the feature hurts, so nothing is taken
+    from users. One Warning event, not one per look."""
     already = status.phase == Phase.FAILED and status.halt is not None and status.halt.message == message
     halt = status.halt if already and status.halt is not None else Halt(reason=reason, message=message, at=now)
     failed = status.model_copy(
@@ -381,6 +387,44 @@ def target_failed(
         actions=actions + refusal,
         next_check=now + delay,
         log=None if ongoing else f"target error ({reason}): {message}",
+    )
+
+
+_PENDING_NOTE = "; but the target has not taken 0% yet"
+
+
+def rollback_not_applied(
+    decision: Decision, given: FeatureRolloutStatus, *, generation: int, now: datetime, reason: str, message: str
+) -> Decision:
+    """The target could not apply a rollback's (or an abort's) 0%. The rollback stands, it is not
+    forgotten if the metric recovers meanwhile: phase RolledBack with its halt and its handled
+    request. But `currentWeight` stays what the target still holds, the message and Degraded say
+    that users may still be exposed until the target takes 0%, and decide() sends 0% again, backing
+    off from 5 s to 60 s, until it does; only then is the RolledBack (or Aborted) Event posted.
+
+    `given` is the status that decide() was given; `decision` what it returned."""
+    previous = find_condition(given.conditions, DEGRADED)
+    ongoing = previous is not None and previous.status == ConditionStatus.TRUE and previous.reason == reason
+    exposed = given.current_weight
+    base = (decision.status.message or "rolled back").split(_PENDING_NOTE)[0]
+    pending = (f"{base}{_PENDING_NOTE} ({reason}: {message}): users may still be exposed at {_pct(exposed)} "
+               "until it does; retrying")
+    status = decision.status.model_copy(update={"current_weight": exposed, "message": pending})
+    # Degraded carries the target's reason while the 0% is pending; its transition time is kept
+    # while the same error goes on, so that the retries back off.
+    conditions = set_condition(status.conditions, DEGRADED, ConditionStatus.TRUE, reason, pending, now, generation)
+    if ongoing and previous is not None:
+        conditions = [c.model_copy(update={"last_transition_time": previous.last_transition_time})
+                      if c.type == DEGRADED else c for c in conditions]
+    delay = TARGET_RETRY_MIN
+    if ongoing and previous is not None:
+        delay = min(TARGET_RETRY_MAX, max(TARGET_RETRY_MIN, (now - previous.last_transition_time) / 2))
+    actions: tuple[Action, ...] = () if ongoing else (EmitEvent("Warning", reason, pending),)
+    return Decision(
+        status=status.model_copy(update={"conditions": conditions}),
+        actions=actions,
+        next_check=now + delay,
+        log=None if ongoing else pending,
     )
 
 
@@ -740,6 +784,24 @@ class _Work:
                    f"{len(self.spec.stages)} stages")
 
     # -- the end
+
+    def finish_pending_rollback(self, given: FeatureRolloutStatus) -> None:
+        """A RolledBack rollout whose target still holds a weight (see rollback_not_applied): send
+        0% again; the rollback's Event, held back until the target takes it, goes with it."""
+        if (
+            self.weight is not None
+            or self.st.phase != Phase.ROLLED_BACK
+            or given.phase != Phase.ROLLED_BACK
+            or given.current_weight <= 0
+        ):
+            return
+        self.apply(0)
+        base = (given.message or "").split(_PENDING_NOTE)[0]
+        self.terminal_message = base or None
+        halt = self.st.halt
+        if halt is not None:
+            self.event("Warning", "Aborted" if halt.reason == "Aborted" else "RolledBack", halt.message)
+            self.log = f"the target now holds 0%: {halt.message}"
 
     def rewrite_after_target_error(self, given: FeatureRolloutStatus) -> None:
         degraded = find_condition(given.conditions, DEGRADED)

@@ -20,6 +20,7 @@ from featurerollout.control import REQUEST_ANNOTATION
 from featurerollout.kube import Kube, load_config
 from featurerollout.reconciler import Reconciler, RolloutKey
 from featurerollout.scheduler import Scheduler
+from featurerollout.targets.webhook import WebhookClients
 
 log = logging.getLogger("featurerollout")
 
@@ -48,9 +49,11 @@ class OperatorState:
     scheduler: Scheduler[RolloutKey] = field(init=False)
     fingerprints: dict[RolloutKey, Fingerprint] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    webhooks: WebhookClients = field(default_factory=WebhookClients)
 
     def __post_init__(self) -> None:
-        self.scheduler = Scheduler(Reconciler(self.kube, resync=self.resync), concurrency=self.concurrency)
+        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks)
+        self.scheduler = Scheduler(reconciler, concurrency=self.concurrency)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.scheduler.run(), name="featurerollout-scheduler")
@@ -59,6 +62,7 @@ class OperatorState:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        await self.webhooks.aclose()
         self.kube.close()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +45,8 @@ from featurerollout.metrics.prometheus import (
 )
 from featurerollout.metrics.provider import measure_all
 from featurerollout.targets import Target, TargetError, target_for
-from featurerollout.targets.base import UNSUPPORTED_TARGET, Owner, check_owner
+from featurerollout.targets.base import Owner, check_owner
+from featurerollout.targets.webhook import WebhookClients
 
 log = logging.getLogger("featurerollout")
 
@@ -83,6 +84,7 @@ class Reconciler:
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
     resync: float = 300.0  # seconds: the longest a rollout goes without a look at its target
+    webhooks: WebhookClients = field(default_factory=WebhookClients)  # one HTTP pool per operator
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -126,7 +128,8 @@ class Reconciler:
         replacing: Owner | None = None
         if status.phase != api.Phase.FAILED or request is not None:
             try:
-                target = target_for(self.kube, meta.namespace, where_it_lives(spec, status))
+                target = target_for(self.kube, meta.namespace, where_it_lives(spec, status), rollout=meta.name,
+                                    webhooks=self.webhooks)
                 holding = await target.holding()
                 if holding.owner is not None and holding.owner.uid != owner.uid:
                     if await self._alive(holding.owner):
@@ -140,7 +143,8 @@ class Reconciler:
                             )
                             return await self._record(body, spec, meta, status, decision)
                     replacing = holding.owner  # its rollout is gone: the flag is free to take over
-                observed = engine.Observed(holding.weight)
+                # Only a target that reads back what it holds can show drift (a webhook cannot).
+                observed = engine.Observed(holding.weight) if target.reads_back else None
             except TargetError as error:
                 read_error = error
 
@@ -154,7 +158,7 @@ class Reconciler:
             observed=observed,
         )
         writes = any(isinstance(a, engine.SetWeight) for a in decision.actions)
-        if read_error is not None and not writes and read_error.reason != UNSUPPORTED_TARGET:
+        if read_error is not None and not writes:
             # The target could not be read (gone, broken JSON): say so, as a failed write would.
             decision = engine.target_failed(
                 status, generation=meta.generation, now=now, reason=read_error.reason,
@@ -241,15 +245,17 @@ class Reconciler:
             if not isinstance(action, engine.SetWeight):
                 continue
             try:
-                target: Target = target_for(self.kube, meta.namespace, where_it_lives(spec, decision.status))
+                target: Target = target_for(self.kube, meta.namespace, where_it_lives(spec, decision.status),
+                                            rollout=meta.name, webhooks=self.webhooks)
                 target.claim(owner, replacing)
                 await target.apply(action.weight)
             except TargetError as error:
                 telemetry.target_errors.labels(meta.namespace, meta.name, error.reason).inc()
-                if error.reason == UNSUPPORTED_TARGET:
-                    return engine.cannot_proceed(
-                        spec, before, generation=meta.generation, now=now, reason=error.reason,
-                        message=error.message, request=request,
+                if action.weight == 0 and decision.status.phase == api.Phase.ROLLED_BACK:
+                    # A rollback stands even when the target refuses its 0%: it is retried.
+                    return engine.rollback_not_applied(
+                        decision, before, generation=meta.generation, now=now, reason=error.reason,
+                        message=error.message,
                     )
                 return engine.target_failed(
                     before, generation=meta.generation, now=now, reason=error.reason, message=error.message,

@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     # The client logs every request at debug level; that is noise even when debugging us.
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # httpx logs one INFO line per webhook request; the target's own errors say what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     if args.log_level != "debug":
         # Kopf says "Handler ... succeeded" for every watch event; our own lines say what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -7,8 +7,10 @@ against their budgets, and a progress bar across the stages.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +23,10 @@ from featurerollout.api import (
     format_duration,
     parse_spec,
 )
+from featurerollout.kube import Kube
 from featurerollout.manual import add_target_arguments, client_for, explain_api_error
+from featurerollout.targets import TargetError, target_for
+from featurerollout.targets.httproute import HTTPRouteTarget
 
 SEGMENT = 12  # characters per stage in the progress bar
 
@@ -71,8 +76,49 @@ def _limit(spec: FeatureRolloutSpec, name: str) -> str:
     return str(metric.failure_limit) if metric else ""
 
 
-def render(body: dict[str, Any], now: datetime) -> str:
-    """The whole status view of one FeatureRollout object."""
+@dataclass(frozen=True)
+class TargetReading:
+    """What the target itself holds, read back when the view is drawn."""
+
+    where: str
+    reads_back: bool
+    weight: float | None = None
+    detail: str = ""  # e.g. the two backendRefs' weights of an HTTPRoute
+    error: str = ""
+
+
+async def read_target(kube: Kube, namespace: str, name: str, spec: FeatureRolloutSpec) -> TargetReading:
+    """Read the weight the rollout's target holds now (an edge: it calls the API)."""
+    target = target_for(kube, namespace, spec, rollout=name)
+    if not target.reads_back:
+        return TargetReading(target.describe(), reads_back=False)
+    try:
+        if isinstance(target, HTTPRouteTarget):
+            feature, stable = await target.current_weights()
+            detail = f"{spec.target.http_route.feature_backend} {feature}, " \
+                f"{spec.target.http_route.stable_backend} {stable}" if spec.target.http_route else ""
+            return TargetReading(target.describe(), True, await target.current_weight(), detail)
+        return TargetReading(target.describe(), True, await target.current_weight())
+    except TargetError as error:
+        return TargetReading(target.describe(), True, error=f"{error.reason}: {error.message}")
+
+
+def target_line(reading: TargetReading, status: FeatureRolloutStatus) -> str:
+    """`Target:   HTTPRoute shop/shop rule 0 holds 25% (checkout-new 25, checkout 75)`."""
+    if reading.error:
+        return f"Target:   {reading.where}: cannot read it back: {reading.error}"
+    if not reading.reads_back:
+        return (f"Target:   {reading.where} (no read-back: the service has no read contract; it last "
+                f"acknowledged {_pct(status.current_weight)} as far as the status knows)")
+    held = "holds no entry for the flag (0%)" if reading.weight is None else f"holds {_pct(reading.weight)}"
+    line = f"Target:   {reading.where} {held}" + (f" ({reading.detail})" if reading.detail else "")
+    if (reading.weight or 0.0) != status.current_weight:
+        line += f"; differs from the status's {_pct(status.current_weight)} (edited by hand?)"
+    return line
+
+
+def render(body: dict[str, Any], now: datetime, target: TargetReading | None = None) -> str:
+    """The whole status view of one FeatureRollout object (with what its target holds, if read)."""
     metadata = body.get("metadata", {})
     where = f"{metadata.get('namespace', 'default')}/{metadata.get('name', '?')}"
     try:
@@ -86,6 +132,8 @@ def render(body: dict[str, Any], now: datetime) -> str:
         f"Phase:    {status.phase.value}",
         f"Stage:    {min(status.current_stage, stages - 1) + 1}/{stages} at {_pct(status.current_weight)}",
     ]
+    if target is not None:
+        lines.append(target_line(target, status))
     left = time_left(spec, status, now)
     if left:
         lines.append(f"Left:     {left}")
@@ -139,13 +187,31 @@ def status_command(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
     tty = sys.stdout.isatty()
     last = ""
+    kube = Kube()  # the same kubeconfig, which client_for() loaded
+    try:
+        return _show(args, api, kube, namespace, where, deadline, tty, last)
+    finally:
+        kube.close()
+
+
+def _reading(kube: Kube, namespace: str, body: dict[str, Any]) -> TargetReading | None:
+    name = str(body.get("metadata", {}).get("name", ""))
+    try:
+        spec = parse_spec(body.get("spec") or {}, name)
+    except InvalidFeatureRollout:
+        return None
+    return asyncio.run(read_target(kube, namespace, name, spec))
+
+
+def _show(args: argparse.Namespace, api: Any, kube: Kube, namespace: str, where: str, deadline: float | None,
+          tty: bool, last: str) -> int:
     while True:
         try:
             body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name)
         except Exception as error:
             print(f"error: {explain_api_error(error, where)}", file=sys.stderr)
             return 1
-        view = render(body, datetime.now(UTC))
+        view = render(body, datetime.now(UTC), _reading(kube, namespace, body))
         if view != last:
             if tty and args.watch:
                 print("\033[H\033[2J", end="")

@@ -1,8 +1,8 @@
 """The chart's RBAC, checked against what a real operator does (tier 2 + 4).
 
 The real `featurerollout run` (a subprocess, with the arguments the chart's Deployment gives it)
-drives three rollouts against the cluster, which exercise every API call the operator makes: a
-configMap target and a featureFlag target (each to Succeeded), and a rollout whose Prometheus
+drives four rollouts against the cluster, which exercise every API call the operator makes: a
+configMap, a featureFlag and an httpRoute target (each to Succeeded), and a rollout whose Prometheus
 credentials come from a Secret. Every request the operator made is then read from the sandbox's
 request log, reduced to (apiGroup, resource[/subresource], verb, namespace), and checked against the
 rules that `helm template` grants the operator's ServiceAccount:
@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, start_sandbox, wait_until
+from tests.targets.gateway import create_route, httproute_crd_path, shop_route
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import NAMESPACE, RELEASE, Access, Grants, Manifest, grants_for, of_kind, render, require_tool
@@ -50,6 +51,8 @@ EXERCISED = {
     ("", "configmaps", "update"),
     ("core.openfeature.dev", "featureflags", "get"),
     ("core.openfeature.dev", "featureflags", "update"),
+    ("gateway.networking.k8s.io", "httproutes", "get"),
+    ("gateway.networking.k8s.io", "httproutes", "update"),
     ("", "secrets", "get"),
     ("", "events", "create"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
@@ -68,7 +71,7 @@ MODES: dict[str, tuple[list[str], set[tuple[str, str, str]]]] = {
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    cluster = start_sandbox(tmp_path, "--crd", str(FEATUREFLAG_CRD))
+    cluster = start_sandbox(tmp_path, "--crd", str(FEATUREFLAG_CRD), "--crd", str(httproute_crd_path()))
     # The test's own client must not pass for the operator in the request log.
     cluster.api.user_agent = TEST_USER_AGENT
     try:
@@ -99,6 +102,7 @@ def make_objects(cluster: Cluster) -> None:
         "core.openfeature.dev", "v1beta1", "default", "featureflags",
         {"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlag",
          "metadata": {"name": "flags"}, "spec": {"flagSpec": {"flags": {}}}})
+    create_route(cluster, shop_route())
     cluster.core.create_namespaced_secret(
         "default", {"metadata": {"name": "prometheus-auth"}, "stringData": {"token": "t0ken"}})
     rollouts: list[dict[str, Any]] = [
@@ -106,6 +110,8 @@ def make_objects(cluster: Cluster) -> None:
                          stages=ONE_SECOND_STAGES),
         rollout_manifest("via-featureflag", flag="via-featureflag", target={"featureFlag": {"name": "flags"}},
                          stages=ONE_SECOND_STAGES),
+        rollout_manifest("via-httproute", flag="via-httproute", stages=ONE_SECOND_STAGES, target={
+            "httpRoute": {"name": "shop", "stableBackend": "checkout", "featureBackend": "checkout-new"}}),
         rollout_manifest(
             "with-auth", flag="with-auth", target={"configMap": {"name": "feature-flags"}},
             stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}],
@@ -157,7 +163,7 @@ def test_rbac_allows_every_request_of_a_real_operator_and_nothing_more(
 
     operator(*operator_args(manifests))
     make_objects(cluster)
-    for name in ("via-configmap", "via-featureflag"):
+    for name in ("via-configmap", "via-featureflag", "via-httproute"):
         wait_until(lambda name=name: phase(cluster, name) == "Succeeded", 30, f"{name} to succeed")
     wait_until(lambda: any(r["resource"] == "secrets" for r in operator_requests(cluster)), 30,
                "the operator to read the Prometheus Secret")

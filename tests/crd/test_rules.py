@@ -84,6 +84,8 @@ def test_rule_messages_come_from_api_py() -> None:
         api.METRICS_UNIQUE_MESSAGE,
         api.METRIC_BOUND_MESSAGE,
         api.METRIC_MIN_MAX_MESSAGE,
+        api.HTTPROUTE_BACKENDS_MESSAGE,
+        api.WEBHOOK_TIMEOUT_MESSAGE,
     }
 
 

@@ -618,16 +618,17 @@ def test_the_stage_column_reads_n_of_m() -> None:
 def test_cannot_proceed_fails_once_keeps_the_weight_and_waits_for_retry() -> None:
     r = Rollout(make_spec())
     r.tick()
-    f = cannot_proceed(r.spec, r.status, generation=1, now=r.now, reason="UnsupportedTarget",
-                       message="spec.target.webhook is not supported")
+    f = cannot_proceed(r.spec, r.status, generation=1, now=r.now, reason="InvalidSpec",
+                       message="spec.stages[1].weight: 5 is not greater than the previous stage's 10")
     assert f.status.phase == Phase.FAILED
     assert f.status.current_weight == 10  # nothing says the feature hurts: exposure is not taken away
-    assert cond(f, "Degraded") == ("True", "UnsupportedTarget")
+    assert cond(f, "Degraded") == ("True", "InvalidSpec")
     assert cond(f, "Ready") == ("False", "Failed")
-    assert f.actions == (EmitEvent("Warning", "UnsupportedTarget", "spec.target.webhook is not supported"),)
+    assert f.actions == (EmitEvent("Warning", "InvalidSpec",
+                                   "spec.stages[1].weight: 5 is not greater than the previous stage's 10"),)
     assert f.next_check is None
-    again = cannot_proceed(r.spec, f.status, generation=1, now=r.now + seconds(30), reason="UnsupportedTarget",
-                           message="spec.target.webhook is not supported")
+    again = cannot_proceed(r.spec, f.status, generation=1, now=r.now + seconds(30), reason="InvalidSpec",
+                           message="spec.stages[1].weight: 5 is not greater than the previous stage's 10")
     assert again.actions == () and again.status == f.status
     retried = decide(r.spec, f.status, generation=1, now=r.now + seconds(31), request=req("retry", "r1"))
     assert retried.status.phase == Phase.PROGRESSING

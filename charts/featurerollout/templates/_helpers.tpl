@@ -80,7 +80,12 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
 - apiGroups: ["core.openfeature.dev"]
   resources: ["featureflags"]
   verbs: ["get", "update"]
-# Prometheus credentials named by spec.analysis.prometheus.auth.secretName.
+# The httpRoute target: a Gateway API HTTPRoute, read then replaced (only the two weights change).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "update"]
+# Prometheus credentials named by spec.analysis.prometheus.auth.secretName, and the webhook
+# target's token and CA (spec.target.webhook.secretRef, caSecretRef).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]

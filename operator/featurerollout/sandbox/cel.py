@@ -26,6 +26,17 @@ from featurerollout.sandbox.schema import MISSING, Cause, Json
 _NUMBERS = (celtypes.IntType, celtypes.UintType, celtypes.DoubleType)
 _OLD_SELF = re.compile(r"\boldSelf\b")
 
+# kube-apiserver's property-name escaping (k8s.io/apiserver/pkg/cel/escaping.go): a declared
+# property whose name is a CEL reserved word or holds `.`, `-`, `/` or `__` is seen by rules under
+# an escaped name (`namespace` -> `__namespace__`, as Gateway API's rules on parentRefs use it);
+# a name that cannot be escaped is not visible to rules at all.
+_CEL_RESERVED = frozenset({
+    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if",
+    "import", "let", "loop", "package", "namespace", "return", "var", "void", "while",
+})
+_ESCAPES = {"__": "__underscores__", ".": "__dot__", "-": "__dash__", "/": "__slash__"}
+_EXPAND = re.compile(r"(__|[-./]|[^a-zA-Z0-9\-./_])")
+
 _env = celpy.Environment()
 _programs: dict[str, Any] = {}
 _programs_lock = threading.Lock()
@@ -151,6 +162,27 @@ KUBERNETES_FUNCTIONS: dict[str, Callable[..., Any]] = {
 # ---------------------------------------------------------------------------------------- typing
 
 
+def escape_property(name: str) -> str | None:
+    """The name under which CEL rules see a declared property, as kube-apiserver escapes it;
+    None when kube-apiserver cannot escape it (then rules do not see that property)."""
+    if not name or name[0].isdigit():
+        return None
+    if name in _CEL_RESERVED:
+        return f"__{name}__"
+    unsupported = False
+
+    def expand(match: re.Match[str]) -> str:
+        nonlocal unsupported
+        escaped = _ESCAPES.get(match.group(0))
+        if escaped is None:
+            unsupported = True
+            return ""
+        return escaped
+
+    escaped = _EXPAND.sub(expand, name)
+    return None if unsupported else escaped
+
+
 def to_cel(value: Any, schema: Json | None) -> Any:
     """A JSON value as a CEL value, typed by its schema node as kube-apiserver types it."""
     if value is None:
@@ -185,7 +217,9 @@ def to_cel(value: Any, schema: Json | None) -> Any:
         result = {}
         for key, child in value.items():
             if key in props:
-                result[celtypes.StringType(key)] = to_cel(child, props[key])
+                visible = escape_property(key)
+                if visible is not None:
+                    result[celtypes.StringType(visible)] = to_cel(child, props[key])
             elif isinstance(additional, dict):
                 result[celtypes.StringType(key)] = to_cel(child, additional)
             else:

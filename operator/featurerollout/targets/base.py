@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-UNSUPPORTED_TARGET = "UnsupportedTarget"
 
 
 class TargetError(Exception):
     """The target could not be read or written. `reason` is a CamelCase word for conditions and
-    Events (TargetNotFound, InvalidDocument, TargetConflict, TargetError, UnsupportedTarget);
-    the message says what was wrong, where, and what to do."""
+    Events (TargetNotFound, InvalidDocument, TargetConflict, TargetError, and each target's own:
+    see REASONS in httproute.py and webhook.py); the message says what was wrong, where, and what
+    to do."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -28,6 +28,11 @@ class Target(Protocol):
     nothing: ownership is then not enforced for it.
     """
 
+    # Whether current_weight() reads what the target itself holds now (a ConfigMap, a FeatureFlag,
+    # an HTTPRoute), or only knows what the target last acknowledged (a webhook: the service has
+    # no read contract). A drift check must only trust a target that reads back.
+    reads_back: bool
+
     def describe(self) -> str:
         """Where the flag lives, for messages: `ConfigMap shop/feature-flags key flags.flagd.json`."""
         ...
@@ -38,7 +43,8 @@ class Target(Protocol):
         ...
 
     async def current_weight(self) -> float | None:
-        """The weight the target exposes now (None when the flag is not there)."""
+        """The weight the target exposes now (None when the flag is not there; for a target that
+        does not read back, None when it has acknowledged nothing yet)."""
         ...
 
     def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
@@ -110,3 +116,29 @@ def check_owner(where: str, flag: str, found: Owner | None, owner: Owner | None,
         f"flag {flag!r} in {where} belongs to {found.describe()}: one FeatureRollout per flag, so this one "
         "never writes it. Delete one of the two; the other takes the flag over at its next look",
     )
+
+
+# --- the owner marker as an annotation (objects whose flag entries cannot carry metadata) --------
+
+OWNERS_ANNOTATION = "featurerollout.io/owners"
+
+
+def annotated_owners(body: dict[str, Any]) -> dict[str, Any]:
+    """The owner markers kept in an object's `featurerollout.io/owners` annotation, by key (a flag,
+    a route's backend): JSON, so one annotation serves every flag of the object."""
+    raw = ((body.get("metadata") or {}).get("annotations") or {}).get(OWNERS_ANNOTATION)
+    try:
+        owners = json.loads(raw) if raw else {}
+    except ValueError:
+        owners = {}
+    return owners if isinstance(owners, dict) else {}
+
+
+def annotate_owner(body: dict[str, Any], key: str, owner: Owner) -> None:
+    """Write `owner`'s marker for `key` into the object's owners annotation (in place)."""
+    owners = annotated_owners(body)
+    owners[key] = owner.marker()
+    metadata = body.setdefault("metadata", {})
+    annotations = metadata.get("annotations") or {}
+    annotations[OWNERS_ANNOTATION] = json.dumps(owners, sort_keys=True)
+    metadata["annotations"] = annotations

@@ -21,6 +21,8 @@ from featurerollout.targets.base import Holding, Owner, TargetError, check_owner
 class ConfigMapTarget:
     """A flagd document in `data[key]` of a ConfigMap."""
 
+    reads_back = True
+
     def __init__(self, kube: Kube, namespace: str, spec: ConfigMapSpec, flag: str) -> None:
         self.kube = kube
         self.namespace = namespace

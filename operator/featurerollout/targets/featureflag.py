@@ -7,23 +7,30 @@ object's resourceVersion and retry on 409, like the configMap target.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from featurerollout import flagd
 from featurerollout.api import FeatureFlagTarget as FeatureFlagSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
 from featurerollout.targets import optimistic
-from featurerollout.targets.base import Holding, Owner, TargetError, check_owner
+from featurerollout.targets.base import (
+    Holding,
+    Owner,
+    TargetError,
+    annotate_owner,
+    annotated_owners,
+    check_owner,
+)
 
 GROUP, VERSION, PLURAL = "core.openfeature.dev", "v1beta1", "featureflags"
 # The FeatureFlag CRD's schema has no room for a flag's `metadata` (the API server would prune
 # it), so the owner markers live in one annotation: {"<flag>": {<Owner.marker()>}, ...}.
-OWNERS_ANNOTATION = "featurerollout.io/owners"
 
 
 class FeatureFlagTarget:
     """`spec.flagSpec.flags[<flag>]` of a FeatureFlag object."""
+
+    reads_back = True
 
     def __init__(self, kube: Kube, namespace: str, spec: FeatureFlagSpec, flag: str) -> None:
         self.kube = kube
@@ -58,21 +65,12 @@ class FeatureFlagTarget:
         except flagd.InvalidDocument as error:
             raise TargetError("InvalidDocument", str(error)) from None
 
-    @staticmethod
-    def _owners(body: dict[str, Any]) -> dict[str, Any]:
-        raw = (body.get("metadata", {}).get("annotations") or {}).get(OWNERS_ANNOTATION)
-        try:
-            owners = json.loads(raw) if raw else {}
-        except ValueError:
-            owners = {}
-        return owners if isinstance(owners, dict) else {}
-
     def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
         self.owner, self.replacing = owner, replacing
 
     async def apply(self, weight: float) -> bool:
         def change(body: dict[str, Any]) -> dict[str, Any] | None:
-            owners = self._owners(body)
+            owners = annotated_owners(body)
             check_owner(self.describe(), self.flag, Owner.from_marker(owners.get(self.flag)), self.owner,
                         self.replacing)
             marker_done = self.owner is None or owners.get(self.flag) == self.owner.marker()
@@ -83,10 +81,7 @@ class FeatureFlagTarget:
             if changed is None and marker_done:
                 return None
             if self.owner is not None:
-                owners[self.flag] = self.owner.marker()
-                annotations = body.setdefault("metadata", {}).setdefault("annotations", None) or {}
-                annotations[OWNERS_ANNOTATION] = json.dumps(owners, sort_keys=True)
-                body["metadata"]["annotations"] = annotations
+                annotate_owner(body, self.flag, self.owner)
             return body
 
         async def write(body: dict[str, Any]) -> object:
@@ -103,4 +98,4 @@ class FeatureFlagTarget:
     async def holding(self) -> Holding:
         body = await self._read()
         return Holding(flagd.weight_of(self._flags(body).get(self.flag)),
-                       Owner.from_marker(self._owners(body).get(self.flag)))
+                       Owner.from_marker(annotated_owners(body).get(self.flag)))
