@@ -152,9 +152,11 @@ Action = SetWeight | EmitEvent
 
 @dataclass(frozen=True)
 class Observed:
-    """What the target held for the flag when the handler read it at this look (None: no entry)."""
+    """What the target held for the flag when the handler read it at this look (None: no entry),
+    and where that is, for messages (`HTTPRoute shop/checkout rule 0`)."""
 
     weight: float | None
+    where: str = "the target"
 
 
 @dataclass(frozen=True)
@@ -503,8 +505,8 @@ class _Work:
         if abs(actual - expected) < 1e-9:
             return
         held = "no entry" if self.observed.weight is None else _pct(actual)
-        message = (f"the target held {held} for flag {self.spec.flag!r}, not the {_pct(expected)} this rollout "
-                   f"set: {_pct(expected)} written back")
+        message = (f"{self.observed.where} held {held} for flag {self.spec.flag!r}, not the {_pct(expected)} "
+                   f"this rollout set: {_pct(expected)} written back")
         if self.st.phase in ACTIVE_PHASES:
             # The stage holds from when users really get its weight again, as after any write.
             self.update(stage_started_at=self.now)

@@ -144,7 +144,7 @@ class Reconciler:
                             return await self._record(body, spec, meta, status, decision)
                     replacing = holding.owner  # its rollout is gone: the flag is free to take over
                 # Only a target that reads back what it holds can show drift (a webhook cannot).
-                observed = engine.Observed(holding.weight) if target.reads_back else None
+                observed = engine.Observed(holding.weight, target.describe()) if target.reads_back else None
             except TargetError as error:
                 read_error = error
 

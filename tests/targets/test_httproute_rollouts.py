@@ -152,11 +152,10 @@ def test_a_concurrent_writer_adding_a_rule_mid_rollout_is_not_lost(
     assert writes["done"] > 0
 
 
+@pytest.mark.sandbox_only("injects 409 Conflicts with the sandbox's fault injection")
 def test_conflicting_writes_are_retried_on_409(cluster: Cluster, operator: OperatorFactory) -> None:
     """Fault injection (sandbox only): every 2nd HTTPRoute update answers 409 Conflict, as if
     someone had just written; the operator re-reads and re-applies its pair each time."""
-    if cluster.kind != "sandbox":
-        pytest.skip("fault injection needs the sandbox")
     install_httproute_crd(cluster)
     create_route(cluster, shop_route())
     cluster.control.add_fault(verbs=["update"], resource="httproutes", every=1, times=3, status=409)
@@ -225,16 +224,10 @@ def test_bad_input_degrades_with_its_reason_and_never_modifies_the_route(
         assert get_route(cluster)["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the read-back at each look (Target.current_weight compared with the status, then the "
-    "weight put back with an Event) is the drift check of the issue 'The status must never lie' "
-    "(#9); remove this mark when it lands",
-)
 def test_a_hand_edit_of_the_pair_is_put_back_with_an_event(cluster: Cluster, operator: OperatorFactory) -> None:
     install_httproute_crd(cluster)
     create_route(cluster, shop_route())
-    operator()
+    operator("--resync", "2")  # a look at the target at least every 2 s (default 300)
     make_rollout(cluster, "checkout-owned", stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}])
     wait_until(lambda: pair(get_route(cluster)) == (10, 90), 30, "the first stage")
     route = get_route(cluster)
