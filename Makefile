@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(BIN):$(PATH)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,simulate]'
 	@touch $(STAMP)
 
 install: $(STAMP)
