@@ -76,6 +76,9 @@ def test_rule_messages_come_from_api_py() -> None:
         api.METRICS_UNIQUE_MESSAGE,
         api.METRIC_BOUND_MESSAGE,
         api.METRIC_MIN_MAX_MESSAGE,
+        api.METRIC_KIND_MESSAGE,
+        api.METRIC_COMPARE_BOUNDS_MESSAGE,
+        api.COMPARE_BUDGET_MESSAGE,
     }
 
 
