@@ -30,7 +30,7 @@ def compare_metric(**compare: Any) -> dict[str, Any]:
         "compare": {
             "treatment": {"errors": ERRORS % "on", "total": TOTAL % "on"},
             "control": {"errors": ERRORS % "off", "total": TOTAL % "off"},
-            **({"maxIncrease": 0} if not compare else compare),
+            **(compare or {"maxIncrease": 0}),
         },
     }
 
