@@ -319,17 +319,93 @@ class PrometheusProvider(Model):
         return value
 
 
+class ArmQueries(Model):
+    """Two PromQL queries that count one arm's requests over the current stage."""
+
+    errors: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
+        description="PromQL yielding the number of failed requests, e.g. "
+        'sum(increase(http_requests_total{flag="{{flag}}",variant="on",code=~"5.."}[{{window}}])). '
+        "{{window}} is the time since the stage began: the comparison is over the whole stage so far.",
+    )
+    total: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
+        description="PromQL yielding the number of all requests over the same window.",
+    )
+
+
+class Compare(Model):
+    """A guardrail that compares the flag's users (treatment) with everyone else (control) at the
+    same time, with an always-valid sequential test, instead of holding one arm to an absolute
+    budget. See docs/guardrails.md."""
+
+    treatment: ArmQueries = Field(description="Counts of the users who get the flag (variant on).")
+    control: ArmQueries = Field(description="Counts of the users who do not (variant off).")
+    max_increase: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The budget as a difference: the treatment's error rate may exceed the control's "
+        "by at most this much (0.005 = half a percentage point). Set this or maxRatio.",
+    )
+    max_ratio: float | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="The budget as a ratio: the treatment's error rate may be at most this many times "
+        "the control's (1.5). Set this or maxIncrease.",
+    )
+    confidence: float = Field(
+        default=0.99,
+        gt=0.5,
+        lt=1,
+        description="How sure the test must be that the treatment breaks the budget before the "
+        "evaluation fails; over the whole ramp, a flag that does no harm is rolled back with "
+        "probability at most 1 - confidence.",
+    )
+    min_sample_per_arm: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000_000,
+        description="Requests each arm needs in the stage before any decision. Below it the metric "
+        "reports NoData and holds the stage, whatever onNoData says.",
+    )
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> Compare:
+        if (self.max_increase is None) == (self.max_ratio is None):
+            raise ValueError(COMPARE_BUDGET_MESSAGE)
+        return self
+
+    def budget(self) -> str:
+        """The budget in words: `treatment <= control +0.5 pt` or `treatment <= 1.5x control`."""
+        if self.max_ratio is not None:
+            return f"treatment <= {self.max_ratio:g}x control"
+        return f"treatment <= control {(self.max_increase or 0) * 100:+g} pt"
+
+
+COMPARE_BUDGET_MESSAGE = "set exactly one of maxIncrease and maxRatio"
+
+
 class Metric(Model):
-    """One error budget: a PromQL query that yields one number, and the range it must stay in."""
+    """One error budget: a PromQL query that yields one number and the range it must stay in, or a
+    comparison of the flag's users with everyone else (`compare`)."""
 
     name: str = Field(
         min_length=1, max_length=63, pattern=METRIC_NAME_PATTERN, description="Unique name of the metric."
     )
-    query: str = Field(
+    query: str | None = Field(
+        default=None,
         min_length=1,
         max_length=MAX_QUERY_LENGTH,
         description="PromQL yielding one number (a scalar or a one-element vector). "
-        "Variables: {{flag}}, {{name}}, {{namespace}}, {{interval}}.",
+        "Variables: {{flag}}, {{name}}, {{namespace}}, {{interval}}, {{window}}. Set this or compare.",
+    )
+    compare: Compare | None = Field(
+        default=None,
+        description="Compare the treatment's error rate with the control's, sequentially. Set this or query.",
     )
     max: float | None = Field(default=None, description="The budget's upper bound: a value above it fails.")
     min: float | None = Field(default=None, description="The budget's lower bound: a value below it fails.")
@@ -342,6 +418,12 @@ class Metric(Model):
 
     @model_validator(mode="after")
     def _has_a_bound(self) -> Metric:
+        if (self.query is None) == (self.compare is None):
+            raise ValueError(METRIC_KIND_MESSAGE)
+        if self.compare is not None:
+            if self.min is not None or self.max is not None:
+                raise ValueError(METRIC_COMPARE_BOUNDS_MESSAGE)
+            return self
         if self.min is None and self.max is None:
             raise ValueError(METRIC_BOUND_MESSAGE)
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -349,7 +431,9 @@ class Metric(Model):
         return self
 
     def budget(self) -> str:
-        """The budget in words, e.g. `<= 0.01` or `within [0.9, 1]`."""
+        """The budget in words, e.g. `<= 0.01`, `within [0.9, 1]` or `treatment <= 1.5x control`."""
+        if self.compare is not None:
+            return self.compare.budget()
         if self.min is not None and self.max is not None:
             return f"within [{self.min:g}, {self.max:g}]"
         if self.max is not None:
@@ -357,6 +441,10 @@ class Metric(Model):
         return f">= {self.min:g}"
 
 
+METRIC_KIND_MESSAGE = "set exactly one of query and compare"
+METRIC_COMPARE_BOUNDS_MESSAGE = (
+    "min and max do not apply to a compare metric: set compare.maxIncrease or compare.maxRatio"
+)
 METRIC_BOUND_MESSAGE = "set max, min or both"
 METRIC_MIN_MAX_MESSAGE = "min must not be greater than max"
 METRICS_UNIQUE_MESSAGE = "metric names must be unique"
@@ -493,15 +581,30 @@ class MetricResult(StrEnum):
     ERROR = "Error"
 
 
+class ArmStatus(Model):
+    """One arm's counts over the stage, as a compare metric last measured them."""
+
+    errors: float = Field(ge=0, description="Failed requests.")
+    total: float = Field(ge=0, description="All requests.")
+
+
 class MetricStatus(Model):
     """The last evaluation of one metric."""
 
     name: str = Field(max_length=63, description="The metric's name.")
-    value: float | None = Field(default=None, description="The last value, when there was one.")
+    value: float | None = Field(
+        default=None,
+        description="The last value, when there was one (for a compare metric, the treatment's "
+        "error rate minus the control's, or their ratio).",
+    )
+    treatment: ArmStatus | None = Field(default=None, description="A compare metric's treatment counts.")
+    control: ArmStatus | None = Field(default=None, description="A compare metric's control counts.")
     result: MetricResult = Field(description="Passed, Failed, NoData or Error.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failed evaluations in a row.")
     consecutive_errors: int = Field(default=0, ge=0, description="Errored evaluations in a row.")
-    message: str | None = Field(default=None, max_length=4096, description="Why, for NoData and Error.")
+    message: str | None = Field(
+        default=None, max_length=4096, description="Why, for NoData and Error; a compare metric's evidence."
+    )
     evaluated_at: datetime | None = Field(default=None, description="When it was last evaluated.")
 
 

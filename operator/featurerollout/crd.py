@@ -221,7 +221,25 @@ SPEC_RULES: tuple[tuple[str, dict[str, str]], ...] = (
             "message": api.WEBHOOK_TIMEOUT_MESSAGE,
         },
     ),
-    ("analysis.metrics[]", {"rule": "has(self.min) || has(self.max)", "message": api.METRIC_BOUND_MESSAGE}),
+    (
+        "analysis.metrics[]",
+        {"rule": "has(self.query) != has(self.compare)", "message": api.METRIC_KIND_MESSAGE},
+    ),
+    (
+        "analysis.metrics[]",
+        {"rule": "!has(self.query) || has(self.min) || has(self.max)", "message": api.METRIC_BOUND_MESSAGE},
+    ),
+    (
+        "analysis.metrics[]",
+        {
+            "rule": "!has(self.compare) || (!has(self.min) && !has(self.max))",
+            "message": api.METRIC_COMPARE_BOUNDS_MESSAGE,
+        },
+    ),
+    (
+        "analysis.metrics[].compare",
+        {"rule": "has(self.maxIncrease) != has(self.maxRatio)", "message": api.COMPARE_BUDGET_MESSAGE},
+    ),
     (
         "analysis.metrics[]",
         {

@@ -93,6 +93,7 @@ from featurerollout.conditions import (
     remove_condition,
     set_condition,
 )
+from featurerollout.guardrail import compare_status, stages_with_control
 from featurerollout.measurement import Measurement, MeasurementKind
 
 __all__ = [
@@ -197,8 +198,10 @@ def _cli(action: ControlAction | str) -> str:
     return f"`featurerollout {action}`"
 
 
-def _breach_words(metric: Metric, value: float) -> tuple[str, str]:
+def _breach_words(metric: Metric, value: float, evidence: str | None = None) -> tuple[str, str]:
     """(long, short) words for a value outside its budget: `exceeds its budget <= 0.01`, `> 0.01`."""
+    if metric.compare is not None:  # a compare metric's evidence says it all
+        return f"failed its comparison: {evidence or metric.budget()}", f"worse than control ({metric.budget()})"
     if metric.max is not None and value > metric.max:
         return f"{value:g} exceeds its budget {metric.budget()}", f"{value:g} > {metric.max:g}"
     bound = metric.min if metric.min is not None else 0.0
@@ -562,7 +565,8 @@ class _Work:
                 if previous is not None:
                     metrics.append(previous)
                 continue
-            current = _evaluate(analysis, metric, previous, measurement, self.now)
+            current = _evaluate(analysis, metric, previous, measurement, self.now,
+                                weight=self.st.current_weight, stages=stages_with_control(self.spec))
             metrics.append(current)
             measured.append((metric, current))
         self.update(metrics=metrics, last_analysis_at=self.now)
@@ -570,7 +574,7 @@ class _Work:
         no_data_fails = analysis.on_no_data == OnNoData.ROLLBACK
         for metric, current in measured:  # budgets first: a breach outranks an error
             counts = current.result == MetricResult.FAILED or (
-                current.result == MetricResult.NO_DATA and no_data_fails
+                current.result == MetricResult.NO_DATA and no_data_fails and not _sampling(current)
             )
             if counts and current.consecutive_failures > metric.failure_limit:
                 self.breached(metric, current)
@@ -582,7 +586,7 @@ class _Work:
                 return
         for metric, current in measured:  # within the tolerance: say so, hold
             if current.result == MetricResult.FAILED and current.value is not None:
-                words, _ = _breach_words(metric, current.value)
+                words, _ = _breach_words(metric, current.value, current.message)
                 self.event("Warning", "AnalysisFailing", f"{metric.name} {words} {self.where()}: failure "
                            f"{current.consecutive_failures} of {metric.failure_limit} tolerated; holding")
             elif current.result == MetricResult.ERROR and current.consecutive_errors == 1:
@@ -599,7 +603,7 @@ class _Work:
         else:
             reason = "BudgetExceeded"
             value = current.value if current.value is not None else float("nan")
-            words, brief = _breach_words(metric, value)
+            words, brief = _breach_words(metric, value, current.message)
             long = f"{metric.name} {words} {self.where()}"
             short = f"{metric.name} {brief}"
         if self.spec.rollback.automatic:
@@ -849,8 +853,11 @@ _PAUSE_REASONS = frozenset({"Paused", "AnalysisFailing", "AnalysisError", "SpecC
 
 
 def _evaluate(
-    analysis: Analysis, metric: Metric, previous: MetricStatus | None, measurement: Measurement, now: datetime
+    analysis: Analysis, metric: Metric, previous: MetricStatus | None, measurement: Measurement, now: datetime,
+    *, weight: float = 0, stages: int = 1,
 ) -> MetricStatus:
+    if metric.compare is not None and measurement.kind == MeasurementKind.VALUE:
+        return compare_status(metric.name, metric.compare, previous, measurement, now, weight=weight, stages=stages)
     failures = previous.consecutive_failures if previous is not None else 0
     errors = previous.consecutive_errors if previous is not None else 0
     value: float | None = None
@@ -883,9 +890,14 @@ def _evaluate(
     )
 
 
+def _sampling(status: MetricStatus) -> bool:
+    """A compare metric below its minimum sample: NoData that always holds, whatever onNoData says."""
+    return status.result == MetricResult.NO_DATA and status.treatment is not None
+
+
 def _passes(analysis: Analysis, status: MetricStatus) -> bool:
     return status.result == MetricResult.PASSED or (
-        status.result == MetricResult.NO_DATA and analysis.on_no_data == OnNoData.IGNORE
+        status.result == MetricResult.NO_DATA and analysis.on_no_data == OnNoData.IGNORE and not _sampling(status)
     )
 
 
@@ -916,6 +928,11 @@ def _metric_words(analysis: Analysis, metric: Metric, latest: MetricStatus | Non
     name = metric.name
     if latest is None or not _fresh(status, latest):
         return f"{name} awaiting evaluation"
+    if metric.compare is not None and latest.result in (MetricResult.PASSED, MetricResult.NO_DATA):
+        if _sampling(latest):
+            return f"{name} below the minimum sample (holding)"
+        if latest.result == MetricResult.PASSED:
+            return f"{name} no harm seen ({metric.budget()})" if latest.value is not None else f"{name} passed"
     if latest.result == MetricResult.PASSED and latest.value is not None:
         return f"{name} {latest.value:g} {metric.budget()}"
     if latest.result == MetricResult.FAILED and latest.value is not None:
@@ -1048,6 +1065,9 @@ def _analysis_condition(analysis: Analysis, status: FeatureRolloutStatus) -> tup
     if len(latest) < len(analysis.metrics):
         return ConditionStatus.UNKNOWN, "Pending", "not every metric has been evaluated yet"
     words = ", ".join(
-        f"{m.name} {m.value:g}" if m.value is not None else f"{m.name} no data (ignored)" for m in latest
+        f"{m.name} {m.value:g}" if m.value is not None
+        else f"{m.name}: {m.message}" if m.result == MetricResult.PASSED and m.message
+        else f"{m.name} no data (ignored)"
+        for m in latest
     )
     return ConditionStatus.TRUE, "Passed", words

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from featurerollout.stats.sequential import Arm
+
 
 class MeasurementKind(StrEnum):
     VALUE = "Value"  # a scalar, or a one-element vector
@@ -24,6 +26,8 @@ class Measurement:
     kind: MeasurementKind
     value: float | None = None
     detail: str = ""
+    # A compare metric's counts over the stage: (treatment, control). Set with kind VALUE only.
+    counts: tuple[Arm, Arm] | None = None
 
     @classmethod
     def of(cls, value: float) -> Measurement:
@@ -31,6 +35,11 @@ class Measurement:
         if math.isnan(value):
             return cls(MeasurementKind.NO_DATA, None, "the query returned NaN")
         return cls(MeasurementKind.VALUE, value)
+
+    @classmethod
+    def of_counts(cls, treatment: Arm, control: Arm) -> Measurement:
+        """A compare metric's four counts (errors and totals of each arm)."""
+        return cls(MeasurementKind.VALUE, None, "", (treatment, control))
 
     @classmethod
     def no_data(cls, detail: str) -> Measurement:

@@ -150,7 +150,7 @@ class Reconciler:
 
         measurements: dict[str, Measurement] | None = None
         if engine.analysis_due(spec, status, self.clock()):
-            measurements = await self._measure(spec, meta)
+            measurements = await self._measure(spec, meta, status)
 
         now = self.clock()
         decision = engine.decide(
@@ -200,9 +200,13 @@ class Reconciler:
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
-    async def _measure(self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta) -> dict[str, Measurement]:
+    async def _measure(
+        self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus
+    ) -> dict[str, Measurement]:
         analysis = spec.analysis
         assert analysis is not None
+        # {{window}}: the stage so far, for the counts a compare metric's sequential test needs.
+        window = self.clock() - status.stage_started_at if status.stage_started_at is not None else None
         try:
             credentials = await self._credentials(analysis.prometheus, meta.namespace)
         except InvalidCredentials as error:
@@ -211,7 +215,7 @@ class Reconciler:
         try:
             return await measure_all(
                 provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                interval=analysis.interval,
+                interval=analysis.interval, window=window,
             )
         finally:
             await provider.aclose()

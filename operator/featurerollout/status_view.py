@@ -148,14 +148,21 @@ def render(body: dict[str, Any], now: datetime, target: TargetReading | None = N
         for metric in spec.analysis.metrics:
             got = seen.get(metric.name)
             value = "-" if got is None or got.value is None else f"{got.value:.4g}"
+            if metric.compare is not None and got is not None and got.value is not None:
+                value = (f"{got.value:.3g}x" if metric.compare.max_ratio is not None
+                         else f"{got.value * 100:+.3g} pt")
             result = "-" if got is None else got.result.value
             failures = f"{0 if got is None else got.consecutive_failures}/{_limit(spec, metric.name)}"
             rows.append((metric.name, value, _budget(spec, metric.name), result, failures))
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
                   for row in rows]
+        compared = {m.name for m in spec.analysis.metrics if m.compare is not None}
         for observed in status.metrics:
-            if observed.message and observed.result.value in ("Error", "NoData"):
+            if observed.name in compared and observed.message:
+                # both arms' rates and sample sizes, and the evidence in words
+                lines.append(f"  {observed.name}: {observed.message}")
+            elif observed.message and observed.result.value in ("Error", "NoData"):
                 lines.append(f"  {observed.name}: {observed.message}")
         lines.append("")
     if status.message:

@@ -86,6 +86,9 @@ def test_rule_messages_come_from_api_py() -> None:
         api.METRIC_MIN_MAX_MESSAGE,
         api.HTTPROUTE_BACKENDS_MESSAGE,
         api.WEBHOOK_TIMEOUT_MESSAGE,
+        api.METRIC_KIND_MESSAGE,
+        api.METRIC_COMPARE_BOUNDS_MESSAGE,
+        api.COMPARE_BUDGET_MESSAGE,
     }
 
 

@@ -43,16 +43,26 @@ async def measure_all(
     name: str,
     namespace: str,
     interval: str | timedelta,
+    window: timedelta | None = None,
 ) -> dict[str, Measurement]:
     """Render and run all of one rollout's metrics concurrently; returns a Measurement per metric name.
 
-    A template that does not render (an unknown `{{variable}}`) is an Error for that metric only;
-    the others are still measured.
+    `window` (the time since the stage began) fills `{{window}}`. A template that does not render
+    (an unknown `{{variable}}`) is an Error for that metric only; the others are still measured.
     """
+    from featurerollout.metrics.compare import measure_compare  # it builds on this module
+
+    def render(template: str) -> str:
+        return render_query(template, flag=flag, name=name, namespace=namespace, interval=interval, window=window)
 
     async def one(metric: Metric) -> Measurement:
+        if metric.compare is not None:
+            try:
+                return await measure_compare(provider, metric.compare, render)
+            except Exception as error:  # as below: one metric's bug must not take the others down
+                return Measurement.error(f"metric {metric.name!r}: {type(error).__name__}: {error}")
         try:
-            query = render_query(metric.query, flag=flag, name=name, namespace=namespace, interval=interval)
+            query = render(metric.query or "")
         except ValueError as error:
             return Measurement.error(f"metric {metric.name!r}: {error}")
         try:

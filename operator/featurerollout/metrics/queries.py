@@ -1,4 +1,6 @@
-"""Query variables: `{{flag}}`, `{{name}}`, `{{namespace}}` and `{{interval}}`, as Flagger offers them.
+"""Query variables: `{{flag}}`, `{{name}}`, `{{namespace}}` and `{{interval}}`, as Flagger offers them,
+and `{{window}}`: the time since the current stage began, for counts over the whole stage so far
+(what a compare metric's sequential test needs).
 
 A metric's query is a template, so that one query can be shared between rollouts:
 
@@ -10,12 +12,13 @@ never reaches Prometheus as a confusing parse error.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
 from featurerollout.api import parse_duration
 
-VARIABLES: tuple[str, ...] = ("flag", "name", "namespace", "interval")
+VARIABLES: tuple[str, ...] = ("flag", "name", "namespace", "interval", "window")
 
 # `{{flag}}`, `{{ flag }}`; a dotted name is matched too, so that `{{ variables.x }}` (Flagger's
 # custom variables, which this project has not got) is reported as unknown instead of left in.
@@ -52,11 +55,21 @@ def prometheus_duration(interval: str | timedelta) -> str:
     return "".join(parts)
 
 
-def render_query(template: str, *, flag: str, name: str, namespace: str, interval: str | timedelta) -> str:
-    """Replace `{{flag}}`, `{{name}}`, `{{namespace}}` and `{{interval}}` (spaces inside the braces allowed).
+def render_query(
+    template: str,
+    *,
+    flag: str,
+    name: str,
+    namespace: str,
+    interval: str | timedelta,
+    window: timedelta | None = None,
+) -> str:
+    """Replace `{{flag}}`, `{{name}}`, `{{namespace}}`, `{{interval}}` and `{{window}}` (spaces inside
+    the braces allowed).
 
     `name` and `namespace` are the FeatureRollout's; `interval` is the analysis interval, rendered as
-    a PromQL duration. Raises UnknownQueryVariable (a ValueError) naming the first unknown variable.
+    a PromQL duration; `window` the time since the stage began, in whole seconds, at least 1s (the
+    interval when not given). Raises UnknownQueryVariable (a ValueError) naming the first unknown variable.
     """
     used = {match.group(1) for match in _VARIABLE_RE.finditer(template)}
     for match in _VARIABLE_RE.finditer(template):
@@ -65,6 +78,10 @@ def render_query(template: str, *, flag: str, name: str, namespace: str, interva
     values: dict[str, str] = {"flag": flag, "name": name, "namespace": namespace}
     if "interval" in used:
         values["interval"] = prometheus_duration(interval)
+    if "window" in used:
+        span = window if window is not None else (parse_duration(interval) if isinstance(interval, str) else interval)
+        # Whole seconds, rounded up, so that the window never starts after the stage did.
+        values["window"] = prometheus_duration(timedelta(seconds=max(1, math.ceil(span.total_seconds()))))
 
     def substitute(match: re.Match[str]) -> str:
         return values[match.group(1)]

@@ -1,0 +1,10 @@
+"""Statistics for guardrails that compare the flag's users with everyone else. Pure: no I/O, no clock.
+
+`sequential` holds the always-valid test the operator decides with; `baselines` the two rules it is
+compared against (a fixed threshold, a z-test at each look); `simulation` and `report` the seeded
+simulations behind `docs/guardrails.md` (they need numpy: `pip install 'featurerollout[simulate]'`).
+"""
+
+from featurerollout.stats.sequential import Arm, Decision, Evidence, compare, stage_alpha
+
+__all__ = ["Arm", "Decision", "Evidence", "compare", "stage_alpha"]
