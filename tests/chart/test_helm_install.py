@@ -1,4 +1,4 @@
-"""`helm install` of the chart against the sandbox (tier 3): the real helm 4 and kubectl 1.33.
+"""`helm install` of the chart against the sandbox (tier 3): the real helm 4 and kubectl 1.37.
 
 The sandbox serves the kinds this project's operator touches, not Deployments, Services,
 ServiceAccounts or RBAC (docs/sandbox.md). This test registers those kinds in an in-process
@@ -53,7 +53,7 @@ Kubectl = Callable[..., str]
 
 @pytest.fixture
 def kubectl(sandbox: Sandbox, tmp_path: Path) -> Kubectl:
-    """The real kubectl 1.33 on the sandbox: stdout, or stderr when it fails and `check` is False."""
+    """The real kubectl 1.37 on the sandbox: stdout, or stderr when it fails and `check` is False."""
     binary = require_tool(KUBECTL)
     kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
 

@@ -2,7 +2,7 @@
 
 `featurerollout pause|resume|promote|abort|retry` run as subprocesses, the operator as another,
 and `kubectl apply` of the original manifest (what Argo CD or Flux do on every sync) with the
-real kubectl 1.33.
+real kubectl 1.37.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 - `Sandbox` (in-process, a background thread) for fast conformance tests;
 - `SandboxProcess`: `featurerollout sandbox` as a subprocess, for tests whose operator runs as
   another subprocess; drive its faults and read its request log with `.control`;
-- `require_kubectl()`: the repo's kubectl 1.33, or skip (fail under CI=true);
+- `require_kubectl()`: the repo's kubectl 1.37, or skip (fail under CI=true);
 - `wait_for(condition, timeout)`: poll a condition with a deadline (never sleep blindly).
 """
 

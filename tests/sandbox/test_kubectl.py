@@ -1,4 +1,4 @@
-"""The real kubectl 1.33 against the sandbox, with no extra flags."""
+"""The real kubectl 1.37 against the sandbox and the real kube-apiserver, with no extra flags."""
 
 from __future__ import annotations
 
