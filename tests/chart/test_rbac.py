@@ -95,7 +95,12 @@ def operator_args(manifests: list[Manifest]) -> list[str]:
     return [a for a in args[1:] if not a.startswith(("--metrics-port", "--liveness"))]
 
 
-def make_objects(cluster: Cluster) -> None:
+TARGET_ROLLOUTS = ("via-configmap", "via-featureflag", "via-httproute")
+
+
+def make_targets(cluster: Cluster) -> None:
+    """One object of each target kind that reads back (a flagd ConfigMap, a FeatureFlag, an
+    HTTPRoute), the Prometheus credentials Secret, and a rollout to Succeeded on each target."""
     cluster.core.create_namespaced_config_map(
         "default", {"metadata": {"name": "feature-flags"}, "data": {"flags.flagd.json": '{"flags": {}}'}})
     cluster.custom.create_namespaced_custom_object(
@@ -105,13 +110,20 @@ def make_objects(cluster: Cluster) -> None:
     create_route(cluster, shop_route())
     cluster.core.create_namespaced_secret(
         "default", {"metadata": {"name": "prometheus-auth"}, "stringData": {"token": "t0ken"}})
-    rollouts: list[dict[str, Any]] = [
+    for body in (
         rollout_manifest("via-configmap", flag="via-configmap", target={"configMap": {"name": "feature-flags"}},
                          stages=ONE_SECOND_STAGES),
         rollout_manifest("via-featureflag", flag="via-featureflag", target={"featureFlag": {"name": "flags"}},
                          stages=ONE_SECOND_STAGES),
         rollout_manifest("via-httproute", flag="via-httproute", stages=ONE_SECOND_STAGES, target={
             "httpRoute": {"name": "shop", "stableBackend": "checkout", "featureBackend": "checkout-new"}}),
+    ):
+        cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
+
+
+def make_objects(cluster: Cluster) -> None:
+    make_targets(cluster)
+    rollouts: list[dict[str, Any]] = [
         rollout_manifest(
             "with-auth", flag="with-auth", target={"configMap": {"name": "feature-flags"}},
             stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}],
@@ -163,7 +175,7 @@ def test_rbac_allows_every_request_of_a_real_operator_and_nothing_more(
 
     operator(*operator_args(manifests))
     make_objects(cluster)
-    for name in ("via-configmap", "via-featureflag", "via-httproute"):
+    for name in TARGET_ROLLOUTS:
         wait_until(lambda name=name: phase(cluster, name) == "Succeeded", 30, f"{name} to succeed")
     wait_until(lambda: any(r["resource"] == "secrets" for r in operator_requests(cluster)), 30,
                "the operator to read the Prometheus Secret")

@@ -3,7 +3,8 @@
 The operator runs with exactly the chart's permissions: the chart's ServiceAccount, Role and
 ClusterRole (rendered by the real helm) applied to the real server, and a token for that
 ServiceAccount from the TokenRequest API. With `--authorization-mode=RBAC`, every request it makes
-is decided by the real authorizer. It goes through a whole rollout on each target, analysis with
+is decided by the real authorizer. It goes through a whole rollout on each target that reads back
+(configMap, featureFlag, httpRoute on the upstream Gateway API CRD), analysis with
 credentials from a Secret against a real Prometheus, an automatic rollback, manual control from
 the CLI, and a restart:
 
@@ -37,11 +38,12 @@ from tests.support.cluster import (
 )
 from tests.support.fixtures import PrometheusFactory
 from tests.support.real_server import require_real
+from tests.targets.gateway import install_httproute_crd
 from tools import real_apiserver
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import NAMESPACE, RELEASE, Access, grants_for, of_kind, render, require_tool
-from .test_rbac import GROUP, PLURAL, VERSION, operator_args
+from .test_rbac import GROUP, PLURAL, TARGET_ROLLOUTS, VERSION, make_targets, operator_args
 
 pytestmark = pytest.mark.integration
 
@@ -103,24 +105,14 @@ def phase(cluster: Cluster, name: str) -> str | None:
 
 
 def make_objects(cluster: Cluster, prometheus_url: str) -> None:
-    cluster.core.create_namespaced_config_map(
-        "default", {"metadata": {"name": "feature-flags"}, "data": {"flags.flagd.json": '{"flags": {}}'}})
-    cluster.custom.create_namespaced_custom_object(
-        "core.openfeature.dev", "v1beta1", "default", "featureflags",
-        {"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlag",
-         "metadata": {"name": "flags"}, "spec": {"flagSpec": {"flags": {}}}})
-    cluster.core.create_namespaced_secret(
-        "default", {"metadata": {"name": "prometheus-auth"}, "stringData": {"token": "t0ken"}})
+    install_httproute_crd(cluster)  # upstream's, in place of the session's trimmed fixture
+    make_targets(cluster)
     breach = {
         "interval": "1s",
         "prometheus": {"address": prometheus_url, "auth": {"secretName": "prometheus-auth"}},
         "metrics": [{"name": "error-rate", "query": "vector(1)", "max": 0.5}],
     }
     for body in (
-        rollout_manifest("via-configmap", flag="via-configmap", target={"configMap": {"name": "feature-flags"}},
-                         stages=ONE_SECOND_STAGES),
-        rollout_manifest("via-featureflag", flag="via-featureflag", target={"featureFlag": {"name": "flags"}},
-                         stages=ONE_SECOND_STAGES),
         rollout_manifest("breached", flag="breached", target={"configMap": {"name": "feature-flags"}},
                          stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}], analysis=breach),
         rollout_manifest("steered", flag="steered", target={"configMap": {"name": "feature-flags"}},
@@ -151,7 +143,7 @@ def test_the_operator_runs_under_the_charts_rbac_on_the_real_server_and_needs_ev
     try:
         operators(*operator_args(manifests))
         make_objects(admin, prometheus.url)
-        for name in ("via-configmap", "via-featureflag"):
+        for name in TARGET_ROLLOUTS:
             wait_until(lambda name=name: phase(admin, name) == "Succeeded", 60, f"{name} to succeed")
         wait_until(lambda: phase(admin, "breached") == "RolledBack", 60, "the breached rollout to roll back")
 
