@@ -103,7 +103,8 @@ def build(force: bool = False) -> Path:
         for key, value in {"gitVersion": version, "gitMajor": "1", "gitMinor": minor, "gitTreeState": "clean"}.items()
     )
     done = subprocess.run(
-        [go, "build", "-mod=readonly", "-trimpath", f"-ldflags={ldflags}", "-o", str(BINARY), "."], cwd=SOURCE,
+        [go, "build", "-mod=readonly", "-trimpath", "-buildvcs=false", f"-ldflags={ldflags}", "-o", str(BINARY), "."],
+        cwd=SOURCE,
         env={**os.environ, "CGO_ENABLED": "0"},
     )
     if done.returncode != 0:
