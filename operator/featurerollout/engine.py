@@ -503,6 +503,10 @@ class _Work:
             return
         if self.st.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.SUCCEEDED, Phase.ROLLED_BACK):
             return
+        if self.st.phase == Phase.ROLLED_BACK and self.st.current_weight > 0:
+            # A rollback whose 0% the target has not taken yet: finish_pending_rollback() sends 0%,
+            # whatever the target holds now. Never "put back" the exposure a rollback took away.
+            return
         actual = self.observed.weight or 0.0
         expected = self.st.current_weight
         if abs(actual - expected) < 1e-9:

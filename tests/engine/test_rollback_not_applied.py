@@ -9,7 +9,7 @@ from __future__ import annotations
 from builders import Rollout, bad, events, make_spec, ok, reasons, req, seconds, weights
 
 from featurerollout.api import Phase
-from featurerollout.engine import TARGET_REASONS, decide, rollback_not_applied
+from featurerollout.engine import TARGET_REASONS, Observed, decide, rollback_not_applied
 from featurerollout.targets import httproute, webhook
 
 DOWN = "webhook PUT http://flags: could not connect: connection refused (3 attempts); not applied"
@@ -92,3 +92,14 @@ def test_an_abort_the_target_refuses_is_handled_once_and_retried() -> None:
 
 def test_every_reason_a_target_raises_is_retried_by_the_engine() -> None:
     assert httproute.REASONS | webhook.REASONS <= TARGET_REASONS
+
+
+def test_a_pending_rollback_never_puts_the_exposure_back_when_the_target_reads_differently() -> None:
+    """The target, read back, holds less than the status's weight while the rollback's 0% is
+    pending (its flag entry is gone, say): that is no drift to repair. Writing the old weight back
+    would re-expose users that the rollback took away; the next write is 0%, and nothing else."""
+    r, _ = rolled_back_while_the_target_is_down()
+    for held in (None, 0.0, 10.0):
+        decision = decide(r.spec, r.status, generation=1, now=r.now + seconds(5), observed=Observed(held))
+        assert weights(decision) == [0], held
+        assert "TargetDrift" not in reasons(decision)

@@ -274,9 +274,12 @@ def test_toggling_spec_paused_keeps_the_stage_clock_and_says_paused_and_resumed(
 # --- requests that cannot be carried out ---------------------------------------------------------
 
 
-def test_abort_while_the_configmap_is_missing_is_refused_and_never_fires_later(
+def test_abort_while_the_configmap_is_missing_stands_and_reaches_0_once_it_is_back(
     cluster: Cluster, operator: OperatorFactory
 ) -> None:
+    """An abort is never refused for want of a target: like a rollback, it stands (one outcome,
+    Done), the status says users may still be exposed until the target takes 0%, and the 0% is
+    retried until it does. The exposure never comes back by itself."""
     make_configmap(cluster)
     operator("--resync", "1")
     make_rollout(cluster, "orphan", stages=LONG_STAGES)
@@ -284,22 +287,21 @@ def test_abort_while_the_configmap_is_missing_is_refused_and_never_fires_later(
     cluster.core.delete_namespaced_config_map("feature-flags", "default")
 
     result = cli(cluster, "abort", "orphan")
-    assert result.returncode == 3, (result.stdout, result.stderr)
-    assert "abort refused: the target could not be written: ConfigMap default/feature-flags" in result.stderr
-    assert "does not exist" in result.stderr
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "users may still be exposed at 10% until it does" in result.stdout
     handled = status(cluster, "orphan")["lastRequest"]
-    assert handled["outcome"] == "Refused" and "does not exist" in handled["reason"]
+    assert handled["outcome"] == "Done"
 
-    # The ConfigMap comes back empty: the rollout puts its weight back (drift), and the refused
-    # abort does not fire by itself.
+    # The ConfigMap comes back (empty, then with the old entry at 10%): the abort's 0% lands.
     make_configmap(cluster, doc="")
-    wait_until(lambda: cm_weight(cluster, "orphan") == 10, 20, "10% written back")
+    wait_until(lambda: cm_weight(cluster, "orphan") == 0, 90, "the abort's 0% written")
+    wait_until(lambda: status(cluster, "orphan").get("currentWeight") == 0, 30, "the status at 0%")
     time.sleep(2)
     st = assert_tells_the_truth(cluster, "orphan")
-    assert st["phase"] == "Progressing"
+    assert st["phase"] == "RolledBack"
     reasons = [e.reason for e in events_of(cluster, "orphan")]
-    assert "Aborted" not in reasons and "TargetDrift" in reasons
-    assert reasons.count("RequestRefused") == 1
+    assert "RequestRefused" not in reasons and "TargetDrift" not in reasons, reasons
+    assert reasons.count("Aborted") == 1, reasons
 
 
 def test_retry_of_a_failed_rollout_is_carried_out_once_and_never_fires_later(

@@ -21,7 +21,7 @@ def test_sandbox_command_writes_a_kubeconfig_once_ready_and_stops_on_sigterm(tmp
         assert config["current-context"] == "sandbox"
         server = config["clusters"][0]["cluster"]["server"]
         assert server.startswith("http://127.0.0.1:") and config["users"][0]["user"]["token"]
-        assert httpx.get(f"{server}/version").json()["minor"] == "33"
+        assert httpx.get(f"{server}/version").json()["minor"] == "37"
         assert httpx.get(f"{server}/apis/core.openfeature.dev/v1beta1/featureflags").status_code == 200
         assert httpx.get(f"{server}/apis/gateway.networking.k8s.io/v1/httproutes").status_code == 200
         assert sandbox.stop() == 0

@@ -144,14 +144,26 @@ class CrdBaseline:
                 if crd is not None and crd["metadata"]["resourceVersion"] == version:
                     continue
                 if crd is not None and not crd["metadata"].get("deletionTimestamp"):
-                    body = {**self.bodies[name], "metadata": {**self.bodies[name]["metadata"],
-                                                              "resourceVersion": crd["metadata"]["resourceVersion"]}}
-                    api.put(f"{CRDS_PATH}/{name}", json=body).raise_for_status()
+                    self._replace(api, name, crd)
                 else:
                     _wait(lambda name=name: api.get(f"{CRDS_PATH}/{name}").status_code == 404, f"{name} to go")
                     api.post(CRDS_PATH, json=self.bodies[name]).raise_for_status()
                 _wait(lambda name=name: _established(api.get(f"{CRDS_PATH}/{name}").json()), f"{name} established")
                 self.versions[name] = api.get(f"{CRDS_PATH}/{name}").json()["metadata"]["resourceVersion"]
+
+
+    def _replace(self, api: httpx.Client, name: str, crd: dict[str, Any]) -> None:
+        """PUT the baseline back; the server's own controllers update the CRD's status meanwhile,
+        so a 409 means: read it again and retry."""
+        for _ in range(20):
+            body = {**self.bodies[name], "metadata": {**self.bodies[name]["metadata"],
+                                                      "resourceVersion": crd["metadata"]["resourceVersion"]}}
+            response = api.put(f"{CRDS_PATH}/{name}", json=body)
+            if response.status_code != 409:
+                response.raise_for_status()
+                return
+            crd = api.get(f"{CRDS_PATH}/{name}").json()
+        raise AssertionError(f"could not put CRD {name} back: 20 conflicts in a row")
 
 
 def _creatable(crd: dict[str, Any]) -> dict[str, Any]:

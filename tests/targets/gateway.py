@@ -22,6 +22,8 @@ import yaml
 from kubernetes import client, watch
 from tests.support.cluster import REPO, Cluster, wait_until
 
+from featurerollout.targets.base import OWNERS_ANNOTATION
+
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 FETCH_SCRIPT = REPO / "scripts" / "fetch_gateway_api_crd.py"
 
@@ -62,11 +64,24 @@ def install_httproute_crd(cluster: Cluster) -> dict[str, Any]:
         current = crds.read_custom_resource_definition(body["metadata"]["name"])
         body["metadata"]["resourceVersion"] = current.metadata.resource_version
         crds.replace_custom_resource_definition(body["metadata"]["name"], body)
+        # The server validates with the new schema a moment later: wait until upstream's own rule
+        # (a path prefix must be absolute) refuses a route, in a dry run.
+        wait_until(lambda: _refuses_relative_paths(cluster), 30, "the upstream HTTPRoute schema in force")
     wait_until(
         lambda: cluster.custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL) is not None,
         30, "HTTPRoutes to be served",
     )
     return dict(body)
+
+
+def _refuses_relative_paths(cluster: Cluster) -> bool:
+    probe = route_manifest("schema-probe", rules=[{"matches": [{"path": {"type": "PathPrefix", "value": "x"}}],
+                                                   "backendRefs": [{"name": "checkout", "port": 80}]}])
+    try:
+        cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, probe, dry_run="All")
+    except client.ApiException as error:
+        return bool(error.status == 422)
+    return False
 
 
 def route_manifest(name: str = "shop", **spec: Any) -> dict[str, Any]:
@@ -119,8 +134,11 @@ def pair(route: dict[str, Any], rule: int = 0, feature: str = "checkout-new",
 
 def without_pair_weights(route: dict[str, Any], rule: int = 0, names: tuple[str, ...] = ("checkout-new", "checkout")
                          ) -> dict[str, Any]:
-    """The route's spec and annotations with the pair's weights blanked: what must never change."""
-    copied = copy.deepcopy({"spec": route["spec"], "annotations": route["metadata"].get("annotations"),
+    """The route's spec and annotations with the pair's weights blanked, and without the operator's
+    own owner marker (one FeatureRollout per split, README): what must never change."""
+    annotations = {k: v for k, v in (route["metadata"].get("annotations") or {}).items()
+                   if k != OWNERS_ANNOTATION} or None
+    copied = copy.deepcopy({"spec": route["spec"], "annotations": annotations,
                             "labels": route["metadata"].get("labels")})
     for ref in copied["spec"]["rules"][rule]["backendRefs"]:
         if ref["name"] in names:

@@ -8,6 +8,7 @@ shows what the route holds.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from typing import Any
@@ -29,6 +30,8 @@ from tests.targets.gateway import (
     without_pair_weights,
 )
 from tests.targets.own_metrics import operator_metric
+
+from featurerollout.targets.base import OWNERS_ANNOTATION
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +78,11 @@ def test_a_full_ramp_moves_only_the_named_pair(cluster: Cluster, operator: Opera
     assert final["currentWeight"] == 100
     route = get_route(cluster)
     # Nothing else in the route moved: the third backendRef, the other rule, matches, filters,
-    # hostnames, parentRefs, annotations.
+    # hostnames, parentRefs, annotations. The operator added only its owner marker for this split.
     assert without_pair_weights(route) == without_pair_weights(created)
     assert route["spec"]["rules"][0]["backendRefs"][2] == created["spec"]["rules"][0]["backendRefs"][2]
+    owners = json.loads(route["metadata"]["annotations"][OWNERS_ANNOTATION])
+    assert owners["rules[0]/checkout-new"]["featurerollout.io/owner"] == "default/checkout-ramp"
     shown = cli(cluster, "status", "checkout-ramp")
     assert shown.returncode == 0, shown.stderr
     assert "Target:   HTTPRoute default/shop rule 0 holds 100% (checkout-new 100, checkout 0)" in shown.stdout
