@@ -12,7 +12,8 @@ safe and the record honest:
    if the target refuses, `engine.target_failed()` records the old weight and why;
 6. write the status, only when it changed, as a merge patch that names every removed field
    (mergepatch.py says why), guarded by the resourceVersion that was read (a 409 means someone
-   changed the object meanwhile: look again at once);
+   changed the object meanwhile: look again at once; but once the target was written, the same
+   status is written onto the fresh object, so that the record always holds what the target does);
 7. then post the Events and the log line, so an Event never claims what the status does not hold.
 
 Every rollout is looked at again at least every `resync` seconds, even one that is finished or
@@ -51,6 +52,8 @@ from featurerollout.targets.webhook import WebhookClients
 log = logging.getLogger("featurerollout")
 
 RolloutKey = tuple[str, str]  # (namespace, name)
+# Status writes retried on 409 after the target was written (someone else wrote the object between).
+STATUS_CONFLICT_RETRIES = 5
 
 
 def utcnow() -> datetime:
@@ -188,15 +191,31 @@ class Reconciler:
     ) -> float | None:
         """Write the status if it changed, then announce; returns when to look again."""
         now = self.clock()
-        try:
-            if await write_status(self.kube, body, decision.status):
-                telemetry.status_writes.inc()
-        except Exception as error:
-            if status_code(error) in (CONFLICT, NOT_FOUND):
-                # Changed or gone since we read it: decide again on what is there now. The
-                # target write, if any, is idempotent and will be found done.
-                return self.monotonic()
-            raise
+        wrote_target = any(isinstance(a, engine.SetWeight) for a in decision.actions)
+        for attempt in range(STATUS_CONFLICT_RETRIES + 1):
+            try:
+                if await write_status(self.kube, body, decision.status):
+                    telemetry.status_writes.inc()
+                break
+            except Exception as error:
+                code = status_code(error)
+                if code == CONFLICT and wrote_target and attempt < STATUS_CONFLICT_RETRIES:
+                    # The target already holds the decided weight: that must be on record, or the
+                    # next look would take our own write for someone else's edit (drift). Write
+                    # the same status onto the object as it is now; a spec change or a request
+                    # that came meanwhile is decided at the next look.
+                    try:
+                        body = await self.kube.get_rollout(meta.namespace, meta.name)
+                    except Exception as gone:
+                        if status_code(gone) == NOT_FOUND:
+                            return None
+                        raise
+                    continue
+                if code in (CONFLICT, NOT_FOUND):
+                    # Changed or gone since we read it, and nothing was written: decide again on
+                    # what is there now.
+                    return self.monotonic()
+                raise
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
