@@ -53,11 +53,13 @@ def figure_size(panels: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Layout:
     """Where things landed, in image pixels (origin at the top left): each panel's box
-    (left, top, right, bottom), and the x of the rollback line (None: no rollback)."""
+    (left, top, right, bottom), each panel's legend box, and the x of the rollback line (None: no
+    rollback)."""
 
     size: tuple[int, int]
     panels: tuple[tuple[int, int, int, int], ...]
     rollback_x: int | None
+    legends: tuple[tuple[int, int, int, int], ...] = ()
 
 
 def _x(times: list[datetime]) -> np.ndarray:
@@ -158,9 +160,14 @@ def draw(result: Replay, history: History, path: Path) -> Layout:
     fig.savefig(path, dpi=DPI)
     fig.canvas.draw()
     boxes = []
+    legends = []
     for ax in axes:
         box = ax.get_window_extent()
         boxes.append((round(box.x0), round(height - box.y1), round(box.x1), round(height - box.y0)))
+        legend = ax.get_legend()
+        if legend is not None:
+            box = legend.get_window_extent()
+            legends.append((round(box.x0), round(height - box.y1), round(box.x1), round(height - box.y0)))
     rollback_x = None
     if rollback is not None:
         # The x axis spans exactly [start, end] (set_xlim above), so the place is a proportion.
@@ -168,4 +175,4 @@ def draw(result: Replay, history: History, path: Path) -> Layout:
         share = (rollback - result.start) / (result.end - result.start)
         rollback_x = round(box.x0 + share * (box.x1 - box.x0))
     plt.close(fig)
-    return Layout((width, height), tuple(boxes), rollback_x)
+    return Layout((width, height), tuple(boxes), rollback_x, tuple(legends))
