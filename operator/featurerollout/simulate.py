@@ -411,6 +411,9 @@ def add_parser(subparsers: Any) -> None:
         epilog="Example: featurerollout simulate -f rollout.yaml --prometheus http://localhost:9090 "
         "--from -7d --to now --png week.png",
     )
+    # `--from -7d`: argparse takes an argument that starts with "-" for an option unless it looks like
+    # a negative number; teach this parser that a relative time is one (argparse has no public hook).
+    parser._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[smhdw]?$")
     parser.add_argument("-f", "--filename", required=True, type=Path, metavar="FILE",
                         help="a YAML file with a FeatureRollout (the first one in the file is used)")
     parser.add_argument("--prometheus", metavar="URL",
