@@ -134,7 +134,11 @@ def measure_at(spec: FeatureRolloutSpec, history: History, status: FeatureRollou
         began = status.stage_started_at or grid.start
         first = grid.at_or_before(began) + 1
         values: dict[str, Measurement] = {}
-        for path, samples in history.counts.get(metric.name, {}).items():
+        recorded_counts = history.counts.get(metric.name)
+        if not recorded_counts:
+            out[metric.name] = Measurement.no_data("no history was fetched for this comparison")
+            continue
+        for path, samples in recorded_counts.items():
             recorded = [v for v in samples[max(first, 0):index + 1] if v is not None and not math.isnan(v)]
             values[path] = (Measurement.of(math.fsum(recorded)) if recorded
                             else Measurement.no_data(f"nothing recorded since the stage began ({_when(began)})"))

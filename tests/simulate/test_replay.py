@@ -17,7 +17,8 @@ START = datetime(2026, 1, 5, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 
 
-def spec(*, failure_limit: int = 1, on_no_data: str = "Hold", compare: bool = False) -> FeatureRolloutSpec:
+def spec(*, failure_limit: int = 1, on_no_data: str = "Hold", compare: bool = False,
+         automatic: bool = True) -> FeatureRolloutSpec:
     metric: dict[str, object]
     if compare:
         arm = {"errors": "e{{window}}", "total": "t{{window}}"}
@@ -30,6 +31,7 @@ def spec(*, failure_limit: int = 1, on_no_data: str = "Hold", compare: bool = Fa
         "stages": [{"weight": 10, "duration": "1h"}, {"weight": 50, "duration": "1h"}, {"weight": 100}],
         "analysis": {"interval": "1m", "prometheus": {"address": "http://p:9090"}, "metrics": [metric],
                      "onNoData": on_no_data},
+        "rollback": {"automatic": automatic},
     })
 
 
@@ -132,3 +134,13 @@ def test_times_rfc3339_now_and_relative() -> None:
         parse_time("yesterday", now)
     with pytest.raises(ValueError, match="no time zone"):
         parse_time("2026-01-01T00:00:00", now)
+
+
+def test_without_automatic_rollback_it_pauses_for_a_person_and_stops_there() -> None:
+    grid = Grid(START, MINUTE, 4 * 60)
+    history = History(grid, {"err": values(grid.points, bad_from=30)})
+    result = replay(spec(failure_limit=0, automatic=False), history, start=START, end=grid.end)
+    assert result.phase == Phase.PAUSED
+    assert result.rolled_back_at is None
+    assert result.evaluations[-1].at == START + MINUTE * 30
+    assert "PAUSED for a person" in summary(result) and "automatic rollback is off" in summary(result)
