@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip
 PINNED := -c $(CONSTRAINTS)
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test lint typecheck pytest unit install tools prometheus apiserver real-tier crd demo clean pins
+.PHONY: test lint typecheck pytest unit install tools prometheus apiserver real-tier crd demo clean pins simulate-picture
 
 ## the package with its dev tools and the sandbox/demo extra, every version pinned
 $(STAMP): pyproject.toml $(CONSTRAINTS)
@@ -66,6 +66,11 @@ crd: $(STAMP) tools
 	$(BIN)/featurerollout crd > crds/featurerollouts.yaml
 	cp crds/featurerollouts.yaml charts/featurerollout/crds/
 	.cache/bin/helm template featurerollout charts/featurerollout --namespace featurerollout-system > deploy/featurerollout.yaml
+
+## docs/simulate.png (in the README): `featurerollout simulate` over the test data (a week with one
+## bad hour, tests/support/history.py) backfilled into a real Prometheus with promtool
+simulate-picture: $(STAMP) prometheus
+	$(BIN)/python scripts/simulate-picture docs/simulate.png
 
 demo: $(STAMP) tools prometheus
 	$(BIN)/python -m featurerollout.demo

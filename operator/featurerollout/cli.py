@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "featurerollout.status_view",  # status
     "featurerollout.manual",  # promote, pause, resume, abort, retry
     "featurerollout.crd",  # crd
+    "featurerollout.simulate",  # simulate
     "featurerollout.sandbox.command",  # sandbox
 )
 

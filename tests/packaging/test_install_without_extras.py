@@ -72,3 +72,15 @@ def test_the_sandbox_says_how_to_get_the_extra(plain_venv: Path, tmp_path: Path)
     assert done.returncode == 2
     assert "pip install 'featurerollout[sandbox]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_simulate_png_without_the_extra_says_how_to_install_it(plain_venv: Path) -> None:
+    """`featurerollout simulate --png` needs matplotlib (the `simulate` extra): without it, it says so
+    before fetching anything (the Prometheus named here does not exist)."""
+    rollout = plain_venv.parent / "rollout.yaml"
+    rollout.write_text((REPO / "examples" / "new-checkout.yaml").read_text())
+    done = run(plain_venv, "simulate", "-f", str(rollout), "--prometheus", "http://127.0.0.1:9",
+               "--from", "-1h", "--png", str(plain_venv.parent / "out.png"))
+    assert done.returncode == 2
+    assert "pip install 'featurerollout[simulate]'" in done.stderr
+    assert not (plain_venv.parent / "out.png").exists()

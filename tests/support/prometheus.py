@@ -117,12 +117,16 @@ def start_prometheus(
     extra_args: Sequence[str] = (),
     ready_timeout: float = READY_TIMEOUT,
     port: int | None = None,
+    data_dir: Path | None = None,
+    retention: str = "1h",
 ) -> Iterator[PrometheusServer]:
     """Run Prometheus until the block ends. Raises PrometheusMissing if it is not installed.
 
     `web_config` is written as `--web.config.file` (e.g. `basic_auth_users`); `/-/ready` is then
     polled without credentials only when there are none to check. Give `port` and the same
     `directory` to start a stopped server again where it was (an outage and a recovery).
+    `data_dir` serves a prepared TSDB (e.g. blocks made by `promtool tsdb create-blocks-from
+    openmetrics`); give a `retention` that keeps their age (the default 1h would delete them).
     """
     binary = find_prometheus()
     if binary is None:
@@ -132,7 +136,7 @@ def start_prometheus(
         )
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "prometheus.yml"
-    data_dir = directory / "data"
+    data_dir = data_dir or directory / "data"
     log_path = directory / "prometheus.log"
     _write_config(config_path, targets, scrape_interval, list(rule_files))
     port = port or free_port()
@@ -140,7 +144,7 @@ def start_prometheus(
         binary,
         f"--config.file={config_path}",
         f"--storage.tsdb.path={data_dir}",
-        "--storage.tsdb.retention.time=1h",
+        f"--storage.tsdb.retention.time={retention}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-lifecycle",  # POST /-/reload, for set_targets
         "--log.level=warn",

@@ -1,0 +1,145 @@
+"""A week of recorded request counters for `featurerollout simulate`, backfilled into a REAL Prometheus.
+
+    with week_prometheus(tmp_path, bad_hour=BAD_HOUR) as prom:
+        ... featurerollout simulate -f ROLLOUT --prometheus prom.url --from WEEK_START --to WEEK_END
+
+The data is what the demo service exposes, `http_requests_total{flag,variant,code}`, scraped every
+30 s for the week `WEEK_START` .. `WEEK_END`: traffic follows the day (10 to 30 req/s), the flag was
+live at 10% the whole week (variant `on` gets a tenth of the requests), both variants fail at a
+baseline of 0.4% to 0.8% that also follows the day. In the `bad_hour`, if any, the `on` variant
+fails 20% of its requests. Counts accrue deterministically (no random draws): each counter is the
+floor of its expected cumulative count, so the rates are exact and the test reproducible.
+
+The OpenMetrics text is turned into TSDB blocks by `promtool tsdb create-blocks-from openmetrics`,
+and Prometheus is started on that storage with a retention long enough to keep it.
+`scripts/simulate-picture` (`make simulate-picture`) draws docs/simulate.png from the same data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.support.prometheus import PrometheusServer, start_prometheus
+
+WEEK_START = datetime(2026, 11, 2, tzinfo=UTC)
+WEEK_END = WEEK_START + timedelta(days=7)
+BAD_HOUR = datetime(2026, 11, 5, 14, tzinfo=UTC)  # day 4, in the rollout's 50% stage
+SCRAPE = timedelta(seconds=30)
+FLAG = "new-checkout"
+LIVE_SHARE = 0.10  # the exposure live while the history was recorded
+BAD_RATE = 0.20
+
+# The rollout that the tests and the picture simulate: a slow ramp over the week, one absolute
+# budget on the flag's users' error rate (failureLimit 2: the third failure in a row rolls back),
+# and one comparison of the flag's users with the others.
+ROLLOUT = f"""\
+apiVersion: featurerollout.io/v1alpha1
+kind: FeatureRollout
+metadata: {{name: {FLAG}, namespace: shop}}
+spec:
+  flag: {FLAG}
+  target: {{configMap: {{name: feature-flags}}}}
+  stages:
+    - {{weight: 10, duration: 24h}}
+    - {{weight: 25, duration: 24h}}
+    - {{weight: 50, duration: 48h}}
+    - {{weight: 100, duration: 24h}}
+  analysis:
+    interval: 1m
+    prometheus: {{address: http://prometheus.monitoring:9090}}
+    metrics:
+      - name: error-rate
+        query: |
+          sum(rate(http_requests_total{{flag="{{{{flag}}}}",variant="on",code=~"5.."}}[5m]))
+          / sum(rate(http_requests_total{{flag="{{{{flag}}}}",variant="on"}}[5m]))
+        max: 0.02
+        failureLimit: 2
+      - name: vs-control
+        compare:
+          treatment:
+            errors: sum(increase(http_requests_total{{flag="{{{{flag}}}}",variant="on",code=~"5.."}}[{{{{window}}}}]))
+            total: sum(increase(http_requests_total{{flag="{{{{flag}}}}",variant="on"}}[{{{{window}}}}]))
+          control:
+            errors: sum(increase(http_requests_total{{flag="{{{{flag}}}}",variant="off",code=~"5.."}}[{{{{window}}}}]))
+            total: sum(increase(http_requests_total{{flag="{{{{flag}}}}",variant="off"}}[{{{{window}}}}]))
+          maxIncrease: 0.01
+"""
+STAGE_STARTS = (WEEK_START, WEEK_START + timedelta(days=1), WEEK_START + timedelta(days=2),
+                WEEK_START + timedelta(days=4))
+
+
+def _rps(moment: datetime) -> float:
+    day = (moment - WEEK_START).total_seconds() / 86400
+    return 20.0 * (1 + 0.5 * math.sin(2 * math.pi * (day - 0.25)))
+
+
+def _baseline(moment: datetime) -> float:
+    day = (moment - WEEK_START).total_seconds() / 86400
+    return 0.006 + 0.002 * math.sin(2 * math.pi * (day - 0.25))
+
+
+def write_openmetrics(path: Path, bad_hour: datetime | None) -> None:
+    """The week's counters as OpenMetrics text (each series' samples together, in time order)."""
+    steps = int((WEEK_END - WEEK_START) / SCRAPE) + 1
+    lines = ["# HELP http_requests Requests served, by flag, variant and status code.",
+             "# TYPE http_requests counter"]
+    for variant, share in (("on", LIVE_SHARE), ("off", 1 - LIVE_SHARE)):
+        requests_total = errors_total = 0.0
+        ok: list[str] = []
+        failed: list[str] = []
+        for index in range(steps):
+            moment = WEEK_START + SCRAPE * index
+            if index > 0:  # what the scrape interval that ends now served
+                requests = _rps(moment) * share * SCRAPE.total_seconds()
+                rate = _baseline(moment)
+                if variant == "on" and bad_hour is not None and bad_hour < moment <= bad_hour + timedelta(hours=1):
+                    rate = BAD_RATE
+                requests_total += requests
+                errors_total += requests * rate
+            errors = math.floor(errors_total)
+            stamp = f"{moment.timestamp():.0f}"
+            labels = f'flag="{FLAG}",variant="{variant}"'
+            ok.append(f'http_requests_total{{{labels},code="200"}} {math.floor(requests_total) - errors} {stamp}')
+            failed.append(f'http_requests_total{{{labels},code="500"}} {errors} {stamp}')
+        lines.extend(ok)
+        lines.extend(failed)
+    lines.append("# EOF")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def find_promtool() -> str | None:
+    return shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
+
+
+def backfill(openmetrics: Path, data_dir: Path) -> None:
+    """TSDB blocks from the OpenMetrics file, with promtool."""
+    promtool = find_promtool()
+    if promtool is None:
+        raise RuntimeError("promtool was not found (it comes with the Debian package prometheus: make prometheus)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=24h",
+         str(openmetrics), str(data_dir)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"promtool failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+@contextlib.contextmanager
+def week_prometheus(directory: Path, *, bad_hour: datetime | None) -> Iterator[PrometheusServer]:
+    """A real Prometheus serving the week (with the bad hour, if given) from backfilled blocks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    source = directory / "week.om.txt"
+    write_openmetrics(source, bad_hour)
+    data_dir = directory / "tsdb"
+    backfill(source, data_dir)
+    with start_prometheus(directory / "server", data_dir=data_dir, retention="3650d",
+                          extra_args=["--query.max-samples=200000000"]) as server:
+        yield server
