@@ -19,6 +19,7 @@ import celpy
 import jsonschema
 from celpy import celtypes
 
+from featurerollout import api
 from featurerollout.crd import render_crd
 
 API_VERSION = "featurerollout.io/v1alpha1"
@@ -123,6 +124,15 @@ def cel_errors(obj: Any, schema: dict[str, Any] | None = None, path: str = "") -
         for index, value in enumerate(obj):
             errors += cel_errors(value, schema["items"], f"{path}[{index}]")
     return errors
+
+
+def pydantic_problems(spec: dict[str, Any]) -> list[str]:
+    """The `path: message` lines the models give, or [] when they accept the spec."""
+    try:
+        api.parse_spec(spec)
+    except api.InvalidFeatureRollout as error:
+        return error.problems
+    return []
 
 
 def crd_errors(spec: dict[str, Any]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import crd_helpers
 import pytest
-from crd_helpers import crd_errors, iter_rule_messages, real_server_refusal
+from crd_helpers import crd_errors, iter_rule_messages, pydantic_problems, real_server_refusal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,15 +39,6 @@ def valid_spec() -> dict[str, Any]:
             ],
         },
     }
-
-
-def pydantic_problems(spec: dict[str, Any]) -> list[str]:
-    """The `path: message` lines the models give, or [] when they accept the spec."""
-    try:
-        api.parse_spec(spec)
-    except api.InvalidFeatureRollout as error:
-        return error.problems
-    return []
 
 
 def assert_refused(spec: dict[str, Any], pydantic_says: str, crd_says: str) -> None:

@@ -9,21 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from crd_helpers import apply_defaults, crd_errors, spec_schema
+from crd_helpers import apply_defaults, crd_errors, pydantic_problems, spec_schema
 
 from featurerollout import api
 
 
 def spec_with(target: dict[str, Any]) -> dict[str, Any]:
     return {"flag": "new-checkout", "target": target, "stages": [{"weight": 100}]}
-
-
-def pydantic_problems(spec: dict[str, Any]) -> list[str]:
-    try:
-        api.parse_spec(spec)
-    except api.InvalidFeatureRollout as error:
-        return error.problems
-    return []
 
 
 def test_httproute_backends_must_differ() -> None:
