@@ -174,7 +174,7 @@ def _creatable(crd: dict[str, Any]) -> dict[str, Any]:
 
 def _established(crd: dict[str, Any]) -> bool:
     return any(c["type"] == "Established" and c["status"] == "True"
-               for c in crd.get("status", {}).get("conditions", []))
+               for c in (crd.get("status") or {}).get("conditions") or [])
 
 
 def _wait(predicate: Any, what: str, timeout: float = 60) -> None:
