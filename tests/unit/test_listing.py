@@ -203,3 +203,15 @@ def test_json_is_machine_readable() -> None:
     }
     assert pending["stage"] is None and pending["lastVerdict"] is None and pending["timeInStageSeconds"] is None
     assert pending["nextCheck"] == "2026-01-01T12:00:00Z"  # Pending: the operator starts it at once
+
+
+def test_help_says_what_each_option_and_column_is() -> None:
+    from featurerollout.cli import build_parser
+
+    parser = build_parser()
+    text = parser._subparsers._group_actions[0].choices["list"].format_help()  # type: ignore[union-attr]
+    for needle in ("-A, --all-namespaces", "-n NAMESPACE", "-o {wide,json}", "time in the", "last verdict",
+                   "Passed", "NoData", "next", "kubectl featurerollout list"):
+        assert needle in " ".join(text.split()), needle
+    with pytest.raises(SystemExit):
+        parser.parse_args(["list", "-A", "-n", "shop"])  # one or the other, as the help shows
