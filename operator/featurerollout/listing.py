@@ -53,9 +53,12 @@ def row(body: dict[str, Any], now: datetime) -> Row:
     rollout = read_object(body)
     status = rollout.status
     metrics = tuple((body.get("status") or {}).get("metrics") or ())
-    if rollout.spec is None:  # only a CRD older than the operator lets one through
-        return Row(rollout.namespace, rollout.name, status.phase.value, status.current_weight, "-", None,
-                   f"invalid spec: {rollout.invalid}", "-", "-", None, metrics, status.message or "")
+    if rollout.spec is None:  # listed with why, never hidden: the raw phase and weight, as stored
+        raw = body.get("status") or {}
+        weight = raw.get("currentWeight")
+        return Row(rollout.namespace, rollout.name, str(raw.get("phase", "-")),
+                   float(weight) if isinstance(weight, int | float) else 0.0, "-", None, rollout.invalid,
+                   "-", "-", None, metrics, str(raw.get("message") or ""))
     spec = rollout.spec
     started = status.started_at is not None and status.phase != Phase.PENDING
     # Time in stage only while a stage is under way: a finished rollout's last stage is not running.

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from featurerollout.api import (
     FeatureRolloutSpec,
     FeatureRolloutStatus,
@@ -18,6 +20,7 @@ from featurerollout.api import (
     MetricResult,
     MetricStatus,
     Target,
+    field_problems,
     parse_spec,
 )
 from featurerollout.engine import breach_brief
@@ -36,8 +39,9 @@ def stage_of(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
 
 @dataclass(frozen=True)
 class RolloutObject:
-    """A FeatureRollout body read for display: its spec (None when the spec breaks the API's rules,
-    which only a CRD older than the operator lets through), why not, and its status."""
+    """A FeatureRollout body read for display: its spec and status, or (spec None) why they could
+    not be read: a spec that breaks the API's rules (only a CRD older than the operator lets one
+    through), or a status this CLI does not understand."""
 
     namespace: str
     name: str
@@ -46,16 +50,27 @@ class RolloutObject:
     status: FeatureRolloutStatus
 
 
+# The status fields this CLI knows, as the API spells them. A newer operator may write more: they
+# are left out rather than refused, so that an older CLI still shows what it understands.
+_STATUS_FIELDS = frozenset(field.alias or name for name, field in FeatureRolloutStatus.model_fields.items())
+
+
 def read_object(body: dict[str, Any]) -> RolloutObject:
-    """Parse a FeatureRollout as the API returned it, never raising on a bad spec."""
+    """Parse a FeatureRollout as the API returned it, never raising on a bad spec or status."""
     metadata = body.get("metadata") or {}
     name = str(metadata.get("name", "?"))
     namespace = str(metadata.get("namespace", "default"))
-    status = FeatureRolloutStatus.model_validate(body.get("status") or {})
+    raw_status = body.get("status") or {}
+    try:
+        status = FeatureRolloutStatus.model_validate({k: v for k, v in raw_status.items() if k in _STATUS_FIELDS})
+    except ValidationError as error:
+        problems = "; ".join(field_problems(error, "status"))
+        return RolloutObject(namespace, name, None, f"status not understood by this CLI (is it older than the "
+                             f"operator?): {problems}", FeatureRolloutStatus())
     try:
         spec = parse_spec(body.get("spec") or {}, name)
     except InvalidFeatureRollout as invalid:
-        return RolloutObject(namespace, name, None, str(invalid), status)
+        return RolloutObject(namespace, name, None, f"invalid spec: {invalid}", status)
     return RolloutObject(namespace, name, spec, "", status)
 
 

@@ -120,7 +120,7 @@ def render(body: dict[str, Any], now: datetime, target: TargetReading | None = N
     rollout = read_object(body)
     where = f"{rollout.namespace}/{rollout.name}"
     if rollout.spec is None:
-        return f"FeatureRollout {where}: invalid spec: {rollout.invalid}"
+        return f"FeatureRollout {where}: {rollout.invalid}"
     spec, status = rollout.spec, rollout.status
     lines = [
         f"FeatureRollout {where}    flag {spec.flag}    target {spec.target.kind}",

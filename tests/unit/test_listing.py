@@ -145,6 +145,18 @@ def test_an_invalid_spec_is_listed_with_why_not_hidden() -> None:
     assert r.verdict.startswith("invalid spec:") and "spec.stages" in r.verdict
 
 
+def test_a_status_field_this_cli_does_not_know_is_left_out_not_refused() -> None:
+    """A newer operator may write more status than this CLI knows: it still lists the rollout."""
+    newer = body("checkout", **{**PROGRESSING["status"], "shard": "2/3"})
+    assert row(newer, NOW) == row(PROGRESSING, NOW)
+
+
+def test_a_status_it_cannot_read_is_listed_with_why() -> None:
+    r = row(body("odd", phase="Progressing", currentWeight=25, currentStage="second"), NOW)
+    assert (r.name, r.phase, r.weight, r.stage) == ("odd", "Progressing", 25, "-")
+    assert r.verdict.startswith("status not understood by this CLI") and "status.currentStage" in r.verdict
+
+
 def test_rows_are_sorted_by_namespace_then_name() -> None:
     found = rows([body("b", "z"), body("a", "z"), body("c", "a")], NOW)
     assert [(r.namespace, r.name) for r in found] == [("a", "c"), ("z", "a"), ("z", "b")]
