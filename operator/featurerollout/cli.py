@@ -18,6 +18,7 @@ from featurerollout import __version__
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "featurerollout.runner",  # run
     "featurerollout.status_view",  # status
+    "featurerollout.listing",  # list
     "featurerollout.manual",  # promote, pause, resume, abort, retry
     "featurerollout.crd",  # crd
     "featurerollout.simulate",  # simulate

@@ -104,6 +104,7 @@ __all__ = [
     "Observed",
     "SetWeight",
     "analysis_due",
+    "breach_brief",
     "cannot_proceed",
     "decide",
     "held_from",
@@ -206,6 +207,11 @@ def _breach_words(metric: Metric, value: float, evidence: str | None = None) -> 
         return f"{value:g} exceeds its budget {metric.budget()}", f"{value:g} > {metric.max:g}"
     bound = metric.min if metric.min is not None else 0.0
     return f"{value:g} is below its budget {metric.budget()}", f"{value:g} < {bound:g}"
+
+
+def breach_brief(metric: Metric, value: float) -> str:
+    """A breach in a few words, as the CLI's views show it: `0.12 > 0.05`, `0.8 < 0.9`."""
+    return _breach_words(metric, value)[1]
 
 
 def _outside(metric: Metric, value: float) -> bool:

@@ -39,6 +39,11 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """NAME, -n/--namespace, --kubeconfig, --context: how every CLI command finds its rollout."""
     parser.add_argument("name", metavar="NAME", help="the FeatureRollout")
     parser.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's, else default)")
+    add_kubeconfig_arguments(parser)
+
+
+def add_kubeconfig_arguments(parser: argparse.ArgumentParser) -> None:
+    """--kubeconfig, --context: which cluster a CLI command talks to."""
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--context", help="kubeconfig context")
 
@@ -75,13 +80,14 @@ def client_for(args: argparse.Namespace) -> tuple[Any, str]:
     return client.CustomObjectsApi(), namespace
 
 
-def explain_api_error(error: Exception, kind_name: str) -> str:
-    """The API server's message, or what a person should check."""
+def explain_api_error(error: Exception, kind_name: str, not_found: str | None = None) -> str:
+    """The API server's message, or what a person should check (`not_found`: what a 404 means,
+    when it is not a missing object; a list answers 404 only when the CRD is missing)."""
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(error, ApiException):
         if error.status == 404:
-            return f"{kind_name} not found (check the name and -n/--namespace)"
+            return not_found or f"{kind_name} not found (check the name and -n/--namespace)"
         try:
             return str(json.loads(error.body or "{}").get("message") or error.reason)
         except ValueError:

@@ -25,14 +25,12 @@ from featurerollout.api import (
 )
 from featurerollout.kube import Kube
 from featurerollout.manual import add_target_arguments, client_for, explain_api_error
+from featurerollout.presentation import pct as _pct
+from featurerollout.presentation import read_object, stage_of
 from featurerollout.targets import TargetError, target_for
 from featurerollout.targets.httproute import HTTPRouteTarget
 
 SEGMENT = 12  # characters per stage in the progress bar
-
-
-def _pct(weight: float) -> str:
-    return f"{weight:g}%"
 
 
 def progress_bar(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime) -> str:
@@ -119,18 +117,15 @@ def target_line(reading: TargetReading, status: FeatureRolloutStatus) -> str:
 
 def render(body: dict[str, Any], now: datetime, target: TargetReading | None = None) -> str:
     """The whole status view of one FeatureRollout object (with what its target holds, if read)."""
-    metadata = body.get("metadata", {})
-    where = f"{metadata.get('namespace', 'default')}/{metadata.get('name', '?')}"
-    try:
-        spec = parse_spec(body.get("spec") or {}, str(metadata.get("name", "")))
-    except InvalidFeatureRollout as invalid:
-        return f"FeatureRollout {where}: invalid spec: {invalid}"
-    status = FeatureRolloutStatus.model_validate(body.get("status") or {})
-    stages = len(spec.stages)
+    rollout = read_object(body)
+    where = f"{rollout.namespace}/{rollout.name}"
+    if rollout.spec is None:
+        return f"FeatureRollout {where}: {rollout.invalid}"
+    spec, status = rollout.spec, rollout.status
     lines = [
         f"FeatureRollout {where}    flag {spec.flag}    target {spec.target.kind}",
         f"Phase:    {status.phase.value}",
-        f"Stage:    {min(status.current_stage, stages - 1) + 1}/{stages} at {_pct(status.current_weight)}",
+        f"Stage:    {stage_of(spec, status)} at {_pct(status.current_weight)}",
     ]
     if target is not None:
         lines.append(target_line(target, status))
