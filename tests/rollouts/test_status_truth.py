@@ -190,11 +190,15 @@ def test_a_stale_status_write_is_refused_by_the_resource_version_guard(cluster: 
 # --- terminal and halted states x resume / promote / retry ---------------------------------------
 
 # state -> action -> (exit code, phase after, weight after). Exit codes: 0 done, 3 refused, 4 ignored.
+# (approve: nothing to approve in any of them. The phase Waiting has its own table in
+# tests/gates/test_gates_process.py, with every request.)
 TABLE: dict[str, dict[str, tuple[int, str, float]]] = {
-    "Aborted": {"resume": (4, "RolledBack", 0), "promote": (4, "RolledBack", 0), "retry": (0, "Progressing", 10)},
+    "Aborted": {"resume": (4, "RolledBack", 0), "promote": (4, "RolledBack", 0), "retry": (0, "Progressing", 10),
+                "approve": (4, "RolledBack", 0)},
     "Succeeded": {"resume": (4, "Succeeded", 100), "promote": (4, "Succeeded", 100),
-                  "retry": (4, "Succeeded", 100)},
-    "Paused": {"resume": (0, "Progressing", 10), "promote": (0, "Progressing", 50), "retry": (4, "Paused", 10)},
+                  "retry": (4, "Succeeded", 100), "approve": (4, "Succeeded", 100)},
+    "Paused": {"resume": (0, "Progressing", 10), "promote": (0, "Progressing", 50), "retry": (4, "Paused", 10),
+               "approve": (4, "Paused", 10)},
 }
 
 
