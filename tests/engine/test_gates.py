@@ -375,3 +375,11 @@ def test_gates_pure_helpers() -> None:
     assert [g.name for g in gates.gates_at(spec, "Stage 3")] == ["ok-50", "each"]
     assert [g.name for g in gates.gates_at(spec, "Success")] == ["done"]
     assert gates.point_words("Stage 3") == "before stage 3"
+
+
+def test_simulate_takes_gates_as_open() -> None:
+    from featurerollout.simulate import Grid, History, replay
+
+    spec = gated_spec(SMOKE, OK_50, stages=((10, "1m"), (50, "1m"), (100, None)))
+    result = replay(spec, History(grid=Grid(T0, seconds(60), 10)), start=T0, end=T0 + seconds(600))
+    assert result.phase == Phase.SUCCEEDED
