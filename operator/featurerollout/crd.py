@@ -250,7 +250,8 @@ SPEC_RULES: tuple[tuple[str, dict[str, str]], ...] = (
         "",
         {
             # On the spec: a gate's stage must name one of the stages (stages is defaulted first).
-            "rule": "!has(self.gates) || self.gates.all(g, !has(g.stage) || g.stage <= size(self.stages))",
+            "rule": "!has(self.gates) || !has(self.stages) "
+            "|| self.gates.all(g, !has(g.stage) || g.stage <= size(self.stages))",
             "message": api.GATE_STAGE_RANGE_MESSAGE,
             "fieldPath": ".gates",
         },
