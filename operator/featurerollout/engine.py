@@ -519,6 +519,8 @@ class _Work:
             return
         if self.st.phase not in (*ACTIVE_PHASES, Phase.SUCCEEDED, Phase.ROLLED_BACK):
             return
+        if self.st.phase == Phase.WAITING and self.st.started_at is None:
+            return  # at a gate before the start: nothing of ours to put back (as when paused before it)
         if self.st.phase == Phase.ROLLED_BACK and self.st.current_weight > 0:
             # A rollback whose 0% the target has not taken yet: finish_pending_rollback() sends 0%,
             # whatever the target holds now. Never "put back" the exposure a rollback took away.

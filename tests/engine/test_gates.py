@@ -383,3 +383,21 @@ def test_simulate_takes_gates_as_open() -> None:
     spec = gated_spec(SMOKE, OK_50, stages=((10, "1m"), (50, "1m"), (100, None)))
     result = replay(spec, History(grid=Grid(T0, seconds(60), 10)), start=T0, end=T0 + seconds(600))
     assert result.phase == Phase.SUCCEEDED
+
+
+def test_waiting_before_the_start_after_a_retry_never_writes_the_target() -> None:
+    """A retried rollout whose start gate is closed has no exposure of its own: someone else's
+    change to the flag meanwhile is not 'drift' to put back."""
+    from featurerollout.engine import Observed
+
+    run = Driver(gated_spec(SMOKE))
+    run.answer = True
+    run.tick()
+    run.tick()
+    run.tick(1, request=req("abort"))
+    run.answer = False
+    run.tick(1, request=req("retry"))
+    assert run.status.phase == Phase.WAITING and run.status.target is not None
+    decision = decide(run.spec, run.status, generation=1, now=run.now + seconds(1), observed=Observed(30.0))
+    assert weights(decision) == [] and "TargetDrift" not in reasons(decision)
+    assert decision.status.current_weight == 30  # it says what the flag exposes, and leaves it
