@@ -102,6 +102,10 @@ def full_status() -> api.FeatureRolloutStatus:
         "halt": {"reason": "BudgetExceeded", "message": "error-rate 0.5 > 0.01", "at": NOW.isoformat()},
         "specHash": "abc123",
         "target": {"flag": "f", "target": {"configMap": {"name": "feature-flags", "key": "k"}}},
+        "gate": {"name": "ok-50", "kind": "approval", "before": "Stage 3", "since": NOW.isoformat(), "message": "m",
+                 "checkedAt": NOW.isoformat(), "timedOut": True},
+        "openedGates": [{"name": "smoke", "before": "Start", "at": NOW.isoformat(), "requestId": "r-0",
+                         "message": "m"}],
     })
 
 
@@ -123,6 +127,9 @@ def clearings(full: api.FeatureRolloutStatus) -> list[tuple[str, api.FeatureRoll
     assert full.last_request is not None
     cases.append(("lastRequest.reason", full.model_copy(
         update={"last_request": full.last_request.model_copy(update={"reason": None})})))
+    assert full.gate is not None
+    cases.append(("gate.checkedAt", full.model_copy(
+        update={"gate": full.gate.model_copy(update={"checked_at": None})})))
     return cases
 
 
