@@ -42,6 +42,10 @@ The rules, in the order `decide()` applies them:
    Otherwise it advances once the stage has held for its duration and, with analysis, every
    metric's latest evaluation taken after the stage began passed. At the last stage that
    completes the rollout: Succeeded.
+7. Gates (spec.gates, gates.py): before crossing a point (the start, a stage, success) every gate
+   at it must have opened; otherwise the rollout is Waiting at its weight (status.gate), its
+   webhook gate asked through the edge (`gate_checks`), its timeout applied. Analysis and rollback
+   (3) come first, so a gate never stands in their way; the stage clock keeps running.
 
 Phases (events in brackets):
 
@@ -88,6 +92,7 @@ from featurerollout.api import (
     Phase,
     RequestOutcome,
     TargetRef,
+    format_duration,
 )
 from featurerollout.conditions import (
     ANALYSIS,
@@ -840,7 +845,8 @@ class _Work:
                     self.event("Normal", "GateOpened", f"gate {gate.name!r} {gates.point_words(point)} "
                                f"opened: {check.message}")
                     continue  # the next gate at this point, if any
-                every = self.spec.analysis.interval if self.spec.analysis is not None else "10s"
+                every = (self.spec.analysis.interval if self.spec.analysis is not None
+                         else format_duration(gates.DEFAULT_RETRY))
                 wait = wait.model_copy(update={"checked_at": self.now,
                                                "message": f"{check.message}; asking again every {every}"[:4096]})
             if gates.timed_out(gate, wait, self.now):
