@@ -507,6 +507,113 @@ class Rollback(Model):
     )
 
 
+# --- spec: gates -------------------------------------------------------------------------------
+
+MAX_GATES = 16
+
+
+class GateBefore(StrEnum):
+    """The point of the rollout a gate guards."""
+
+    START = "Start"  # before the first exposure: nothing is exposed until it opens
+    STAGE = "Stage"  # before entering stage `stage` (1-based, as `kubectl get fro` counts: 2..N)
+    EVERY_STAGE = "EveryStage"  # before entering every stage after the first
+    SUCCESS = "Success"  # before Succeeded, once the last stage held with healthy analysis
+
+
+class OnGateTimeout(StrEnum):
+    """What a gate that stays closed past its timeout does."""
+
+    HOLD = "Hold"  # keep holding the current weight, and say so (a Warning Event GateTimedOut)
+    ROLLBACK = "Rollback"  # roll the flag back to 0% (reason GateTimedOut)
+
+
+class GateWebhook(Model):
+    """A system that confirms: `POST url` with JSON `{rollout, namespace, flag, stage, weight, gate}`;
+    a 2xx answer opens the gate, anything else (or no answer) keeps it closed and it is asked again
+    at the analysis interval."""
+
+    url: str = Field(
+        min_length=1, max_length=2048, pattern=r"^https?://", description="The endpoint to POST to."
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="A bearer token, read from a Secret key: sent as `Authorization: Bearer <value>`.",
+    )
+    timeout: Duration = Field(default="10s", description="Per-request timeout, greater than 0s and at most 60s.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_bounded(cls, value: str) -> str:
+        if not timedelta(0) < parse_duration(value) <= WEBHOOK_TIMEOUT_MAX:
+            raise ValueError(f"{value!r}: {WEBHOOK_TIMEOUT_MESSAGE}")
+        return value
+
+
+class GateApproval(Model):
+    """A person confirms, with `featurerollout approve NAME`. No fields (yet)."""
+
+
+class Gate(Model):
+    """A check that must pass before the rollout crosses a point: a webhook or a manual approval.
+    A closed gate holds the current weight; it never stops analysis or an automatic rollback."""
+
+    name: str = Field(
+        min_length=1, max_length=63, pattern=METRIC_NAME_PATTERN, description="Unique name of the gate."
+    )
+    before: GateBefore = Field(
+        description="Start (before the first exposure), Stage (before entering `stage`), EveryStage "
+        "(before entering each stage after the first) or Success (before Succeeded)."
+    )
+    stage: int | None = Field(
+        default=None,
+        ge=2,
+        le=MAX_STAGES,
+        description="With before: Stage only: the stage (1-based, 2..number of stages) the gate is "
+        "before. Stage 1 is the first exposure: use before: Start.",
+    )
+    webhook: GateWebhook | None = Field(default=None, description="A system confirms (set this or approval).")
+    approval: GateApproval | None = Field(
+        default=None, description="A person confirms with `featurerollout approve` (set this or webhook)."
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description="How long the gate may hold the rollout, from when it starts holding it. Omitted: "
+        "no limit.",
+    )
+    on_timeout: OnGateTimeout = Field(
+        default=OnGateTimeout.HOLD,
+        description="Past the timeout: Hold (keep holding, and say so) or Rollback (to 0%).",
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> Gate:
+        if (self.webhook is None) == (self.approval is None):
+            raise ValueError(GATE_KIND_MESSAGE)
+        if (self.before == GateBefore.STAGE) != (self.stage is not None):
+            raise ValueError(GATE_STAGE_MESSAGE)
+        return self
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_positive(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= timedelta(0):
+            raise ValueError(f"{value!r}: {GATE_TIMEOUT_MESSAGE}")
+        return value
+
+    @property
+    def kind(self) -> str:
+        """`approval` or `webhook`."""
+        return "approval" if self.approval is not None else "webhook"
+
+
+GATE_KIND_MESSAGE = "exactly one of webhook or approval must be set"
+GATE_STAGE_MESSAGE = "stage is required with before: Stage, and only with it"
+GATE_TIMEOUT_MESSAGE = "must be greater than 0s"
+GATES_UNIQUE_MESSAGE = "gate names must be unique"
+GATE_STAGE_RANGE_MESSAGE = "a gate's stage must be one of spec.stages (at most their number)"
+
+
 # --- spec --------------------------------------------------------------------------------------
 
 
@@ -532,6 +639,30 @@ class FeatureRolloutSpec(Model):
     )
     rollback: Rollback = Field(default_factory=Rollback, description="Rollback policy.")
     paused: bool = Field(default=False, description="Hold the rollout at its current stage.")
+    gates: list[Gate] | None = Field(
+        default=None,
+        max_length=MAX_GATES,
+        description="Checks that must pass before the rollout crosses a point (the first exposure, a "
+        "stage, success): webhooks or manual approvals. A closed gate holds the current weight; "
+        "analysis and automatic rollback go on. Names are unique.",
+    )
+
+    @field_validator("gates")
+    @classmethod
+    def _gate_names_unique(cls, gates: list[Gate] | None) -> list[Gate] | None:
+        seen: set[str] = set()
+        for gate in gates or []:
+            if gate.name in seen:
+                raise ValueError(f"{GATES_UNIQUE_MESSAGE}: {gate.name!r} appears more than once")
+            seen.add(gate.name)
+        return gates
+
+    @model_validator(mode="after")
+    def _gate_stages_exist(self) -> FeatureRolloutSpec:
+        for index, gate in enumerate(self.gates or []):
+            if gate.stage is not None and gate.stage > len(self.stages):
+                raise GateStageError(index, f"{gate.stage}: {GATE_STAGE_RANGE_MESSAGE} ({len(self.stages)})")
+        return self
 
     @field_validator("stages")
     @classmethod
@@ -545,6 +676,13 @@ class FeatureRolloutSpec(Model):
         if stages and stages[-1].weight != 100:
             raise StageRuleError(len(stages) - 1, f"{stages[-1].weight:g}: {STAGES_LAST_MESSAGE}")
         return stages
+
+
+class GateStageError(ValueError):
+    """A gate's stage beyond spec.stages; the message gets that gate's path."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"gates[{index}].stage: {problem}")
 
 
 class StageRuleError(ValueError):
@@ -567,6 +705,7 @@ class Phase(StrEnum):
     SUCCEEDED = "Succeeded"
     ROLLED_BACK = "RolledBack"
     FAILED = "Failed"
+    WAITING = "Waiting"  # held at its weight by a closed gate (spec.gates); analysis goes on
 
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
@@ -626,13 +765,14 @@ class Condition(Model):
 
 
 class ControlAction(StrEnum):
-    """A manual request from `featurerollout promote|pause|resume|abort|retry`."""
+    """A manual request from `featurerollout promote|pause|resume|abort|retry|approve`."""
 
     PROMOTE = "promote"
     PAUSE = "pause"
     RESUME = "resume"
     ABORT = "abort"
     RETRY = "retry"
+    APPROVE = "approve"
 
 
 class RequestOutcome(StrEnum):
@@ -675,11 +815,36 @@ class Halt(Model):
     at: datetime = Field(description="When it happened.")
 
 
+class GateWait(Model):
+    """The gate the rollout is held at now, and since when."""
+
+    name: str = Field(max_length=63, description="The gate's name (spec.gates[].name).")
+    kind: str = Field(max_length=16, description="approval or webhook.")
+    before: str = Field(max_length=32, description="The point it guards: Start, Stage N or Success.")
+    since: datetime = Field(description="When it began to hold the rollout (its timeout counts from here).")
+    message: str | None = Field(default=None, max_length=4096, description="Why it is closed, for people.")
+    checked_at: datetime | None = Field(default=None, description="When a webhook gate was last asked.")
+    timed_out: bool = Field(default=False, description="It has held longer than its timeout (onTimeout: Hold).")
+
+
+class OpenedGate(Model):
+    """A gate that opened for the next point; kept until the rollout crosses that point, so that an
+    approval outlives any later `kubectl apply` of the manifest."""
+
+    name: str = Field(max_length=63, description="The gate's name.")
+    before: str = Field(max_length=32, description="The point it opened: Start, Stage N or Success.")
+    at: datetime = Field(description="When it opened.")
+    request_id: str | None = Field(
+        default=None, max_length=128, description="For an approval: the id of the `featurerollout approve` request."
+    )
+    message: str | None = Field(default=None, max_length=1024, description="How it opened.")
+
+
 class FeatureRolloutStatus(Model):
     """What the operator observed and did. Written only by the operator."""
 
-    phase: Phase = Field(default=Phase.PENDING, description="Pending, Progressing, Paused, Succeeded, "
-                         "RolledBack or Failed.")
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Progressing, Waiting, Paused, "
+                         "Succeeded, RolledBack or Failed.")
     current_stage: int = Field(default=0, ge=0, description="0-based index into spec.stages.")
     current_weight: float = Field(default=0, ge=0, le=100, description="The exposure the target holds now, "
                                   "in percent.")
@@ -713,6 +878,11 @@ class FeatureRolloutStatus(Model):
     )
     target: TargetRef | None = Field(
         default=None, description="Where the exposure lives: the flag and target last written."
+    )
+    gate: GateWait | None = Field(default=None, description="The gate the rollout is held at now (phase Waiting).")
+    opened_gates: list[OpenedGate] = Field(
+        default_factory=list, max_length=MAX_GATES,
+        description="Gates that opened for the next point (approvals with their request id), until it is crossed.",
     )
 
     @property
@@ -785,6 +955,10 @@ def field_problems(error: ValidationError, prefix: str = "spec") -> list[str]:
             # A StageRuleError carries its own `[i].weight` suffix for the path.
             suffix, message = message.split(": ", 1)
             path += suffix
+        elif message.startswith("gates[") and "]." in message.split(":", 1)[0]:
+            # A GateStageError, raised on the whole spec, carries the gate's path.
+            suffix, message = message.split(": ", 1)
+            path += f".{suffix}"
         problems.append(f"{path}: {message}")
     return problems
 

@@ -36,7 +36,7 @@ def parse_request(annotations: dict[str, str] | None) -> ControlRequest | None:
     except (ValueError, KeyError, TypeError) as error:
         raise BadRequest(
             f"annotation {REQUEST_ANNOTATION} must be JSON like "
-            f'{{"id": "...", "action": "promote|pause|resume|abort|retry"}}: {error}'
+            f'{{"id": "...", "action": "promote|pause|resume|abort|retry|approve"}}: {error}'
         ) from None
 
 

@@ -226,6 +226,37 @@ SPEC_RULES: tuple[tuple[str, dict[str, str]], ...] = (
         {"rule": "has(self.query) != has(self.compare)", "message": api.METRIC_KIND_MESSAGE},
     ),
     (
+        "gates",
+        {"rule": "self.all(a, self.exists_one(b, b.name == a.name))", "message": api.GATES_UNIQUE_MESSAGE},
+    ),
+    ("gates[]", {"rule": "has(self.webhook) != has(self.approval)", "message": api.GATE_KIND_MESSAGE}),
+    (
+        "gates[]",
+        {"rule": "(self.before == 'Stage') == has(self.stage)", "message": api.GATE_STAGE_MESSAGE,
+         "fieldPath": ".stage"},
+    ),
+    (
+        "gates[].timeout",
+        {"rule": "self != '0' && duration(self) > duration('0s')", "message": api.GATE_TIMEOUT_MESSAGE},
+    ),
+    (
+        "gates[].webhook.timeout",
+        {
+            "rule": "self != '0' && duration(self) > duration('0s') && duration(self) <= duration('60s')",
+            "message": api.WEBHOOK_TIMEOUT_MESSAGE,
+        },
+    ),
+    (
+        "",
+        {
+            # On the spec: a gate's stage must name one of the stages (stages is defaulted first).
+            "rule": "!has(self.gates) || !has(self.stages) "
+            "|| self.gates.all(g, !has(g.stage) || g.stage <= size(self.stages))",
+            "message": api.GATE_STAGE_RANGE_MESSAGE,
+            "fieldPath": ".gates",
+        },
+    ),
+    (
         "analysis.metrics[]",
         {"rule": "!has(self.query) || has(self.min) || has(self.max)", "message": api.METRIC_BOUND_MESSAGE},
     ),

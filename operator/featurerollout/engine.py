@@ -42,6 +42,10 @@ The rules, in the order `decide()` applies them:
    Otherwise it advances once the stage has held for its duration and, with analysis, every
    metric's latest evaluation taken after the stage began passed. At the last stage that
    completes the rollout: Succeeded.
+7. Gates (spec.gates, gates.py): before crossing a point (the start, a stage, success) every gate
+   at it must have opened; otherwise the rollout is Waiting at its weight (status.gate), its
+   webhook gate asked through the edge (`gate_checks`), its timeout applied. Analysis and rollback
+   (3) come first, so a gate never stands in their way; the stage clock keeps running.
 
 Phases (events in brackets):
 
@@ -66,6 +70,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import featurerollout.gates as gates
 from featurerollout.api import (
     Analysis,
     Condition,
@@ -73,16 +78,21 @@ from featurerollout.api import (
     ControlAction,
     FeatureRolloutSpec,
     FeatureRolloutStatus,
+    Gate,
+    GateWait,
     Halt,
     HandledRequest,
     Metric,
     MetricResult,
     MetricStatus,
     OnError,
+    OnGateTimeout,
     OnNoData,
+    OpenedGate,
     Phase,
     RequestOutcome,
     TargetRef,
+    format_duration,
 )
 from featurerollout.conditions import (
     ANALYSIS,
@@ -127,7 +137,8 @@ TARGET_IN_SYNC = "TargetInSync"
 TARGET_RETRY_MIN = timedelta(seconds=5)
 TARGET_RETRY_MAX = timedelta(seconds=60)
 
-ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
+# Waiting: held at a closed gate (gates.py); analysis, rollback and spec changes go on as in Progressing.
+ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.WAITING})
 
 
 # --- the interface -----------------------------------------------------------------------------
@@ -240,6 +251,13 @@ def next_check(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: date
         return None
     if status.phase == Phase.PENDING:
         return now
+    if status.phase == Phase.WAITING:
+        # At a gate: its next ask or its timeout, and the analysis, which never stops for a gate.
+        moments = [m for m in (gates.next_look(spec, status, now),) if m is not None]
+        if spec.analysis is not None and status.started_at is not None:
+            due = now if status.last_analysis_at is None else status.last_analysis_at + spec.analysis.every
+            moments.append(max(due, now))
+        return min(moments) if moments else None
     if status.started_at is None:  # paused before the start: waits for a person or a spec change
         return None
     candidates: list[datetime] = []
@@ -262,12 +280,14 @@ def decide(
     measurements: Mapping[str, Measurement] | None = None,
     request: ControlRequest | None = None,
     observed: Observed | None = None,
+    gate_checks: Mapping[str, gates.GateCheck] | None = None,
 ) -> Decision:
     """The next status, the actions that get there, and when to call again. See the module doc.
 
     `observed` is what the target holds now (read by the handler at this look; None: not read).
+    `gate_checks`: what the webhook gate that `gates.webhook_due()` named answered at this look.
     """
-    work = _Work(spec, status, generation, now, observed)
+    work = _Work(spec, status, generation, now, observed, gate_checks)
     if request is not None and status.last_request is not None and status.last_request.id == request.id:
         request = None
     if plan_changed(spec, status, generation):
@@ -451,10 +471,11 @@ class _Work:
 
     def __init__(
         self, spec: FeatureRolloutSpec, status: FeatureRolloutStatus, generation: int, now: datetime,
-        observed: Observed | None = None,
+        observed: Observed | None = None, gate_checks: Mapping[str, gates.GateCheck] | None = None,
     ) -> None:
         self.spec = spec
         self.observed = observed
+        self.gate_checks = dict(gate_checks or {})
         self.st = status
         self.generation = generation
         self.now = now
@@ -507,8 +528,10 @@ class _Work:
         wrote = self.st.target is not None or self.st.started_at is not None  # (an older status has no target)
         if self.observed is None or self.weight is not None or not wrote:
             return
-        if self.st.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.SUCCEEDED, Phase.ROLLED_BACK):
+        if self.st.phase not in (*ACTIVE_PHASES, Phase.SUCCEEDED, Phase.ROLLED_BACK):
             return
+        if self.st.phase == Phase.WAITING and self.st.started_at is None:
+            return  # at a gate before the start: nothing of ours to put back (as when paused before it)
         if self.st.phase == Phase.ROLLED_BACK and self.st.current_weight > 0:
             # A rollback whose 0% the target has not taken yet: finish_pending_rollback() sends 0%,
             # whatever the target holds now. Never "put back" the exposure a rollback took away.
@@ -695,15 +718,31 @@ class _Work:
             self.terminal_message = f"aborted by {_cli('abort')} at {_pct(weight)}; rolled back to 0%"
             self.event("Warning", "Aborted", message)
             self.log = f"aborted flag {self.spec.flag!r}: {message}"
+        elif action == ControlAction.APPROVE:
+            self.approve(request)
         elif action == ControlAction.RETRY:
             if self.st.phase not in (Phase.ROLLED_BACK, Phase.FAILED):
                 self.ignore(request, f"it restarts a RolledBack or Failed rollout, and this one is {self.st.phase}")
                 return
             self.update(phase=Phase.PENDING, current_stage=0, stage_started_at=None, metrics=[],
                         last_analysis_at=None, manual_pause=False, halt=None, started_at=None,
-                        finished_at=None)
+                        finished_at=None, gate=None, opened_gates=[])
             self.event("Normal", "Retried", f"retried by {_cli('retry')}: starting again at "
                        f"{_pct(self.spec.stages[0].weight)} ({_stage(self.spec, 0)})")
+
+    def approve(self, request: ControlRequest) -> None:
+        """Open the approval gate at the next point: the one the rollout waits at, or, during the
+        hold before it, the one it will reach (an approval ahead of time)."""
+        gate = gates.approvable(self.spec, self.st)
+        if gate is None:
+            self.ignore(request, gates.nothing_to_approve(self.spec, self.st))
+            return
+        point = gates.next_point(self.spec, self.st)
+        record = OpenedGate(name=gate.name, before=point, at=self.now, request_id=request.id,
+                            message=f"approved by {_cli('approve')} (request {request.id})")
+        self.update(opened_gates=gates.opened(self.st, record))
+        self.event("Normal", "Approved", f"gate {gate.name!r} {gates.point_words(point)} approved by "
+                   f"{_cli('approve')} (request {request.id})")
 
     def promote(self) -> None:
         self.update(manual_pause=False, halt=None)
@@ -735,6 +774,11 @@ class _Work:
         if self.paused_by():
             # Not started: nothing is written, and the status says what the target exposes.
             self.update(phase=Phase.PAUSED, current_stage=0, current_weight=self.exposed())
+            return
+        if not self.gates_open(gates.START):
+            # A gate before the first exposure: nothing is written, as when paused before the start.
+            if self.st.phase == Phase.WAITING:
+                self.update(current_stage=0, current_weight=self.exposed())
             return
         self.start()
 
@@ -778,6 +822,8 @@ class _Work:
         for _ in range(len(self.spec.stages) + 1):  # zero-length stages without analysis chain
             if not (self.hold_passed() and _analysis_passed(self.spec, self.st)):
                 return
+            if not self.gates_open(gates.next_point(self.spec, self.st)):
+                return
             if self.st.current_stage >= len(self.spec.stages) - 1:
                 self.succeed()
                 return
@@ -785,6 +831,57 @@ class _Work:
             self.advance()
             self.event("Normal", "StageAdvanced", f"{_stage(self.spec, self.st.current_stage)}: "
                        f"{_pct(before)} -> {_pct(self.st.current_weight)}")
+
+    def gates_open(self, point: str) -> bool:
+        """May the rollout cross `point`? Otherwise it waits (phase Waiting, status.gate) at the first
+        closed gate, asks a webhook gate through the edge, and applies a gate's timeout. Only called
+        once nothing else holds the rollout, so the wait and its timeout count from then."""
+        for _ in range(len(self.spec.gates or []) + 1):
+            gate = gates.blocking(self.spec, self.st, point)
+            if gate is None:
+                return True
+            wait = self.st.gate
+            if wait is None or wait.name != gate.name or wait.before != point:
+                wait = self.start_wait(gate, point)
+            check = self.gate_checks.pop(gate.name, None)
+            if check is not None and gate.webhook is not None:
+                if check.opened:
+                    record = OpenedGate(name=gate.name, before=point, at=self.now, message=check.message[:1024])
+                    self.update(opened_gates=gates.opened(self.st, record), gate=None)
+                    self.event("Normal", "GateOpened", f"gate {gate.name!r} {gates.point_words(point)} "
+                               f"opened: {check.message}")
+                    continue  # the next gate at this point, if any
+                every = (self.spec.analysis.interval if self.spec.analysis is not None
+                         else format_duration(gates.DEFAULT_RETRY))
+                wait = wait.model_copy(update={"checked_at": self.now,
+                                               "message": f"{check.message}; asking again every {every}"[:4096]})
+            if gates.timed_out(gate, wait, self.now):
+                words = (f"gate {gate.name!r} {gates.point_words(point)} has held the rollout longer than its "
+                         f"timeout {gate.timeout} {self.where() if self.started else '(nothing exposed)'}")
+                if gate.on_timeout == OnGateTimeout.ROLLBACK:
+                    self.update(gate=None)
+                    self.roll_back("GateTimedOut", words + "; onTimeout is Rollback",
+                                   f"gate {gate.name!r} timed out")
+                    return False
+                if not wait.timed_out:
+                    wait = wait.model_copy(update={"timed_out": True})
+                    self.event("Warning", "GateTimedOut", words + "; onTimeout is Hold, so it keeps holding")
+            self.update(gate=wait, phase=Phase.WAITING)
+            return False
+        return False
+
+    def start_wait(self, gate: Gate, point: str) -> GateWait:
+        where = self.where() if self.started else "(nothing exposed yet)"
+        if gate.approval is not None:
+            message = f"run {_cli('approve')} to open it"
+            self.event("Normal", "WaitingForApproval", f"waiting for approval gate {gate.name!r} "
+                       f"{gates.point_words(point)} {where}: run {_cli('approve')}")
+        else:
+            url = gate.webhook.url if gate.webhook is not None else ""
+            message = f"asking POST {url}"
+            self.event("Normal", "WaitingForGate", f"waiting for webhook gate {gate.name!r} "
+                       f"{gates.point_words(point)} {where}: asking POST {url}")
+        return GateWait(name=gate.name, kind=gate.kind, before=point, since=self.now, message=message)
 
     def advance(self) -> None:
         index = self.st.current_stage + 1
@@ -831,6 +928,8 @@ class _Work:
             self.weight = self.st.current_weight
 
     def finish(self, given: FeatureRolloutStatus) -> Decision:
+        if self.st.phase != Phase.WAITING and self.st.gate is not None:
+            self.update(gate=None)  # a wait ends when anything else moves or holds the rollout
         before, after = given.phase, self.st.phase
         reasons = {e.reason for e in self.events}
         if after == Phase.PAUSED and before != Phase.PAUSED and not reasons & _PAUSE_REASONS:
@@ -1005,6 +1104,8 @@ def _message(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
             message += (f"; {_cli('resume')} does not lift spec.paused: set spec.paused to false where the "
                         "spec is kept (Git)")
         return message
+    if status.phase == Phase.WAITING and status.gate is not None:
+        return _waiting_message(spec, status, status.gate, metrics)
     where = f"{_stage(spec, status.current_stage)} at {_pct(status.current_weight)}"
     parts = [where + (f": {metrics}" if metrics else "")]
     started = status.stage_started_at
@@ -1014,6 +1115,19 @@ def _message(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
     if spec.analysis is not None and not _analysis_passed(spec, status):
         parts.append("holds until every metric passes at this weight")
     return "; ".join(parts)
+
+
+def _waiting_message(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, wait: GateWait, metrics: str) -> str:
+    """`stage 2/4 at 25%: waiting for approval gate 'ok-50' before stage 3 since ...: run ...; metrics`."""
+    gate = f"{wait.kind} gate {wait.name!r} {gates.point_words(wait.before)} since {_when(wait.since)}"
+    why = f": {wait.message}" if wait.message else ""
+    late = "; past its timeout (onTimeout: Hold), still holding" if wait.timed_out else ""
+    if status.started_at is None:
+        exposed = (f"the flag already exposes {_pct(status.current_weight)}, left as it is"
+                   if status.current_weight > 0 else "nothing exposed")
+        return f"waiting for {gate} ({exposed}){why}{late}"
+    where = f"{_stage(spec, status.current_stage)} at {_pct(status.current_weight)}"
+    return f"{where}: waiting for {gate}{why}{late}" + (f"; {metrics}" if metrics else "")
 
 
 def _default_terminal_message(status: FeatureRolloutStatus) -> str:
@@ -1038,6 +1152,9 @@ def _conditions(spec: FeatureRolloutSpec | None, status: FeatureRolloutStatus, n
         progressing = (true, "RollingOut")
     elif phase == Phase.PAUSED:
         progressing = (false, "Paused")
+    elif phase == Phase.WAITING:
+        kind = status.gate.kind if status.gate is not None else "webhook"
+        progressing = (unknown, "WaitingForApproval" if kind == "approval" else "WaitingForGate")
     elif phase == Phase.SUCCEEDED:
         progressing = (false, "Succeeded")
     else:

@@ -1,4 +1,4 @@
-"""`featurerollout promote|pause|resume|abort|retry NAME`: manual control, safe from GitOps.
+"""`featurerollout promote|pause|resume|abort|retry|approve NAME`: manual control, safe from GitOps.
 
 Each command files a request in the annotation that the operator consumes (see control.py), then
 waits (by default up to 30 s) until the operator records its outcome in `status.lastRequest`, so
@@ -23,6 +23,8 @@ WHAT_IT_DOES: dict[ControlAction, str] = {
     ControlAction.RESUME: "release a pause made with `featurerollout pause`",
     ControlAction.ABORT: "roll the flag back to 0% now",
     ControlAction.RETRY: "start again from the first stage after a rollback or an abort",
+    ControlAction.APPROVE: "open the manual approval gate (spec.gates) that the rollout waits at, or will "
+    "wait at next",
 }
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from featurerollout import api, engine, mergepatch, telemetry
+from featurerollout import api, engine, gates, gates_webhook, mergepatch, telemetry
 from featurerollout.control import BadRequest, parse_request
 from featurerollout.events import post_event
 from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
@@ -155,10 +155,18 @@ class Reconciler:
         if engine.analysis_due(spec, status, self.clock()):
             measurements = await self._measure(spec, meta, status)
 
+        gate_checks: dict[str, gates.GateCheck] | None = None
+        gate = gates.webhook_due(spec, status, self.clock())
+        if gate is not None:
+            # A webhook gate the rollout waits at: ask it, and let the engine decide on the answer.
+            check = await gates_webhook.ask(self.kube, self.webhooks, spec, status, rollout=meta.name,
+                                            namespace=meta.namespace, gate=gate)
+            gate_checks = {check.name: check}
+
         now = self.clock()
         decision = engine.decide(
             spec, status, generation=meta.generation, now=now, measurements=measurements, request=request,
-            observed=observed,
+            observed=observed, gate_checks=gate_checks,
         )
         writes = any(isinstance(a, engine.SetWeight) for a in decision.actions)
         if read_error is not None and not writes:

@@ -229,6 +229,9 @@ def replay(
     Every SetWeight is taken to apply at once (the target holds the weight from the decision's
     instant). `progress`, when given, is called with the simulated time now and then.
     """
+    # Gates (spec.gates) are taken to open at once: no person approves and no webhook answers in
+    # the past; the replay shows what the budgets would have done to the ramp.
+    spec = spec.model_copy(update={"gates": None})
     status = FeatureRolloutStatus()
     now = start
     timeline: list[Moment] = []

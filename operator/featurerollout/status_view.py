@@ -23,6 +23,7 @@ from featurerollout.api import (
     format_duration,
     parse_spec,
 )
+from featurerollout.gates import point_words
 from featurerollout.kube import Kube
 from featurerollout.manual import add_target_arguments, client_for, explain_api_error
 from featurerollout.presentation import pct as _pct
@@ -53,7 +54,7 @@ def progress_bar(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: da
 
 def time_left(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime) -> str | None:
     """Time left in the current stage's hold, when it is still running."""
-    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED) or status.stage_started_at is None:
+    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.WAITING) or status.stage_started_at is None:
         return None
     stage = spec.stages[min(status.current_stage, len(spec.stages) - 1)]
     left = status.stage_started_at + stage.hold - now
@@ -115,6 +116,24 @@ def target_line(reading: TargetReading, status: FeatureRolloutStatus) -> str:
     return line
 
 
+def gate_lines(status: FeatureRolloutStatus, now: datetime) -> list[str]:
+    """The gate waited at, since when, and why it is closed; then the gates that opened."""
+    lines: list[str] = []
+    wait = status.gate
+    if status.phase == Phase.WAITING and wait is not None:
+        since = wait.since.isoformat(timespec="seconds").replace("+00:00", "Z")
+        lines.append(f"Gate:     waiting for {wait.kind} gate {wait.name!r} {point_words(wait.before)} since "
+                     f"{since} ({format_duration(now - wait.since)} ago)"
+                     + (", past its timeout" if wait.timed_out else ""))
+        if wait.message:
+            lines.append(f"          {wait.message}")
+    for record in status.opened_gates:
+        at = record.at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        how = f": {record.message}" if record.message else ""
+        lines.append(f"Opened:   gate {record.name!r} {point_words(record.before)} at {at}{how}")
+    return lines
+
+
 def render(body: dict[str, Any], now: datetime, target: TargetReading | None = None) -> str:
     """The whole status view of one FeatureRollout object (with what its target holds, if read)."""
     rollout = read_object(body)
@@ -135,6 +154,7 @@ def render(body: dict[str, Any], now: datetime, target: TargetReading | None = N
     if status.manual_pause or spec.paused:
         by = "featurerollout pause" if status.manual_pause else "spec.paused"
         lines.append(f"Paused:   by {by}")
+    lines += gate_lines(status, now)
     lines += ["", progress_bar(spec, status, now), ""]
     if spec.analysis is not None:
         lines.append(f"Metrics (every {spec.analysis.interval}, onNoData {spec.analysis.on_no_data.value}):")

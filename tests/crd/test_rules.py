@@ -80,6 +80,11 @@ def test_rule_messages_come_from_api_py() -> None:
         api.METRIC_KIND_MESSAGE,
         api.METRIC_COMPARE_BOUNDS_MESSAGE,
         api.COMPARE_BUDGET_MESSAGE,
+        api.GATES_UNIQUE_MESSAGE,
+        api.GATE_KIND_MESSAGE,
+        api.GATE_STAGE_MESSAGE,
+        api.GATE_TIMEOUT_MESSAGE,
+        api.GATE_STAGE_RANGE_MESSAGE,
     }
 
 

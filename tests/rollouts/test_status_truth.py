@@ -102,6 +102,10 @@ def full_status() -> api.FeatureRolloutStatus:
         "halt": {"reason": "BudgetExceeded", "message": "error-rate 0.5 > 0.01", "at": NOW.isoformat()},
         "specHash": "abc123",
         "target": {"flag": "f", "target": {"configMap": {"name": "feature-flags", "key": "k"}}},
+        "gate": {"name": "ok-50", "kind": "approval", "before": "Stage 3", "since": NOW.isoformat(), "message": "m",
+                 "checkedAt": NOW.isoformat(), "timedOut": True},
+        "openedGates": [{"name": "smoke", "before": "Start", "at": NOW.isoformat(), "requestId": "r-0",
+                         "message": "m"}],
     })
 
 
@@ -123,6 +127,9 @@ def clearings(full: api.FeatureRolloutStatus) -> list[tuple[str, api.FeatureRoll
     assert full.last_request is not None
     cases.append(("lastRequest.reason", full.model_copy(
         update={"last_request": full.last_request.model_copy(update={"reason": None})})))
+    assert full.gate is not None
+    cases.append(("gate.checkedAt", full.model_copy(
+        update={"gate": full.gate.model_copy(update={"checked_at": None})})))
     return cases
 
 
@@ -190,11 +197,15 @@ def test_a_stale_status_write_is_refused_by_the_resource_version_guard(cluster: 
 # --- terminal and halted states x resume / promote / retry ---------------------------------------
 
 # state -> action -> (exit code, phase after, weight after). Exit codes: 0 done, 3 refused, 4 ignored.
+# (approve: nothing to approve in any of them. The phase Waiting has its own table in
+# tests/gates/test_gates_process.py, with every request.)
 TABLE: dict[str, dict[str, tuple[int, str, float]]] = {
-    "Aborted": {"resume": (4, "RolledBack", 0), "promote": (4, "RolledBack", 0), "retry": (0, "Progressing", 10)},
+    "Aborted": {"resume": (4, "RolledBack", 0), "promote": (4, "RolledBack", 0), "retry": (0, "Progressing", 10),
+                "approve": (4, "RolledBack", 0)},
     "Succeeded": {"resume": (4, "Succeeded", 100), "promote": (4, "Succeeded", 100),
-                  "retry": (4, "Succeeded", 100)},
-    "Paused": {"resume": (0, "Progressing", 10), "promote": (0, "Progressing", 50), "retry": (4, "Paused", 10)},
+                  "retry": (4, "Succeeded", 100), "approve": (4, "Succeeded", 100)},
+    "Paused": {"resume": (0, "Progressing", 10), "promote": (0, "Progressing", 50), "retry": (4, "Paused", 10),
+               "approve": (4, "Paused", 10)},
 }
 
 

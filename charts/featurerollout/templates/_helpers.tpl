@@ -84,8 +84,9 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "update"]
-# Prometheus credentials named by spec.analysis.prometheus.auth.secretName, and the webhook
-# target's token and CA (spec.target.webhook.secretRef, caSecretRef).
+# Prometheus credentials named by spec.analysis.prometheus.auth.secretName, the webhook
+# target's token and CA (spec.target.webhook.secretRef, caSecretRef), and webhook gates' tokens
+# (spec.gates[].webhook.secretRef).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
