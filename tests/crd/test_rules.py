@@ -80,6 +80,7 @@ def test_rule_messages_come_from_api_py() -> None:
         api.METRIC_KIND_MESSAGE,
         api.METRIC_COMPARE_BOUNDS_MESSAGE,
         api.COMPARE_BUDGET_MESSAGE,
+        api.RECEIVER_TOKEN_MESSAGE,
     }
 
 
