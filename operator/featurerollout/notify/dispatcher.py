@@ -39,7 +39,7 @@ from featurerollout.notify.webhook import WebhookFormat
 log = logging.getLogger("featurerollout")
 
 QUEUE_SIZE = 1000  # deliveries waiting; a burst of 1,000 rollouts starting fits
-WORKERS = 4  # deliveries in flight at once: one hanging receiver holds one worker, not the others
+WORKERS = 16  # deliveries in flight at once (coroutines): a hanging receiver holds one each, not the others
 TIMEOUT = 5.0  # seconds per attempt, connect to answer: a hanging receiver is given up on
 MAX_ATTEMPTS = 3
 BACKOFF_BASE = 0.5  # seconds before the 2nd attempt, doubled for each later one, jittered
