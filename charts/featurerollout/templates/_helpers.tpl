@@ -85,7 +85,8 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
   resources: ["httproutes"]
   verbs: ["get", "update"]
 # Prometheus credentials named by spec.analysis.prometheus.auth.secretName, and the webhook
-# target's token and CA (spec.target.webhook.secretRef, caSecretRef).
+# target's token and CA (spec.target.webhook.secretRef, caSecretRef), and notification receivers'
+# URLs and tokens (spec.notifications[].secretRef, tokenSecretRef).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
