@@ -612,6 +612,62 @@ GATE_STAGE_MESSAGE = "stage is required with before: Stage, and only with it"
 GATE_TIMEOUT_MESSAGE = "must be greater than 0s"
 GATES_UNIQUE_MESSAGE = "gate names must be unique"
 GATE_STAGE_RANGE_MESSAGE = "a gate's stage must be one of spec.stages (at most their number)"
+# --- spec: notifications -----------------------------------------------------------------------
+
+MAX_RECEIVERS = 10
+
+
+class NotificationEvent(StrEnum):
+    """What a receiver can be told about: the moments a team wants in its channel."""
+
+    STARTED = "Started"
+    STAGE_ADVANCED = "StageAdvanced"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    ROLLED_BACK = "RolledBack"
+    SUCCEEDED = "Succeeded"
+    ABORTED = "Aborted"
+
+
+class ReceiverType(StrEnum):
+    """The wire format a receiver speaks (see docs/notifications.md)."""
+
+    SLACK = "Slack"  # a Slack incoming webhook: text + blocks
+    TEAMS = "Teams"  # a Microsoft Teams incoming webhook / Workflows URL: an Adaptive Card
+    WEBHOOK = "Webhook"  # generic JSON: rollout, namespace, flag, event, phase, weight, stage, ...
+
+
+class Receiver(Model):
+    """Where to send notifications about this rollout. The URL is a credential (a Slack or Teams
+    webhook URL carries its own token), so it is read from a Secret, never written in the spec."""
+
+    type: ReceiverType = Field(description="Slack, Teams or Webhook (generic JSON).")
+    secret_ref: SecretKeyRef = Field(
+        description="The Secret key (in the rollout's namespace) that holds the receiver's URL."
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Webhook only: a bearer token from a Secret key, sent as `Authorization: Bearer <value>`.",
+    )
+    events: list[NotificationEvent] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=len(NotificationEvent),
+        description="The events to send. Omitted: all of Started, StageAdvanced, WaitingForApproval, "
+        "RolledBack, Succeeded, Aborted.",
+    )
+
+    @model_validator(mode="after")
+    def _token_only_for_webhook(self) -> Receiver:
+        if self.token_secret_ref is not None and self.type != ReceiverType.WEBHOOK:
+            raise ValueError(RECEIVER_TOKEN_MESSAGE)
+        return self
+
+    def wants(self, event: NotificationEvent) -> bool:
+        """Does this receiver take that event?"""
+        return self.events is None or event in self.events
+
+
+RECEIVER_TOKEN_MESSAGE = "tokenSecretRef is only for type Webhook (a Slack or Teams URL carries its own credential)"
 
 
 # --- spec --------------------------------------------------------------------------------------
@@ -663,6 +719,12 @@ class FeatureRolloutSpec(Model):
             if gate.stage is not None and gate.stage > len(self.stages):
                 raise GateStageError(index, f"{gate.stage}: {GATE_STAGE_RANGE_MESSAGE} ({len(self.stages)})")
         return self
+    notifications: list[Receiver] | None = Field(
+        default=None,
+        max_length=MAX_RECEIVERS,
+        description="Receivers told about this rollout's Started, StageAdvanced, WaitingForApproval, "
+        "RolledBack, Succeeded and Aborted, asynchronously: a slow or dead receiver never delays the rollout.",
+    )
 
     @field_validator("stages")
     @classmethod
@@ -813,6 +875,9 @@ class Halt(Model):
     reason: str = Field(max_length=1024, description="BudgetExceeded, NoData, AnalysisError or Aborted.")
     message: str = Field(max_length=4096, description="The metric, its value and its budget; or who aborted.")
     at: datetime = Field(description="When it happened.")
+    metric: str | None = Field(default=None, max_length=63, description="The metric that stopped it, if one did.")
+    value: float | None = Field(default=None, description="That metric's value, when it had one.")
+    budget: str | None = Field(default=None, max_length=256, description="That metric's budget, e.g. `<= 0.01`.")
 
 
 class GateWait(Model):

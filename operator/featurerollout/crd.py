@@ -272,6 +272,14 @@ SPEC_RULES: tuple[tuple[str, dict[str, str]], ...] = (
         {"rule": "has(self.maxIncrease) != has(self.maxRatio)", "message": api.COMPARE_BUDGET_MESSAGE},
     ),
     (
+        "notifications[]",
+        {
+            "rule": "!has(self.tokenSecretRef) || self.type == 'Webhook'",
+            "message": api.RECEIVER_TOKEN_MESSAGE,
+            "fieldPath": ".tokenSecretRef",
+        },
+    ),
+    (
         "analysis.metrics[]",
         {
             "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",

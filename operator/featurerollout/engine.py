@@ -309,9 +309,10 @@ def decide(
 
 
 def plan_hash(spec: FeatureRolloutSpec) -> str:
-    """A hash of the spec without `paused`: the rollout's plan. Defaults are left out, so that a
+    """A hash of the spec without `paused` and `notifications`: the rollout's plan. Defaults are left out, so that a
     later version of the API adding a defaulted field does not look like a change of plan."""
-    plan = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude={"paused"})
+    # Who is told about the rollout is not part of its plan: editing receivers restarts nothing.
+    plan = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude={"paused", "notifications"})
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -639,39 +640,42 @@ class _Work:
             words, brief = _breach_words(metric, value, current.message)
             long = f"{metric.name} {words} {self.where()}"
             short = f"{metric.name} {brief}"
+        # The metric, its value and its budget as fields too, for notifications (notify/).
+        culprit = {"metric": metric.name, "value": current.value, "budget": metric.budget()}
         if self.spec.rollback.automatic:
-            self.roll_back(reason, long, short)
+            self.roll_back(reason, long, short, **culprit)
         else:
             self.halt(reason, long + f"; automatic rollback is off (rollback.automatic: false), so it "
                       f"holds {_pct(self.st.current_weight)}: run {_cli('abort')} to roll back or "
-                      f"{_cli('resume')} to continue", "AnalysisFailing")
+                      f"{_cli('resume')} to continue", "AnalysisFailing", **culprit)
 
     def analysis_broken(self, analysis: Analysis, metric: Metric, current: MetricStatus) -> None:
         long = (f"{metric.name} could not be evaluated {current.consecutive_errors} times in a row, "
                 f"more than consecutiveErrorLimit {analysis.consecutive_error_limit}, {self.where()}: "
                 f"{current.message}")
+        culprit: dict[str, Any] = {"metric": metric.name, "budget": metric.budget()}
         if analysis.on_error == OnError.ROLLBACK:
             self.roll_back("AnalysisError", long + "; onError is Rollback",
-                           f"{metric.name} could not be evaluated")
+                           f"{metric.name} could not be evaluated", **culprit)
         else:
             self.halt("AnalysisError", long + f"; onError is Pause, so it holds "
                       f"{_pct(self.st.current_weight)}: run {_cli('abort')} to roll back or "
-                      f"{_cli('resume')} to continue", "AnalysisError")
+                      f"{_cli('resume')} to continue", "AnalysisError", **culprit)
 
-    def roll_back(self, reason: str, long: str, short: str) -> None:
+    def roll_back(self, reason: str, long: str, short: str, **culprit: Any) -> None:
         weight = self.st.current_weight
         message = f"{long}; rolled back to 0%"
         self.update(phase=Phase.ROLLED_BACK, finished_at=self.now, halt=Halt(reason=reason, message=message,
-                                                                             at=self.now))
+                                                                             at=self.now, **culprit))
         self.apply(0)
         self.terminal_message = f"rolled back: {short} at {_pct(weight)}"
         self.event("Warning", "RolledBack", message)
         self.log = f"rolled back flag {self.spec.flag!r} to 0%: {message}"
 
-    def halt(self, reason: str, message: str, event_reason: str) -> None:
+    def halt(self, reason: str, message: str, event_reason: str, **culprit: Any) -> None:
         if self.st.halt is not None:  # already held for a person: no new alarm
             return
-        self.update(halt=Halt(reason=reason, message=message, at=self.now), phase=Phase.PAUSED)
+        self.update(halt=Halt(reason=reason, message=message, at=self.now, **culprit), phase=Phase.PAUSED)
         self.event("Warning", event_reason, message)
         self.log = f"paused flag {self.spec.flag!r}: {message}"
 

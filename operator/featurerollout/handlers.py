@@ -18,6 +18,7 @@ import kopf
 from featurerollout import GROUP, PLURAL, VERSION
 from featurerollout.control import REQUEST_ANNOTATION
 from featurerollout.kube import Kube, load_config
+from featurerollout.notify import Notifier, kube_secrets
 from featurerollout.reconciler import Reconciler, RolloutKey
 from featurerollout.scheduler import Scheduler
 from featurerollout.targets.webhook import WebhookClients
@@ -50,18 +51,22 @@ class OperatorState:
     fingerprints: dict[RolloutKey, Fingerprint] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     webhooks: WebhookClients = field(default_factory=WebhookClients)
+    notifier: Notifier = field(init=False)
 
     def __post_init__(self) -> None:
-        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks)
+        self.notifier = Notifier(kube_secrets(self.kube))
+        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, notifier=self.notifier)
         self.scheduler = Scheduler(reconciler, concurrency=self.concurrency)
 
     def start(self) -> None:
+        self.notifier.start()
         self.task = asyncio.get_running_loop().create_task(self.scheduler.run(), name="featurerollout-scheduler")
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        await self.notifier.aclose()  # what is queued gets a moment to go out
         await self.webhooks.aclose()
         self.kube.close()
 

@@ -14,7 +14,8 @@ safe and the record honest:
    (mergepatch.py says why), guarded by the resourceVersion that was read (a 409 means someone
    changed the object meanwhile: look again at once; but once the target was written, the same
    status is written onto the fresh object, so that the record always holds what the target does);
-7. then post the Events and the log line, so an Event never claims what the status does not hold.
+7. then post the Events and the log line, so an Event never claims what the status does not hold,
+   and queue the notifications those Events call for (notify/: sent off this path, never awaited).
 
 Every rollout is looked at again at least every `resync` seconds, even one that is finished or
 waiting for a person, so that drift on its target is found and put right.
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from featurerollout import api, engine, gates, gates_webhook, mergepatch, telemetry
+from featurerollout import api, engine, gates, gates_webhook, mergepatch, notify, telemetry
 from featurerollout.control import BadRequest, parse_request
 from featurerollout.events import post_event
 from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
@@ -88,6 +89,7 @@ class Reconciler:
     monotonic: Callable[[], float] = time.monotonic
     resync: float = 300.0  # seconds: the longest a rollout goes without a look at its target
     webhooks: WebhookClients = field(default_factory=WebhookClients)  # one HTTP pool per operator
+    notifier: notify.Notifier | None = None  # None: no notifications are sent
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -311,6 +313,10 @@ class Reconciler:
         for action in decision.actions:
             if isinstance(action, engine.EmitEvent):
                 await post_event(self.kube, body["metadata"], action.type, action.reason, action.message, now)
+        if self.notifier is not None and spec is not None and spec.notifications:
+            # Only queued here, never sent: a receiver cannot delay this or any other rollout.
+            self.notifier.submit(notify.derive(namespace=meta.namespace, rollout=meta.name, flag=spec.flag,
+                                               decision=decision, now=now), spec.notifications)
         if decision.log:
             level = logging.WARNING if after.phase in (api.Phase.ROLLED_BACK, api.Phase.FAILED) else logging.INFO
             log.log(level, "%s/%s: %s", meta.namespace, meta.name, decision.log)

@@ -28,6 +28,13 @@ reconcile_seconds = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 status_writes = Counter("featurerollout_status_writes_total", "Status writes to the API.")
+notifications = Counter(
+    "featurerollout_notifications_total",
+    "Notifications by receiver kind (slack, teams, webhook) and result: sent; failed (after retries, or its "
+    "Secret could not be read); dropped (the queue was full).",
+    ["receiver_kind", "result"],
+)
+notification_queue = Gauge("featurerollout_notification_queue_depth", "Notifications waiting to be sent.")
 
 
 def observe(namespace: str, name: str, flag: str, status: FeatureRolloutStatus) -> None:

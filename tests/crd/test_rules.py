@@ -85,6 +85,7 @@ def test_rule_messages_come_from_api_py() -> None:
         api.GATE_STAGE_MESSAGE,
         api.GATE_TIMEOUT_MESSAGE,
         api.GATE_STAGE_RANGE_MESSAGE,
+        api.RECEIVER_TOKEN_MESSAGE,
     }
 
 

@@ -85,8 +85,9 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
   resources: ["httproutes"]
   verbs: ["get", "update"]
 # Prometheus credentials named by spec.analysis.prometheus.auth.secretName, the webhook
-# target's token and CA (spec.target.webhook.secretRef, caSecretRef), and webhook gates' tokens
-# (spec.gates[].webhook.secretRef).
+# target's token and CA (spec.target.webhook.secretRef, caSecretRef), webhook gates' tokens
+# (spec.gates[].webhook.secretRef), and notification receivers' URLs and tokens
+# (spec.notifications[].secretRef, tokenSecretRef).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
