@@ -256,15 +256,19 @@ def decide(
     measurements: Mapping[str, Measurement] | None = None,
     request: ControlRequest | None = None,
     observed: Observed | None = None,
+    plan: FeatureRolloutSpec | None = None,
 ) -> Decision:
     """The next status, the actions that get there, and when to call again. See the module doc.
 
     `observed` is what the target holds now (read by the handler at this look; None: not read).
+    `plan` is the spec as written when `spec` has its metric templates resolved (metrics/templates.py):
+    the plan is hashed from it, so that editing a template is not a change of plan.
     """
     work = _Work(spec, status, generation, now, observed)
+    work.plan = plan if plan is not None else spec
     if request is not None and status.last_request is not None and status.last_request.id == request.id:
         request = None
-    if plan_changed(spec, status, generation):
+    if plan_changed(work.plan, status, generation):
         work.spec_changed()
     work.check_drift()
     if measurements and spec.analysis is not None and work.started and work.st.phase in ACTIVE_PHASES:
@@ -448,6 +452,7 @@ class _Work:
         observed: Observed | None = None,
     ) -> None:
         self.spec = spec
+        self.plan = spec  # the spec as written (decide() sets it when spec has templates resolved)
         self.observed = observed
         self.st = status
         self.generation = generation
@@ -836,7 +841,7 @@ class _Work:
             message = _message(self.spec, self.st)
         stage = _stage(self.spec, self.st.current_stage).removeprefix("stage ") if self.st.started_at else None
         self.update(message=message, observed_generation=self.generation, stage=stage,
-                    spec_hash=plan_hash(self.spec))
+                    spec_hash=plan_hash(self.plan))
         self.update(conditions=_conditions(self.spec, self.st, self.now, self.generation))
 
         actions: list[Action] = []

@@ -50,9 +50,11 @@ class OperatorState:
     fingerprints: dict[RolloutKey, Fingerprint] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     webhooks: WebhookClients = field(default_factory=WebhookClients)
+    prometheus_address: str | None = None  # --prometheus-address
 
     def __post_init__(self) -> None:
-        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks)
+        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks,
+                                prometheus_address=self.prometheus_address)
         self.scheduler = Scheduler(reconciler, concurrency=self.concurrency)
 
     def start(self) -> None:

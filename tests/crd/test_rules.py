@@ -80,6 +80,8 @@ def test_rule_messages_come_from_api_py() -> None:
         api.METRIC_KIND_MESSAGE,
         api.METRIC_COMPARE_BOUNDS_MESSAGE,
         api.COMPARE_BUDGET_MESSAGE,
+        api.METRIC_ARGS_MESSAGE,
+        api.ARG_NAME_MESSAGE,
     }
 
 
