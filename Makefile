@@ -65,6 +65,7 @@ test: lint typecheck pytest
 crd: $(STAMP) tools
 	$(BIN)/featurerollout crd --output-dir crds
 	cp crds/*.yaml charts/featurerollout/crds/
+	cp examples/metric-templates/*.yaml charts/featurerollout/metric-templates/
 	.cache/bin/helm template featurerollout charts/featurerollout --namespace featurerollout-system > deploy/featurerollout.yaml
 
 ## docs/simulate.png (in the README): `featurerollout simulate` over the test data (a week with one
