@@ -495,8 +495,8 @@ class Metric(Model):
         """The budget in words, e.g. `<= 0.01`, `within [0.9, 1]` or `treatment <= 1.5x control`."""
         if self.compare is not None:
             return self.compare.budget()
-        if self.min is None and self.max is None:
-            return "(its template's budget, not resolved)"
+        if self.min is None and self.max is None and self.template_ref is not None:
+            return f"{self.template_ref.kind} {self.template_ref.name}'s budget"
         if self.min is not None and self.max is not None:
             return f"within [{self.min:g}, {self.max:g}]"
         if self.max is not None:

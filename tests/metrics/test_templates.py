@@ -111,7 +111,7 @@ def test_resolve_keeps_plain_metrics_and_the_order() -> None:
     assert resolution.metrics["errors"].metric.query == QUERY
     assert resolution.metrics["other"].error is not None
     # The engine's view of an unresolved metric says so in words, instead of crashing on no bounds.
-    assert resolution.metrics["other"].metric.budget() == "(its template's budget, not resolved)"
+    assert resolution.metrics["other"].metric.budget() == "ClusterMetricTemplate gone's budget"
 
 
 def test_args_render_in_one_pass() -> None:
