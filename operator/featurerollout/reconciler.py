@@ -168,7 +168,7 @@ class Reconciler:
             observed=observed, plan=spec,
         )
         if resolution is not None:
-            decision = replace(decision, status=record_templates(decision.status, resolution, measurements))
+            decision = replace(decision, status=record_templates(decision.status, resolution, measurements, now))
         spec = decided
         writes = any(isinstance(a, engine.SetWeight) for a in decision.actions)
         if read_error is not None and not writes:

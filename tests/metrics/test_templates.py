@@ -126,3 +126,27 @@ def test_args_placeholders_without_args_are_unknown_variables() -> None:
     with pytest.raises(MissingTemplateArgument, match=r"no value for \{\{args.job\}\}"):
         render_query(QUERY, flag="f", name="n", namespace="ns", interval=timedelta(seconds=1),
                      args={"variant": "on"})
+
+
+def test_the_status_records_the_template_only_for_this_looks_evaluations() -> None:
+    from datetime import UTC, datetime
+
+    from featurerollout.measurement import Measurement
+    from featurerollout.metrics.template_reader import record_templates
+
+    earlier, now = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    spec = api.parse_spec({"flag": "f", "target": {"configMap": {"name": "c"}},
+                           "analysis": {"metrics": [metric().to_wire()]}})
+    resolution = resolve(spec, {(CLUSTER, "error-rate"): template(generation=4)}, "shop")
+    old = api.TemplateUsed(kind=CLUSTER, name="error-rate", generation=3)
+    measured = {"errors": Measurement.of(0.001)}
+
+    def status_at(evaluated: datetime) -> api.FeatureRolloutStatus:
+        return api.FeatureRolloutStatus(last_analysis_at=evaluated, metrics=[
+            api.MetricStatus(name="errors", result=api.MetricResult.PASSED, evaluated_at=evaluated, template=old)])
+
+    fresh = record_templates(status_at(now), resolution, measured, now)
+    assert fresh.metrics[0].template == api.TemplateUsed(kind=CLUSTER, name="error-rate", generation=4)
+    # The engine took no evaluation at this look (e.g. not started): the old record stands.
+    assert record_templates(status_at(earlier), resolution, measured, now).metrics[0].template == old
+    assert record_templates(status_at(now), resolution, None, now).metrics[0].template == old

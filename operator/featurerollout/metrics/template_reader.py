@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -146,11 +146,13 @@ async def measure_resolution(
 
 
 def record_templates(
-    status: api.FeatureRolloutStatus, resolution: Resolution | None, measured: Mapping[str, Measurement] | None
+    status: api.FeatureRolloutStatus, resolution: Resolution | None, measured: Mapping[str, Measurement] | None,
+    now: datetime,
 ) -> api.FeatureRolloutStatus:
-    """The status with `metrics[].template` set on the evaluations this look made: which template, and
-    which generation of it, each used. Earlier evaluations keep what they recorded."""
-    if resolution is None or not measured:
+    """The status with `metrics[].template` set on the evaluations this look made (at `now`): which
+    template, and which generation of it, each used. Earlier evaluations keep what they recorded,
+    also when the engine took no evaluation from this look's measurements."""
+    if resolution is None or not measured or status.last_analysis_at != now:
         return status
     metrics = []
     for metric in status.metrics:
