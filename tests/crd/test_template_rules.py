@@ -196,3 +196,24 @@ def test_a_template_needs_a_query() -> None:
     assert any(e.startswith("spec: ") and "query" in e for e in template_errors(CLUSTER_METRIC_TEMPLATE, spec))
     refusal = real_template_refusal(CLUSTER_METRIC_TEMPLATE, spec)
     assert crd_helpers.REAL_SERVER is None or (refusal is not None and "spec.query" in refusal)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_committed_crd_is_what_the_models_render(kind: Kind) -> None:
+    from pathlib import Path
+
+    from featurerollout.crd import render_crd_yaml
+
+    committed = Path(__file__).resolve().parents[2] / "crds" / kind.file_name
+    assert committed.read_text(encoding="utf-8") == render_crd_yaml(kind), (
+        f"crds/{kind.file_name} is out of date with api.py: run `make crd` and commit it")
+
+
+def test_crd_all_prints_every_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from featurerollout.cli import main
+
+    assert main(["crd", "--all"]) == 0
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert [d["spec"]["names"]["kind"] for d in docs] == [k.kind for k in KINDS]
