@@ -264,11 +264,13 @@ class Reconciler:
         finally:
             await provider.aclose()
 
-    async def _credentials(self, spec: api.PrometheusProvider, namespace: str) -> PrometheusCredentials | None:
+    async def _credentials(
+        self, spec: api.PrometheusProvider, namespace: str, field: str = "spec.analysis.prometheus.auth"
+    ) -> PrometheusCredentials | None:
         if spec.auth is None:
             return None
         # Always the rollout's namespace, a ClusterMetricTemplate's auth too (docs/metric-templates.md).
-        where = f"Secret {namespace}/{spec.auth.secret_name} (prometheus.auth)"
+        where = f"Secret {namespace}/{spec.auth.secret_name} ({field})"
         try:
             secret = await self.kube.call(self.kube.core.read_namespaced_secret, spec.auth.secret_name, namespace)
         except Exception as error:

@@ -69,7 +69,8 @@ async def read_templates(
     return dict(zip(keys, found, strict=True))
 
 
-CredentialsFor = Callable[[api.PrometheusProvider, str], Awaitable[PrometheusCredentials | None]]
+# (provider, the rollout's namespace, the field that named the provider's auth) -> credentials
+CredentialsFor = Callable[[api.PrometheusProvider, str, str], Awaitable[PrometheusCredentials | None]]
 
 
 async def measure_resolution(
@@ -88,7 +89,7 @@ async def measure_resolution(
     analysis = resolution.spec.analysis
     assert analysis is not None
     results: dict[str, Measurement] = {}
-    groups: dict[str, tuple[api.PrometheusProvider, list[str]]] = {}
+    groups: dict[str, tuple[api.PrometheusProvider, list[str], str]] = {}
     fallback = analysis.prometheus
     if fallback is None and default_address is not None:
         fallback = api.PrometheusProvider(address=default_address)
@@ -101,11 +102,14 @@ async def measure_resolution(
         if where is None:
             results[metric.name] = Measurement.error(f"metric {metric.name!r}: {NO_PROMETHEUS}")
             continue
-        groups.setdefault(where.model_dump_json(), (where, []))[1].append(metric.name)
+        field = "spec.analysis.prometheus.auth"
+        if resolved.prometheus is not None and resolved.template is not None:
+            field = f"{describe(resolved.template.kind, resolved.template.name, namespace)}: spec.prometheus.auth"
+        groups.setdefault(where.model_dump_json(), (where, [], field))[1].append(metric.name)
 
-    async def measure_group(where: api.PrometheusProvider, names: list[str]) -> dict[str, Measurement]:
+    async def measure_group(where: api.PrometheusProvider, names: list[str], field: str) -> dict[str, Measurement]:
         try:
-            credentials = await credentials_for(where, namespace)
+            credentials = await credentials_for(where, namespace, field)
         except InvalidCredentials as error:
             return {n: Measurement.error(str(error)) for n in names}
         provider = provider_for(where, credentials)
@@ -140,7 +144,7 @@ async def measure_resolution(
         finally:
             await provider.aclose()
 
-    for part in await asyncio.gather(*(measure_group(w, n) for w, n in groups.values())):
+    for part in await asyncio.gather(*(measure_group(w, n, f) for w, n, f in groups.values())):
         results.update(part)
     return results
 
