@@ -61,10 +61,11 @@ unit: $(STAMP)
 
 test: lint typecheck pytest
 
-## regenerate crds/featurerollouts.yaml from the pydantic models
+## regenerate crds/*.yaml (FeatureRollout, MetricTemplate, ClusterMetricTemplate) from the pydantic models
 crd: $(STAMP) tools
-	$(BIN)/featurerollout crd > crds/featurerollouts.yaml
-	cp crds/featurerollouts.yaml charts/featurerollout/crds/
+	$(BIN)/featurerollout crd --output-dir crds
+	cp crds/*.yaml charts/featurerollout/crds/
+	cp examples/metric-templates/*.yaml charts/featurerollout/metric-templates/
 	.cache/bin/helm template featurerollout charts/featurerollout --namespace featurerollout-system > deploy/featurerollout.yaml
 
 ## docs/simulate.png (in the README): `featurerollout simulate` over the test data (a week with one

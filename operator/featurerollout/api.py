@@ -23,8 +23,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -37,6 +40,8 @@ MAX_QUERY_LENGTH = 10_000
 MAX_NAME_LENGTH = 253
 MAX_FLAG_LENGTH = 253
 MAX_HEADERS = 20
+MAX_TEMPLATE_ARGS = 20
+MAX_ARG_VALUE_LENGTH = 1024
 
 # --- Go-style durations ------------------------------------------------------------------------
 
@@ -389,6 +394,23 @@ class Compare(Model):
 COMPARE_BUDGET_MESSAGE = "set exactly one of maxIncrease and maxRatio"
 
 
+class TemplateKind(StrEnum):
+    """The two kinds of metric template: one namespace's, or the whole cluster's."""
+
+    METRIC_TEMPLATE = "MetricTemplate"
+    CLUSTER_METRIC_TEMPLATE = "ClusterMetricTemplate"
+
+
+class TemplateRef(Model):
+    """A metric template by name: a MetricTemplate in the FeatureRollout's namespace (the default) or a
+    ClusterMetricTemplate."""
+
+    name: ObjectName = Field(description="The template's name.")
+    kind: TemplateKind = Field(
+        default=TemplateKind.METRIC_TEMPLATE, description="MetricTemplate (default) or ClusterMetricTemplate."
+    )
+
+
 class Metric(Model):
     """One error budget: a PromQL query that yields one number and the range it must stay in, or a
     comparison of the flag's users with everyone else (`compare`)."""
@@ -407,19 +429,58 @@ class Metric(Model):
         default=None,
         description="Compare the treatment's error rate with the control's, sequentially. Set this or query.",
     )
+    template_ref: TemplateRef | None = Field(
+        default=None,
+        description="A MetricTemplate (in this namespace) or ClusterMetricTemplate whose query, provider and "
+        "budget this metric uses; max, min and failureLimit set here override the template's. "
+        "Set this, query or compare.",
+    )
+    args: dict[str, Annotated[str, Field(max_length=MAX_ARG_VALUE_LENGTH)]] | None = Field(
+        default=None,
+        max_length=MAX_TEMPLATE_ARGS,
+        description="Values for the template's {{args.NAME}} placeholders (templateRef only).",
+    )
     max: float | None = Field(default=None, description="The budget's upper bound: a value above it fails.")
     min: float | None = Field(default=None, description="The budget's lower bound: a value below it fails.")
     failure_limit: int = Field(
         default=0,
         ge=0,
         le=1000,
-        description="Consecutive failed evaluations tolerated; one more rolls back.",
+        description="Consecutive failed evaluations tolerated; one more rolls back. Default 0, or the "
+        "template's with templateRef.",
+        # No schema default: with templateRef, an unset failureLimit takes the template's, so the API
+        # server must store it as unset (the models read unset as 0 for the other kinds).
+        json_schema_extra=lambda schema: schema.pop("default", None),  # type: ignore[arg-type]
     )
+
+    @model_serializer(mode="wrap")
+    def _unset_failure_limit_left_out(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # The wire form matches what the API server stores (no default for failureLimit): unset stays unset.
+        data = handler(self)
+        if isinstance(data, dict) and "failure_limit" not in self.model_fields_set:
+            data.pop("failureLimit", None)
+            data.pop("failure_limit", None)
+        return data
+
+    @field_validator("args")
+    @classmethod
+    def _arg_names(cls, args: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+        if args is not None and info.data.get("template_ref") is None:
+            raise ValueError(METRIC_ARGS_MESSAGE)
+        for key in args or {}:
+            if not re.match(ARG_NAME_PATTERN, key):
+                raise ValueError(f"{key!r}: {ARG_NAME_MESSAGE}")
+        return args
 
     @model_validator(mode="after")
     def _has_a_bound(self) -> Metric:
-        if (self.query is None) == (self.compare is None):
+        if [self.query, self.compare, self.template_ref].count(None) != 2:
             raise ValueError(METRIC_KIND_MESSAGE)
+        if self.template_ref is not None:
+            # The budget may come from the template: checked when it is resolved.
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
+            return self
         if self.compare is not None:
             if self.min is not None or self.max is not None:
                 raise ValueError(METRIC_COMPARE_BOUNDS_MESSAGE)
@@ -434,6 +495,8 @@ class Metric(Model):
         """The budget in words, e.g. `<= 0.01`, `within [0.9, 1]` or `treatment <= 1.5x control`."""
         if self.compare is not None:
             return self.compare.budget()
+        if self.min is None and self.max is None and self.template_ref is not None:
+            return f"{self.template_ref.kind} {self.template_ref.name}'s budget"
         if self.min is not None and self.max is not None:
             return f"within [{self.min:g}, {self.max:g}]"
         if self.max is not None:
@@ -441,7 +504,10 @@ class Metric(Model):
         return f">= {self.min:g}"
 
 
-METRIC_KIND_MESSAGE = "set exactly one of query and compare"
+METRIC_KIND_MESSAGE = "set exactly one of query, compare and templateRef"
+METRIC_ARGS_MESSAGE = "args apply only to a metric with templateRef"
+ARG_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ARG_NAME_MESSAGE = "argument names are letters, digits and _, not starting with a digit"
 METRIC_COMPARE_BOUNDS_MESSAGE = (
     "min and max do not apply to a compare metric: set compare.maxIncrease or compare.maxRatio"
 )
@@ -454,7 +520,11 @@ class Analysis(Model):
     """The error budgets, evaluated every `interval` while the rollout progresses."""
 
     interval: Duration = Field(default="1m", description="How often every metric is evaluated (>= 1s).")
-    prometheus: PrometheusProvider = Field(description="The Prometheus server to query.")
+    prometheus: PrometheusProvider | None = Field(
+        default=None,
+        description="The Prometheus server to query. Omitted: a metric template's own, else the operator's "
+        "--prometheus-address.",
+    )
     metrics: list[Metric] = Field(
         min_length=1, max_length=MAX_METRICS, description="The error budgets. Names are unique."
     )
@@ -789,6 +859,16 @@ class ArmStatus(Model):
     total: float = Field(ge=0, description="All requests.")
 
 
+class TemplateUsed(Model):
+    """The metric template an evaluation used: which one, and which generation of it."""
+
+    kind: TemplateKind = Field(description="MetricTemplate or ClusterMetricTemplate.")
+    name: str = Field(max_length=MAX_NAME_LENGTH, description="The template's name.")
+    generation: int | None = Field(
+        default=None, ge=0, description="Its metadata.generation when it was read; unset when it could not be read."
+    )
+
+
 class MetricStatus(Model):
     """The last evaluation of one metric."""
 
@@ -807,6 +887,9 @@ class MetricStatus(Model):
         default=None, max_length=4096, description="Why, for NoData and Error; a compare metric's evidence."
     )
     evaluated_at: datetime | None = Field(default=None, description="When it was last evaluated.")
+    template: TemplateUsed | None = Field(
+        default=None, description="With templateRef: the template and generation this evaluation used."
+    )
 
 
 class ConditionStatus(StrEnum):
@@ -990,6 +1073,82 @@ class FeatureRollout(BaseModel):
     metadata: ObjectMeta
     spec: FeatureRolloutSpec
     status: FeatureRolloutStatus = Field(default_factory=FeatureRolloutStatus)
+
+
+# --- metric templates (MetricTemplate, ClusterMetricTemplate) ---------------------------------
+
+
+class TemplateArg(Model):
+    """An argument of a metric template, used in its query as `{{args.NAME}}`."""
+
+    name: str = Field(
+        min_length=1, max_length=63, pattern=ARG_NAME_PATTERN, description="The argument's name."
+    )
+    value: str | None = Field(
+        default=None,
+        max_length=MAX_ARG_VALUE_LENGTH,
+        description="Its default value. Omitted: every metric that uses the template must give it in args.",
+    )
+
+
+class MetricTemplateSpec(Model):
+    """A named query shared by many rollouts, with its Prometheus and its default budget."""
+
+    query: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
+        description="PromQL yielding one number. Variables: {{flag}}, {{name}}, {{namespace}} (the "
+        "FeatureRollout's), {{interval}}, {{window}}, and {{args.NAME}} from the metric's args or the "
+        "template's defaults.",
+    )
+    args: list[TemplateArg] = Field(
+        default_factory=list,
+        max_length=MAX_TEMPLATE_ARGS,
+        description="The arguments, with optional defaults. A metric may give only these and the "
+        "{{args.NAME}} the query uses.",
+    )
+    prometheus: PrometheusProvider | None = Field(
+        default=None,
+        description="The Prometheus server to query. Omitted: the rollout's spec.analysis.prometheus, else "
+        "the operator's --prometheus-address. An auth Secret is read from the FeatureRollout's namespace.",
+    )
+    max: float | None = Field(default=None, description="The default budget's upper bound.")
+    min: float | None = Field(default=None, description="The default budget's lower bound.")
+    failure_limit: int | None = Field(
+        default=None, ge=0, le=1000, description="The default failureLimit (omitted: 0)."
+    )
+
+    @field_validator("args")
+    @classmethod
+    def _arg_names_unique(cls, args: list[TemplateArg]) -> list[TemplateArg]:
+        seen: set[str] = set()
+        for arg in args:
+            if arg.name in seen:
+                raise ValueError(f"{TEMPLATE_ARGS_UNIQUE_MESSAGE}: {arg.name!r} appears more than once")
+            seen.add(arg.name)
+        return args
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> MetricTemplateSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
+        return self
+
+
+TEMPLATE_ARGS_UNIQUE_MESSAGE = "argument names must be unique"
+
+
+class MetricTemplate(BaseModel):
+    """A MetricTemplate or ClusterMetricTemplate as read from the API server."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: Literal["featurerollout.io/v1alpha1"] = Field(
+        default="featurerollout.io/v1alpha1", alias="apiVersion"
+    )
+    kind: TemplateKind = TemplateKind.METRIC_TEMPLATE
+    metadata: ObjectMeta
+    spec: MetricTemplateSpec
 
 
 # --- errors that name the field ----------------------------------------------------------------

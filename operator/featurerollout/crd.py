@@ -1,4 +1,5 @@
-"""Render the FeatureRollout CustomResourceDefinition from the pydantic models in `api.py`.
+"""Render the CustomResourceDefinitions (FeatureRollout, MetricTemplate, ClusterMetricTemplate) from
+the pydantic models in `api.py`.
 
 The models are the one source of truth. Their JSON Schema (draft 2020-12) is turned into the
 structural OpenAPI v3.0 schema kube-apiserver requires: every `$ref` inlined, `Optional[X]` as X
@@ -8,7 +9,7 @@ default in the wire form the operator reads back (kube-apiserver applies schema 
 they must equal the models' defaults). The cross-field rules become CEL `x-kubernetes-validations`
 written in standard CEL only, with the messages `api.py` uses.
 
-`featurerollout crd` prints it; `make crd` writes it to `crds/featurerollouts.yaml`.
+`featurerollout crd` prints one (`--all`: every one); `make crd` writes each to `crds/<plural>.yaml`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import copy
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +225,18 @@ SPEC_RULES: tuple[tuple[str, dict[str, str]], ...] = (
     ),
     (
         "analysis.metrics[]",
-        {"rule": "has(self.query) != has(self.compare)", "message": api.METRIC_KIND_MESSAGE},
+        {
+            "rule": "(has(self.query) ? 1 : 0) + (has(self.compare) ? 1 : 0) + (has(self.templateRef) ? 1 : 0) == 1",
+            "message": api.METRIC_KIND_MESSAGE,
+        },
+    ),
+    (
+        "analysis.metrics[]",
+        {"rule": "!has(self.args) || has(self.templateRef)", "message": api.METRIC_ARGS_MESSAGE, "fieldPath": ".args"},
+    ),
+    (
+        "analysis.metrics[].args",
+        {"rule": f"self.all(k, k.matches('{api.ARG_NAME_PATTERN}'))", "message": api.ARG_NAME_MESSAGE},
     ),
     (
         "gates",
@@ -345,54 +358,140 @@ PRINTER_COLUMNS: tuple[dict[str, Any], ...] = (
 )
 
 
-def render_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition (apiextensions.k8s.io/v1) as a dict."""
-    spec = _spec_schema()
-    spec["description"] = api.FeatureRolloutSpec.__doc__ or ""
-    status = _status_schema()
-    status["description"] = api.FeatureRolloutStatus.__doc__ or ""
+TEMPLATE_SPEC_RULES: tuple[tuple[str, dict[str, str]], ...] = (
+    (
+        "",
+        {
+            "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "message": api.METRIC_MIN_MAX_MESSAGE,
+            "fieldPath": ".min",
+        },
+    ),
+    (
+        "args",
+        {"rule": "self.all(a, self.exists_one(b, b.name == a.name))", "message": api.TEMPLATE_ARGS_UNIQUE_MESSAGE},
+    ),
+)
+
+TEMPLATE_PRINTER_COLUMNS: tuple[dict[str, Any], ...] = (
+    {"name": "Max", "type": "number", "jsonPath": ".spec.max", "description": "The default upper bound."},
+    {"name": "Min", "type": "number", "jsonPath": ".spec.min", "description": "The default lower bound."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Query",
+        "type": "string",
+        "jsonPath": ".spec.query",
+        "priority": 1,
+        "description": "The query template.",
+    },
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One custom resource kind of the API group, and what its CRD is rendered from."""
+
+    kind: str
+    plural: str
+    singular: str
+    scope: str  # Namespaced | Cluster
+    spec_model: type[BaseModel]
+    spec_rules: tuple[tuple[str, dict[str, str]], ...]
+    printer_columns: tuple[dict[str, Any], ...]
+    description: str
+    status_model: type[BaseModel] | None = None
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    @property
+    def file_name(self) -> str:
+        """Where `make crd` writes it, under crds/."""
+        return f"{self.plural}.yaml"
+
+
+FEATURE_ROLLOUT = Kind(
+    kind=KIND, plural=PLURAL, singular=SINGULAR, scope="Namespaced", spec_model=api.FeatureRolloutSpec,
+    spec_rules=SPEC_RULES, printer_columns=PRINTER_COLUMNS, status_model=api.FeatureRolloutStatus,
+    short_names=SHORT_NAMES, categories=CATEGORIES,
+    description="A FeatureRollout rolls a feature flag out in stages and rolls it back when its error budgets "
+    "in Prometheus are exhausted.",
+)
+# Two kinds with one schema, as Argo Rollouts' AnalysisTemplate/ClusterAnalysisTemplate and Kubernetes'
+# Role/ClusterRole: RBAC can let a team write its own namespace's templates and keep the cluster's
+# to the platform team (docs/metric-templates.md). No status: the operator only reads them.
+METRIC_TEMPLATE = Kind(
+    kind="MetricTemplate", plural="metrictemplates", singular="metrictemplate", scope="Namespaced",
+    spec_model=api.MetricTemplateSpec, spec_rules=TEMPLATE_SPEC_RULES, printer_columns=TEMPLATE_PRINTER_COLUMNS,
+    short_names=("mtpl",),
+    description="A MetricTemplate holds one query, its Prometheus and a default budget, shared by the "
+    "FeatureRollouts of its namespace (spec.analysis.metrics[].templateRef).",
+)
+CLUSTER_METRIC_TEMPLATE = Kind(
+    kind="ClusterMetricTemplate", plural="clustermetrictemplates", singular="clustermetrictemplate",
+    scope="Cluster", spec_model=api.MetricTemplateSpec, spec_rules=TEMPLATE_SPEC_RULES,
+    printer_columns=TEMPLATE_PRINTER_COLUMNS, short_names=("cmtpl",),
+    description="A ClusterMetricTemplate holds one query, its Prometheus and a default budget, shared by "
+    "the FeatureRollouts of every namespace (templateRef with kind: ClusterMetricTemplate).",
+)
+KINDS: tuple[Kind, ...] = (FEATURE_ROLLOUT, METRIC_TEMPLATE, CLUSTER_METRIC_TEMPLATE)
+
+
+def _kind_spec_schema(kind: Kind) -> dict[str, Any]:
+    if kind is FEATURE_ROLLOUT:
+        return _spec_schema()
+    schema = structural_schema(kind.spec_model)
+    for path, rule in kind.spec_rules:
+        schema_node(schema, path).setdefault("x-kubernetes-validations", []).append(dict(rule))
+    return schema
+
+
+def render_crd(kind: Kind = FEATURE_ROLLOUT) -> dict[str, Any]:
+    """The CustomResourceDefinition (apiextensions.k8s.io/v1) of one kind as a dict."""
+    spec = _kind_spec_schema(kind)
+    spec["description"] = kind.spec_model.__doc__ or ""
+    properties: dict[str, Any] = {
+        "apiVersion": {
+            "description": "The versioned schema of this representation of an object.",
+            "type": "string",
+        },
+        "kind": {"description": "The REST resource this object represents.", "type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec,
+    }
+    if kind.status_model is not None:
+        status = _status_schema()
+        status["description"] = kind.status_model.__doc__ or ""
+        properties["status"] = status
     root: dict[str, Any] = {
-        "description": "A FeatureRollout rolls a feature flag out in stages and rolls it back when "
-        "its error budgets in Prometheus are exhausted.",
+        "description": kind.description,
         "type": "object",
         "required": ["spec"],
-        "properties": {
-            "apiVersion": {
-                "description": "The versioned schema of this representation of an object.",
-                "type": "string",
-            },
-            "kind": {"description": "The REST resource this object represents.", "type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
+        "properties": properties,
     }
+    names: dict[str, Any] = {
+        "kind": kind.kind,
+        "listKind": f"{kind.kind}List",
+        "plural": kind.plural,
+        "singular": kind.singular,
+    }
+    if kind.short_names:
+        names["shortNames"] = list(kind.short_names)
+    if kind.categories:
+        names["categories"] = list(kind.categories)
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if kind.status_model is not None:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = [dict(c) for c in kind.printer_columns]
+    version["schema"] = {"openAPIV3Schema": _ordered(root)}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
-                "categories": list(CATEGORIES),
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [dict(c) for c in PRINTER_COLUMNS],
-                    "schema": {"openAPIV3Schema": _ordered(root)},
-                }
-            ],
-        },
+        "metadata": {"name": kind.crd_name},
+        "spec": {"group": GROUP, "names": names, "scope": kind.scope, "versions": [version]},
     }
 
 
@@ -411,12 +510,18 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
-def render_crd_yaml() -> str:
-    """The CRD as the YAML committed in `crds/featurerollouts.yaml`, header comment included."""
+def render_crd_yaml(kind: Kind = FEATURE_ROLLOUT) -> str:
+    """One kind's CRD as the YAML committed in `crds/<plural>.yaml`, header comment included."""
     body = yaml.dump(
-        render_crd(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False
+        render_crd(kind), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100,
+        default_flow_style=False,
     )
     return HEADER + "---\n" + body
+
+
+def render_all_yaml() -> str:
+    """Every kind's CRD, one YAML document each (`featurerollout crd --all | kubectl apply -f -`)."""
+    return "".join(render_crd_yaml(kind) for kind in KINDS)
 
 
 def iter_validations(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -433,7 +538,12 @@ def iter_validations(schema: dict[str, Any], path: str = "") -> Iterator[tuple[s
 
 
 def _run(args: argparse.Namespace) -> int:
-    text = render_crd_yaml()
+    if args.output_dir is not None:
+        # `make crd`: one file per kind, so that `kubectl apply -f crds/` installs them all.
+        for kind in KINDS:
+            (Path(args.output_dir) / kind.file_name).write_text(render_crd_yaml(kind), encoding="utf-8")
+        return 0
+    text = render_all_yaml() if args.all else render_crd_yaml(_KINDS_BY_NAME[args.kind])
     if args.check is not None:
         committed = Path(args.check).read_text(encoding="utf-8") if Path(args.check).exists() else ""
         if committed != text:
@@ -447,6 +557,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+_KINDS_BY_NAME: dict[str, Kind] = {kind.kind: kind for kind in KINDS}
+
+
 def add_parser(subparsers: Any) -> None:
     """Register `featurerollout crd`."""
     parser = subparsers.add_parser(
@@ -456,7 +569,15 @@ def add_parser(subparsers: Any) -> None:
         "as YAML: `featurerollout crd | kubectl apply -f -`. `make crd` writes it to "
         "crds/featurerollouts.yaml.",
     )
+    parser.add_argument(
+        "--kind", choices=sorted(_KINDS_BY_NAME), default=KIND,
+        help="which kind's CRD (default: FeatureRollout)",
+    )
+    parser.add_argument("--all", action="store_true", help="every kind's CRD, one YAML document each")
     target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--output-dir", metavar="DIR", help="write every kind's CRD to DIR/<plural>.yaml (make crd)"
+    )
     target.add_argument("-o", "--output", metavar="FILE", help="write the CRD to FILE instead of stdout")
     target.add_argument(
         "--check",

@@ -281,16 +281,20 @@ def decide(
     request: ControlRequest | None = None,
     observed: Observed | None = None,
     gate_checks: Mapping[str, gates.GateCheck] | None = None,
+    plan: FeatureRolloutSpec | None = None,
 ) -> Decision:
     """The next status, the actions that get there, and when to call again. See the module doc.
 
     `observed` is what the target holds now (read by the handler at this look; None: not read).
     `gate_checks`: what the webhook gate that `gates.webhook_due()` named answered at this look.
+    `plan` is the spec as written when `spec` has its metric templates resolved (metrics/templates.py):
+    the plan is hashed from it, so that editing a template is not a change of plan.
     """
     work = _Work(spec, status, generation, now, observed, gate_checks)
+    work.plan = plan if plan is not None else spec
     if request is not None and status.last_request is not None and status.last_request.id == request.id:
         request = None
-    if plan_changed(spec, status, generation):
+    if plan_changed(work.plan, status, generation):
         work.spec_changed()
     work.check_drift()
     if measurements and spec.analysis is not None and work.started and work.st.phase in ACTIVE_PHASES:
@@ -475,6 +479,7 @@ class _Work:
         observed: Observed | None = None, gate_checks: Mapping[str, gates.GateCheck] | None = None,
     ) -> None:
         self.spec = spec
+        self.plan = spec  # the spec as written (decide() sets it when spec has templates resolved)
         self.observed = observed
         self.gate_checks = dict(gate_checks or {})
         self.st = status
@@ -945,7 +950,7 @@ class _Work:
             message = _message(self.spec, self.st)
         stage = _stage(self.spec, self.st.current_stage).removeprefix("stage ") if self.st.started_at else None
         self.update(message=message, observed_generation=self.generation, stage=stage,
-                    spec_hash=plan_hash(self.spec))
+                    spec_hash=plan_hash(self.plan))
         self.update(conditions=_conditions(self.spec, self.st, self.now, self.generation))
 
         actions: list[Action] = []

@@ -51,11 +51,13 @@ class OperatorState:
     fingerprints: dict[RolloutKey, Fingerprint] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     webhooks: WebhookClients = field(default_factory=WebhookClients)
+    prometheus_address: str | None = None  # --prometheus-address
     notifier: Notifier = field(init=False)
 
     def __post_init__(self) -> None:
         self.notifier = Notifier(kube_secrets(self.kube))
-        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, notifier=self.notifier)
+        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, notifier=self.notifier,
+                                prometheus_address=self.prometheus_address)
         self.scheduler = Scheduler(reconciler, concurrency=self.concurrency)
 
     def start(self) -> None:

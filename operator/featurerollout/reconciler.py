@@ -30,7 +30,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,8 @@ from featurerollout.metrics.prometheus import (
     credentials_from_secret,
 )
 from featurerollout.metrics.provider import measure_all
+from featurerollout.metrics.template_reader import measure_resolution, read_templates, record_templates
+from featurerollout.metrics.templates import Resolution, resolve, template_refs
 from featurerollout.targets import Target, TargetError, target_for
 from featurerollout.targets.base import Owner, check_owner
 from featurerollout.targets.webhook import WebhookClients
@@ -90,6 +92,7 @@ class Reconciler:
     resync: float = 300.0  # seconds: the longest a rollout goes without a look at its target
     webhooks: WebhookClients = field(default_factory=WebhookClients)  # one HTTP pool per operator
     notifier: notify.Notifier | None = None  # None: no notifications are sent
+    prometheus_address: str | None = None  # --prometheus-address: for metrics that name no Prometheus
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -153,9 +156,13 @@ class Reconciler:
             except TargetError as error:
                 read_error = error
 
+        # Metric templates are read at every look, so that an edit counts from the next evaluation;
+        # the engine decides on the resolved spec, and hashes the plan from the spec as written.
+        resolution = await self._resolve(spec, meta)
+        decided = resolution.spec if resolution is not None else spec
         measurements: dict[str, Measurement] | None = None
-        if engine.analysis_due(spec, status, self.clock()):
-            measurements = await self._measure(spec, meta, status)
+        if engine.analysis_due(decided, status, self.clock()):
+            measurements = await self._measure(decided, meta, status, resolution)
 
         gate_checks: dict[str, gates.GateCheck] | None = None
         gate = gates.webhook_due(spec, status, self.clock())
@@ -167,9 +174,12 @@ class Reconciler:
 
         now = self.clock()
         decision = engine.decide(
-            spec, status, generation=meta.generation, now=now, measurements=measurements, request=request,
-            observed=observed, gate_checks=gate_checks,
+            decided, status, generation=meta.generation, now=now, measurements=measurements, request=request,
+            observed=observed, gate_checks=gate_checks, plan=spec,
         )
+        if resolution is not None:
+            decision = replace(decision, status=record_templates(decision.status, resolution, measurements, now))
+        spec = decided
         writes = any(isinstance(a, engine.SetWeight) for a in decision.actions)
         if read_error is not None and not writes:
             # The target could not be read (gone, broken JSON): say so, as a failed write would.
@@ -229,13 +239,28 @@ class Reconciler:
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
+    async def _resolve(self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta) -> Resolution | None:
+        """The spec with its templateRef metrics resolved (None: it uses no template)."""
+        keys = template_refs(spec)
+        if not keys:
+            return None
+        templates = await read_templates(self.kube, meta.namespace, keys)
+        return resolve(spec, templates, meta.namespace)
+
     async def _measure(
-        self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus
+        self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus,
+        resolution: Resolution | None = None,
     ) -> dict[str, Measurement]:
         analysis = spec.analysis
         assert analysis is not None
         # {{window}}: the stage so far, for the counts a compare metric's sequential test needs.
         window = self.clock() - status.stage_started_at if status.stage_started_at is not None else None
+        if resolution is not None or analysis.prometheus is None:
+            return await measure_resolution(
+                resolution or resolve(spec, {}, meta.namespace), default_address=self.prometheus_address,
+                credentials_for=self._credentials, flag=spec.flag, name=meta.name, namespace=meta.namespace,
+                window=window,
+            )
         try:
             credentials = await self._credentials(analysis.prometheus, meta.namespace)
         except InvalidCredentials as error:
@@ -249,10 +274,13 @@ class Reconciler:
         finally:
             await provider.aclose()
 
-    async def _credentials(self, spec: api.PrometheusProvider, namespace: str) -> PrometheusCredentials | None:
+    async def _credentials(
+        self, spec: api.PrometheusProvider, namespace: str, field: str = "spec.analysis.prometheus.auth"
+    ) -> PrometheusCredentials | None:
         if spec.auth is None:
             return None
-        where = f"Secret {namespace}/{spec.auth.secret_name} (spec.analysis.prometheus.auth)"
+        # Always the rollout's namespace, a ClusterMetricTemplate's auth too (docs/metric-templates.md).
+        where = f"Secret {namespace}/{spec.auth.secret_name} ({field})"
         try:
             secret = await self.kube.call(self.kube.core.read_namespaced_secret, spec.auth.secret_name, namespace)
         except Exception as error:

@@ -55,7 +55,19 @@ def add_parser(subparsers: Any) -> None:
         "--concurrency", type=int, default=64,
         help="rollouts worked on at once (each waits mostly on I/O; default 64)",
     )
+    parser.add_argument(
+        "--prometheus-address", metavar="URL", type=_prometheus_url,
+        help="the Prometheus HTTP API to ask for metrics that name none (no spec.analysis.prometheus and no "
+        "template's), e.g. http://prometheus.monitoring:9090 (default: none; such a metric is then an "
+        "analysis error that says so)",
+    )
     parser.set_defaults(func=run)
+
+
+def _prometheus_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")) or len(text) > 2048:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         # Kopf says "Handler ... succeeded" for every watch event; our own lines say what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
-    state = OperatorState(Kube(), concurrency=args.concurrency, resync=args.resync)
+    state = OperatorState(Kube(), concurrency=args.concurrency, resync=args.resync,
+                          prometheus_address=args.prometheus_address)
     registry = build_registry(
         state, kubeconfig=args.kubeconfig, context=args.context,
         metrics_port=None if args.no_metrics else args.metrics_port,

@@ -469,7 +469,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--step: {error}")
     if step < timedelta(seconds=1):
         return _fail(f"--step: {args.step!r} is shorter than the minimum of 1s")
-    url = (args.prometheus or spec.analysis.prometheus.address).rstrip("/")
+    address = args.prometheus or (spec.analysis.prometheus.address if spec.analysis.prometheus else None)
+    if address is None:
+        return _fail("no Prometheus to ask: spec.analysis.prometheus is not set; give --prometheus URL")
+    if any(metric.template_ref is not None for metric in spec.analysis.metrics):
+        return _fail("spec.analysis.metrics uses templateRef, which simulate does not resolve yet: "
+                     "write the template's query into the metric to replay it")
+    url = address.rstrip("/")
     if args.png is not None:
         try:
             import matplotlib  # noqa: F401

@@ -56,8 +56,8 @@ def test_every_rendered_builtin_manifest_validates_strictly(home: Path, values: 
     manifests = render(home, values, include_crds=True)
     checked = []
     for manifest in manifests:
-        if manifest["kind"] == "ServiceMonitor":
-            continue  # custom kind: test_service_monitor_is_well_formed
+        if manifest["kind"] in ("ServiceMonitor", "ClusterMetricTemplate"):
+            continue  # custom kinds: test_service_monitor_is_well_formed, tests/chart/test_chart_metric_templates.py
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
         checked.append(manifest["kind"])
     assert {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
@@ -123,7 +123,9 @@ def test_namespaced_values_render_roles_per_namespace_and_a_service_monitor(home
     (cluster_role,) = of_kind(manifests, "ClusterRole")
     # Only what must be cluster-wide: CRD discovery and Kopf's namespace observation.
     # Secrets and the rest stay in the namespaces.
-    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"], ["namespaces"]]
+    # (ClusterMetricTemplates are cluster-scoped: read through the ClusterRole in every mode.)
+    assert [r["resources"] for r in cluster_role["rules"]] == [
+        ["customresourcedefinitions"], ["clustermetrictemplates"], ["namespaces"]]
     (monitor,) = of_kind(manifests, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
@@ -181,13 +183,16 @@ def test_existing_service_account_and_no_rbac(home: Path) -> None:
 
 
 def test_the_chart_crd_is_the_generated_crd() -> None:
-    chart_copy = CHART / "crds" / "featurerollouts.yaml"
-    generated = REPO / "crds" / "featurerollouts.yaml"
-    assert filecmp.cmp(chart_copy, generated, shallow=False), (
-        f"{chart_copy.relative_to(REPO)} differs from {generated.relative_to(REPO)}: "
-        "run `cp crds/featurerollouts.yaml charts/featurerollout/crds/` (part of `make crd`)"
-    )
-    assert [p.name for p in (CHART / "crds").iterdir()] == ["featurerollouts.yaml"]
+    names = sorted(p.name for p in (REPO / "crds").iterdir())
+    assert names == ["clustermetrictemplates.yaml", "featurerollouts.yaml", "metrictemplates.yaml"]
+    for name in names:
+        chart_copy = CHART / "crds" / name
+        generated = REPO / "crds" / name
+        assert filecmp.cmp(chart_copy, generated, shallow=False), (
+            f"{chart_copy.relative_to(REPO)} differs from {generated.relative_to(REPO)}: "
+            "run `cp crds/*.yaml charts/featurerollout/crds/` (part of `make crd`)"
+        )
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == names
 
 
 def test_deploy_manifests_are_the_rendered_chart(home: Path) -> None:

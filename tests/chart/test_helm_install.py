@@ -86,8 +86,10 @@ def test_helm_install_then_uninstall_keeps_the_crd(sandbox: Sandbox, kubectl: Ku
 
     # The sandbox loads crds/ on start; a fresh cluster has no CRD, so remove it first and let helm
     # install it from the chart's crds/ directory.
-    kubectl("delete", "crd", "featurerollouts.featurerollout.io")
-    assert "NotFound" in kubectl("get", "crd", "featurerollouts.featurerollout.io", check=False)
+    crds = ("featurerollouts", "metrictemplates", "clustermetrictemplates")
+    for plural in crds:
+        kubectl("delete", "crd", f"{plural}.featurerollout.io")
+        assert "NotFound" in kubectl("get", "crd", f"{plural}.featurerollout.io", check=False)
 
     installed = helm(home, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace",
                      kubeconfig=kubeconfig).stdout
@@ -98,7 +100,9 @@ def test_helm_install_then_uninstall_keeps_the_crd(sandbox: Sandbox, kubectl: Ku
     kubectl("get", "crd", "featurerollouts.featurerollout.io")
     crd_writes = [r for r in sandbox.requests.records() if r["resource"] == "customresourcedefinitions"
                   and r["verb"] in ("create", "update", "patch") and r["status"] < 300]
-    assert [r["user_agent"].split("/")[0].lower() for r in crd_writes] == ["helm"], crd_writes
+    assert [r["user_agent"].split("/")[0].lower() for r in crd_writes] == ["helm"] * len(crds), crd_writes
+    assert kubectl("get", "clustermetrictemplates", "-o", "name").split() == [
+        "clustermetrictemplate.featurerollout.io/error-rate", "clustermetrictemplate.featurerollout.io/latency-p95"]
     kubectl("get", "namespace", NAMESPACE)
     for kind in ("deployment", "serviceaccount", "service"):
         names = kubectl("get", kind, "-n", NAMESPACE, "-o", "name").split()

@@ -41,7 +41,8 @@ def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> str:
 
 def test_plain_kubectl_install_of_crds_and_deploy_manifests(fresh_cluster: Path) -> None:
     kubectl(fresh_cluster, "apply", "--server-side", "-f", "crds/")
-    kubectl(fresh_cluster, "wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    # Every CRD: deploy/ also holds the chart's ClusterMetricTemplates.
+    kubectl(fresh_cluster, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     kubectl(fresh_cluster, "create", "namespace", NAMESPACE)
     applied = kubectl(fresh_cluster, "apply", "-f", "deploy/featurerollout.yaml")
     for created in ("serviceaccount/featurerollout", "clusterrole.rbac.authorization.k8s.io/featurerollout",
@@ -60,10 +61,14 @@ def test_helm_install_upgrade_uninstall_keeps_the_crd(fresh_cluster: Path, tmp_p
     assert "STATUS: deployed" in installed
     assert "kubectl featurerollout status NAME" in installed  # NOTES.txt
 
-    kubectl(fresh_cluster, "wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    kubectl(fresh_cluster, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     crd_writes = [r for r in audit.requests(resource="customresourcedefinitions")
                   if r["verb"] in ("create", "update", "patch") and r["status"] < 300]
-    assert [r["user_agent"].split("/")[0].lower() for r in crd_writes] == ["helm"], crd_writes
+    # One write per CRD in crds/ (FeatureRollout, MetricTemplate, ClusterMetricTemplate), all Helm's.
+    assert [r["user_agent"].split("/")[0].lower() for r in crd_writes] == ["helm"] * 3, crd_writes
+    # The chart's ready ClusterMetricTemplates, installed after their CRD.
+    assert kubectl(fresh_cluster, "get", "clustermetrictemplates", "-o", "name").split() == [
+        "clustermetrictemplate.featurerollout.io/error-rate", "clustermetrictemplate.featurerollout.io/latency-p95"]
     assert kubectl(fresh_cluster, "get", "deployment", RELEASE, "-n", NAMESPACE, "-o",
                    "jsonpath={.spec.template.spec.containers[0].args[0]}") == "run"
     kubectl(fresh_cluster, "get", "clusterrole", RELEASE)

@@ -55,6 +55,8 @@ EXERCISED = {
     ("gateway.networking.k8s.io", "httproutes", "update"),
     ("", "secrets", "get"),
     ("", "events", "create"),
+    ("featurerollout.io", "metrictemplates", "get"),
+    ("featurerollout.io", "clustermetrictemplates", "get"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
 }
@@ -121,8 +123,42 @@ def make_targets(cluster: Cluster) -> None:
         cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
 
 
+TEMPLATED_ROLLOUT = "via-templates"
+
+
+def make_templated(cluster: Cluster, prometheus_url: str, auth: bool = False) -> None:
+    """A MetricTemplate (in `default`) and a ClusterMetricTemplate, and a rollout whose two metrics use
+    them: the operator reads each with a GET at every look. The ClusterMetricTemplate outlives the
+    namespace's emptying between tests, so an old one is replaced."""
+    prometheus: dict[str, Any] = {"address": prometheus_url}
+    if auth:
+        prometheus["auth"] = {"secretName": "prometheus-auth"}
+    template = {"query": "vector(0) * {{args.scale}}", "args": [{"name": "scale", "value": "1"}], "max": 0.5,
+                "prometheus": prometheus}
+    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", "metrictemplates", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricTemplate", "metadata": {"name": "zero"},
+        "spec": template})
+    try:
+        cluster.custom.delete_cluster_custom_object(GROUP, VERSION, "clustermetrictemplates", "zero-everywhere")
+    except Exception as error:
+        if getattr(error, "status", None) != 404:
+            raise
+    cluster.custom.create_cluster_custom_object(GROUP, VERSION, "clustermetrictemplates", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ClusterMetricTemplate", "metadata": {"name": "zero-everywhere"},
+        "spec": template})
+    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, rollout_manifest(
+        TEMPLATED_ROLLOUT, flag=TEMPLATED_ROLLOUT, target={"configMap": {"name": "feature-flags"}},
+        stages=ONE_SECOND_STAGES,
+        analysis={"interval": "1s", "consecutiveErrorLimit": 1000, "metrics": [
+            {"name": "namespaced", "templateRef": {"name": "zero"}, "args": {"scale": "2"}},
+            {"name": "clusterwide", "templateRef": {"name": "zero-everywhere", "kind": "ClusterMetricTemplate"}},
+        ]}))
+
+
 def make_objects(cluster: Cluster) -> None:
     make_targets(cluster)
+    # Nothing listens there: the templates are read, the measurement fails, nothing promotes.
+    make_templated(cluster, "http://127.0.0.1:9")
     rollouts: list[dict[str, Any]] = [
         rollout_manifest(
             "with-auth", flag="with-auth", target={"configMap": {"name": "feature-flags"}},
@@ -179,6 +215,9 @@ def test_rbac_allows_every_request_of_a_real_operator_and_nothing_more(
         wait_until(lambda name=name: phase(cluster, name) == "Succeeded", 30, f"{name} to succeed")
     wait_until(lambda: any(r["resource"] == "secrets" for r in operator_requests(cluster)), 30,
                "the operator to read the Prometheus Secret")
+    for kind in ("metrictemplates", "clustermetrictemplates"):
+        wait_until(lambda kind=kind: any(r["resource"] == kind for r in operator_requests(cluster)), 30,
+                   f"the operator to read {kind}")
 
     records = operator_requests(cluster)
     discovery = {r["path"] for r in records if not r["resource"]}

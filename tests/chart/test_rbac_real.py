@@ -5,7 +5,9 @@ ClusterRole (rendered by the real helm) applied to the real server, and a token 
 ServiceAccount from the TokenRequest API. With `--authorization-mode=RBAC`, every request it makes
 is decided by the real authorizer. It goes through a whole rollout on each target that reads back
 (configMap, featureFlag, httpRoute on the upstream Gateway API CRD), analysis with
-credentials from a Secret against a real Prometheus, an automatic rollback, manual control from
+credentials from a Secret against a real Prometheus (also through a MetricTemplate and a
+ClusterMetricTemplate: the namespaced install reads the cluster-scoped one through its ClusterRole),
+an automatic rollback, manual control from
 the CLI, and a restart:
 
 - complete: the audit log holds no 403 for the operator, and every rollout ends as it should;
@@ -44,7 +46,16 @@ from tools import real_apiserver
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import NAMESPACE, RELEASE, Access, grants_for, of_kind, render, require_tool
-from .test_rbac import GROUP, PLURAL, TARGET_ROLLOUTS, VERSION, make_targets, operator_args
+from .test_rbac import (
+    GROUP,
+    PLURAL,
+    TARGET_ROLLOUTS,
+    TEMPLATED_ROLLOUT,
+    VERSION,
+    make_targets,
+    make_templated,
+    operator_args,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +119,8 @@ def phase(cluster: Cluster, name: str) -> str | None:
 def make_objects(cluster: Cluster, prometheus_url: str) -> None:
     install_httproute_crd(cluster)  # upstream's, in place of the session's trimmed fixture
     make_targets(cluster)
+    # A MetricTemplate and a ClusterMetricTemplate, each with auth from the rollout's namespace.
+    make_templated(cluster, prometheus_url, auth=True)
     breach = {
         "interval": "1s",
         "prometheus": {"address": prometheus_url, "auth": {"secretName": "prometheus-auth"}},
@@ -144,7 +157,7 @@ def test_the_operator_runs_under_the_charts_rbac_on_the_real_server_and_needs_ev
     try:
         operators(*operator_args(manifests))
         make_objects(admin, prometheus.url)
-        for name in TARGET_ROLLOUTS:
+        for name in (*TARGET_ROLLOUTS, TEMPLATED_ROLLOUT):
             wait_until(lambda name=name: phase(admin, name) == "Succeeded", 60, f"{name} to succeed")
         wait_until(lambda: phase(admin, "breached") == "RolledBack", 60, "the breached rollout to roll back")
 

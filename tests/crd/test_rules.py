@@ -86,6 +86,8 @@ def test_rule_messages_come_from_api_py() -> None:
         api.GATE_TIMEOUT_MESSAGE,
         api.GATE_STAGE_RANGE_MESSAGE,
         api.RECEIVER_TOKEN_MESSAGE,
+        api.METRIC_ARGS_MESSAGE,
+        api.ARG_NAME_MESSAGE,
     }
 
 

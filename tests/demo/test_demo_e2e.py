@@ -134,7 +134,13 @@ def test_make_demo_rolls_one_out_rolls_one_back_and_stops_everything(demo_dir: P
     assert any(line.startswith("    reason: BudgetExceeded: error-rate") for line in summary), output
     assert any(line.startswith("    Warning RolledBack: error-rate") for line in summary), output
     assert "  other flags in the ConfigMap (dark-mode): unchanged" in summary
-    assert "result: ok: new-checkout reached 100% and new-search was rolled back to 0% automatically" in summary
+    pricing = next(line for line in summary if line.startswith("  new-pricing"))
+    assert pricing.split()[:4] == ["new-pricing", "RolledBack", "weight", "0%"]
+    assert pricing.endswith("as expected")  # on latency-p95's budget, error-rate within its own
+    assert any(line.startswith("    reason: BudgetExceeded: latency-p95") for line in summary), output
+    assert any(line.startswith("    Warning RolledBack: latency-p95") for line in summary), output
+    assert ("result: ok: new-checkout reached 100%, new-search was rolled back to 0% automatically, and "
+            "new-pricing too, on its latency alone") in summary
     assert demo.lines[-1].startswith("demo done in ")
     # the compact progress lines (stdout is not a terminal): every stage of new-checkout was shown
     progress = [line for line in demo.lines if line.startswith("  ") and "new-checkout" in line and "stage" in line]
@@ -147,7 +153,7 @@ def test_make_demo_rolls_one_out_rolls_one_back_and_stops_everything(demo_dir: P
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_mid_run_stops_every_child(demo_dir: Path, signum: int, code: int) -> None:
     demo = Demo(demo_dir)
-    demo.wait_for_line("[5/8] starting the operator (featurerollout run) ... ok", timeout=90)
+    demo.wait_for_line("[5/8] starting the operator (featurerollout run --prometheus-address) ... ok", timeout=90)
     assert len(processes_mentioning(str(demo_dir))) >= 4
     demo.popen.send_signal(signum)
     assert demo.wait(timeout=60) == code, demo.output

@@ -72,6 +72,11 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
 - apiGroups: ["featurerollout.io"]
   resources: ["featurerollouts/status"]
   verbs: ["patch"]
+# MetricTemplates named by spec.analysis.metrics[].templateRef: one GET each at every look (no
+# list, no watch), so that an edit counts from the next evaluation.
+- apiGroups: ["featurerollout.io"]
+  resources: ["metrictemplates"]
+  verbs: ["get"]
 # The configMap target: a flagd document, read then replaced (optimistic concurrency).
 - apiGroups: [""]
   resources: ["configmaps"]
@@ -110,6 +115,11 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# ClusterMetricTemplates named by templateRef (kind: ClusterMetricTemplate): one GET each at every
+# look. Cluster-scoped, so granted here in both install modes (docs/metric-templates.md).
+- apiGroups: ["featurerollout.io"]
+  resources: ["clustermetrictemplates"]
+  verbs: ["get"]
 {{- if .Values.watch.namespaces }}
 # With watch.namespaces set, Kopf observes the namespaces to find those it serves (the names or
 # globs given), and follows new ones. Watching all namespaces needs no namespace access.

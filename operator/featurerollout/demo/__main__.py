@@ -1,13 +1,17 @@
-"""`make demo` (`python -m featurerollout.demo`): a live rollout and an automatic rollback, locally.
+"""`make demo` (`python -m featurerollout.demo`): a live rollout and automatic rollbacks, locally.
 
 It starts the sandbox (a local Kubernetes API), the demo service (which serves requests with and
-without the flags and counts them in `http_requests_total{flag,variant,code}`), a real Prometheus
-scraping it every second, and the operator; applies examples/demo/ (one healthy rollout, one
-whose flagged variant fails half of its requests); shows their progress until both finish; prints
-a summary; and stops every process it started, on success, on failure and on Ctrl-C.
+without the flags, counts them in `http_requests_total{flag,variant,code}` and observes their
+latency in `http_request_duration_seconds{flag,variant}`), a real Prometheus scraping it every
+second, and the operator (its --prometheus-address that Prometheus); applies the two ready
+ClusterMetricTemplates (examples/metric-templates/) and examples/demo/ (one healthy rollout, one
+whose flagged variant fails half of its requests, one whose flagged variant is slow but never
+fails, budgeted through the templates); shows their progress until all finish; prints a summary;
+and stops every process it started, on success, on failure and on Ctrl-C.
 
-Exit code: 0 when new-checkout Succeeded at 100% and new-search was RolledBack to 0% (status and
-ConfigMap); 1 otherwise; 130 on Ctrl-C, 143 on SIGTERM.
+Exit code: 0 when new-checkout Succeeded at 100%, new-search was RolledBack to 0% and new-pricing
+was RolledBack to 0% on its latency alone (status and ConfigMap); 1 otherwise; 130 on Ctrl-C, 143 on
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -44,13 +48,18 @@ from featurerollout.flagd import read_flag_weight
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "demo"
+METRIC_TEMPLATES = REPO / "examples" / "metric-templates"
 NAMESPACE = "shop"
 CONFIGMAP, KEY = "feature-flags", "flags.flagd.json"
 STEPS = 8
 # (file, what the demo expects of it)
-ROLLOUTS = (("healthy-rollout.yaml", "Succeeded"), ("failing-rollout.yaml", "RolledBack"))
+ROLLOUTS = (("healthy-rollout.yaml", "Succeeded"), ("failing-rollout.yaml", "RolledBack"),
+            ("slow-rollout.yaml", "RolledBack"))
 FAILING_FLAG, FAILING_RATE = "new-search", 0.5
-RPS = 50
+SLOW_FLAG, SLOW_LATENCY = "new-pricing", 0.2  # seconds, typical: p95 about 0.29 s against a 0.1 s budget
+# name -> (the metric whose budget must stop it, metrics that must stay within theirs)
+CAUSES: dict[str, tuple[str, tuple[str, ...]]] = {SLOW_FLAG: ("latency-p95", ("error-rate",))}
+RPS = 60
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,13 +69,15 @@ def parser() -> argparse.ArgumentParser:
         "sandbox with a real Prometheus. Every process it starts is stopped when it ends (or on Ctrl-C).",
     )
     p.add_argument("--timeout", type=float, default=180.0,
-                   help="give up when the rollouts have not both finished after this many seconds (default 180)")
+                   help="give up when the rollouts have not all finished after this many seconds (default 180)")
     p.add_argument("--keep-running", action="store_true",
                    help="after the summary, leave everything running until Ctrl-C (to try the CLI and kubectl)")
     p.add_argument("--workdir", metavar="DIR", help="where the logs, kubeconfig and Prometheus data go "
                    "(default: a new temporary directory)")
     p.add_argument("--examples", metavar="DIR", default=str(EXAMPLES),
                    help=f"the demo's manifests (default {EXAMPLES})")
+    p.add_argument("--metric-templates", metavar="DIR", default=str(METRIC_TEMPLATES),
+                   help=f"the ClusterMetricTemplates the slow rollout uses (default {METRIC_TEMPLATES})")
     return p
 
 
@@ -112,7 +123,8 @@ class Cluster:
         self.custom: Any = client.CustomObjectsApi(self.api)
 
     def apply(self, doc: dict[str, Any]) -> None:
-        """Create a Namespace, ConfigMap or FeatureRollout (replace a ConfigMap that exists)."""
+        """Create a Namespace, ConfigMap, ClusterMetricTemplate or FeatureRollout (replace a ConfigMap that
+        exists)."""
         from kubernetes.client.exceptions import ApiException
 
         kind, namespace = doc.get("kind"), doc.get("metadata", {}).get("namespace", "default")
@@ -123,6 +135,8 @@ class Cluster:
                 self.core.create_namespaced_config_map(namespace, doc)
             elif kind == "FeatureRollout":
                 self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
+            elif kind == "ClusterMetricTemplate":
+                self.custom.create_cluster_custom_object(GROUP, VERSION, "clustermetrictemplates", doc)
             else:
                 raise StartError(f"the demo does not apply {kind} objects")
         except ApiException as error:
@@ -163,7 +177,8 @@ def with_prometheus(doc: dict[str, Any], address: str) -> dict[str, Any]:
 # --- the demo -----------------------------------------------------------------------------------
 
 
-def watch(cluster: Cluster, stack: Stack, names: Sequence[str], timeout: float, header: str) -> dict[str, float]:
+def watch(cluster: Cluster, stack: Stack, names: Sequence[str], timeout: float, header: str,
+          templates: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float]:
     """Show the rollouts until all are terminal (or the timeout); returns when each was seen terminal."""
     tty = sys.stdout.isatty()
     started = time.monotonic()
@@ -187,7 +202,7 @@ def watch(cluster: Cluster, stack: Stack, names: Sequence[str], timeout: float, 
             name = body["metadata"]["name"]
             if not tty and change_key(body) != shown.get(name):
                 shown[name] = change_key(body)
-                say(f"  {elapsed:5.1f}s  {compact_line(body)}")
+                say(f"  {elapsed:5.1f}s  {compact_line(body, templates)}")
             if is_terminal(body):
                 finished.setdefault(name, elapsed)
         if len(finished) == len(names):
@@ -202,7 +217,8 @@ def watch(cluster: Cluster, stack: Stack, names: Sequence[str], timeout: float, 
 def run_demo(stack: Stack, args: argparse.Namespace) -> int:
     examples = Path(args.examples)
     manifests = [examples / "flags-configmap.yaml", *(examples / name for name, _ in ROLLOUTS)]
-    missing = [str(p) for p in manifests if not p.exists()]
+    template_files = sorted(Path(args.metric_templates).glob("*.yaml"))
+    missing = [str(p) for p in manifests if not p.exists()] + ([] if template_files else [args.metric_templates])
     if missing:
         raise StartError(f"the demo's manifests are missing: {', '.join(missing)}")
 
@@ -217,35 +233,43 @@ def run_demo(stack: Stack, args: argparse.Namespace) -> int:
             original = json.loads(cluster.flags_document() or "{}").get("flags", {})
             detail.append(f"flags: {', '.join(original)}")
         with step(3, f"starting the demo service ({RPS} req/s; {FAILING_FLAG}'s 'on' variant fails "
-                  f"{FAILING_RATE:.0%} of requests)") as detail:
+                  f"{FAILING_RATE:.0%} of requests, {SLOW_FLAG}'s takes ~{SLOW_LATENCY * 1000:.0f} ms)") as detail:
             service = start_service(stack, sandbox.kubeconfig, [
                 "--namespace", NAMESPACE, "--configmap", CONFIGMAP, "--key", KEY,
-                "--flag", "new-checkout", "--flag", FAILING_FLAG,
-                "--flag-error-rate", f"{FAILING_FLAG}:on={FAILING_RATE}", "--rps", str(RPS),
+                "--flag", "new-checkout", "--flag", FAILING_FLAG, "--flag", SLOW_FLAG,
+                "--flag-error-rate", f"{FAILING_FLAG}:on={FAILING_RATE}",
+                "--flag-latency", f"{SLOW_FLAG}:on={SLOW_LATENCY}", "--rps", str(RPS),
             ])
             detail.append(service.url)
         with step(4, "starting Prometheus (1 s scrape of the demo service)") as detail:
             prometheus = start_prometheus(stack, service.url)
             detail.append(prometheus.url)
-        with step(5, "starting the operator (featurerollout run)") as detail:
-            operator = start_operator(stack, sandbox)
+        with step(5, "starting the operator (featurerollout run --prometheus-address)") as detail:
+            operator = start_operator(stack, sandbox, args=["--prometheus-address", prometheus.url])
             detail.append(f"pid {operator.pid}")
         expected: dict[str, str] = {}
-        with step(6, f"applying {', '.join(name for name, _ in ROLLOUTS)}") as detail:
+        templates: dict[str, Mapping[str, Any]] = {}
+        with step(6, f"applying ClusterMetricTemplates {', '.join(p.stem for p in template_files)} and "
+                  f"{', '.join(name for name, _ in ROLLOUTS)}") as detail:
+            for path in template_files:
+                for doc in load_documents(path):
+                    cluster.apply(doc)
+                    templates[doc["metadata"]["name"]] = doc["spec"]
             for filename, phase in ROLLOUTS:
                 for doc in load_documents(examples / filename):
                     cluster.apply(with_prometheus(doc, prometheus.url))
                     expected[doc["metadata"]["name"]] = phase
             detail.append(f"Prometheus address set to {prometheus.url}")
-        say(f"[7/{STEPS}] watching {' and '.join(expected)} until both finish (timeout {args.timeout:g}s; "
+        say(f"[7/{STEPS}] watching {', '.join(expected)} until all finish (timeout {args.timeout:g}s; "
             "Ctrl-C stops the demo)")
         finished = watch(cluster, stack, list(expected), args.timeout,
-                         f"featurerollout demo: Prometheus {prometheus.url}, service {service.url}/control")
+                         f"featurerollout demo: Prometheus {prometheus.url}, service {service.url}/control", templates)
 
         document = cluster.flags_document()
         events = cluster.events()
         outcomes = [
-            Outcome(cluster.rollout(name), phase, read_flag_weight(document, name), events, finished.get(name))
+            Outcome(cluster.rollout(name), phase, read_flag_weight(document, name), events, finished.get(name),
+                    cause=CAUSES.get(name, (None, ()))[0], within_budget=CAUSES.get(name, (None, ()))[1])
             for name, phase in expected.items()
         ]
         lines, problems = summary(outcomes)
@@ -261,7 +285,8 @@ def run_demo(stack: Stack, args: argparse.Namespace) -> int:
         if problems:
             say("result: FAILED: " + "; ".join(problems))
             return 1
-        say("result: ok: new-checkout reached 100% and new-search was rolled back to 0% automatically")
+        say("result: ok: new-checkout reached 100%, new-search was rolled back to 0% automatically, and "
+            "new-pricing too, on its latency alone")
         if args.keep_running:
             keep_running(stack, sandbox.kubeconfig, prometheus.url, service.url)
         return 0

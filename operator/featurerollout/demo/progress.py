@@ -46,11 +46,17 @@ def _metrics(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [m for m in _status(body).get("metrics") or [] if isinstance(m, Mapping)]
 
 
-def _budgets(body: Mapping[str, Any]) -> dict[str, str]:
+def _budgets(body: Mapping[str, Any], templates: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
+    """Each metric's budget in words; a templateRef metric without its own bounds shows its template's
+    (`templates`: the specs of the ClusterMetricTemplates the demo applied, by name)."""
     analysis = (body.get("spec") or {}).get("analysis") or {}
     budgets: dict[str, str] = {}
     for metric in analysis.get("metrics") or []:
         low, high = metric.get("min"), metric.get("max")
+        ref = metric.get("templateRef") or {}
+        if low is None and high is None and ref.get("name") in (templates or {}):
+            template = (templates or {})[ref["name"]]
+            low, high = template.get("min"), template.get("max")
         if low is not None and high is not None:
             budgets[metric.get("name", "")] = f"in [{low:g}, {high:g}]"
         elif high is not None:
@@ -67,12 +73,12 @@ def change_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
     return phase_of(body), status.get("currentStage"), status.get("currentWeight"), results
 
 
-def compact_line(body: Mapping[str, Any]) -> str:
+def compact_line(body: Mapping[str, Any], templates: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """One line for logs: `new-checkout  Progressing  stage 2/4  25%  error-rate 0.0012 (<= 0.05) Passed`."""
     status = _status(body)
     weight = _weight(status.get("currentWeight"))
     parts = [f"{_name(body):<14}", f"{phase_of(body):<11}", f"stage {_stage(body):<4}", f"{weight:>4}"]
-    budgets = _budgets(body)
+    budgets = _budgets(body, templates)
     for metric in _metrics(body):
         value = metric.get("value")
         shown = "-" if value is None else f"{float(value):.4g}"
@@ -102,6 +108,10 @@ class Outcome:
     configmap_weight: float | None
     events: list[Mapping[str, Any]] = field(default_factory=list)
     took: float | None = None  # seconds, measured by the demo, when the status carries no timestamps
+    # For an expected rollback: the metric whose budget must have caused it, and metrics that must
+    # not have failed (the demo's slow rollout is rolled back on latency alone, its errors in budget).
+    cause: str | None = None
+    within_budget: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -151,6 +161,14 @@ class Outcome:
         if self.configmap_weight != self.expected_weight:
             shown = "missing" if self.configmap_weight is None else f"{self.configmap_weight:g}%"
             found.append(f"the ConfigMap gives {self.name} {shown}, expected {self.expected_weight:g}%")
+        halt = _status(self.body).get("halt") or {}
+        if self.cause is not None and not (halt.get("reason") == "BudgetExceeded"
+                                           and str(halt.get("message", "")).startswith(f"{self.cause} ")):
+            found.append(f"{self.name} was expected to stop on {self.cause}'s budget, not: "
+                         f"{halt.get('reason')}: {halt.get('message')}")
+        for metric in _metrics(self.body):
+            if metric.get("name") in self.within_budget and metric.get("result") == "Failed":
+                found.append(f"{self.name}'s {metric.get('name')} failed its budget, expected within it")
         return found
 
 

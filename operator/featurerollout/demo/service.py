@@ -4,10 +4,11 @@
 
 `GET /serve?flag=F&user=U` asks the official flagd evaluator (`openfeature-flagd-core`) for the
 flag's boolean value with U as the targeting key, so the variant is the one real flagd would
-serve; it answers 500 with the variant's error probability, and counts the request in
-`http_requests_total{flag, variant="on"|"off", code}`, exposed on `/metrics`.
-`POST /control` with `{"new-checkout": {"on_error_rate": 0.3}}` changes error rates live;
-`GET /control` shows them and the current weights.
+serve; it answers 500 with the variant's error probability, after the variant's latency, and
+counts the request in `http_requests_total{flag, variant="on"|"off", code}` and its latency in the
+histogram `http_request_duration_seconds{flag, variant}`, exposed on `/metrics`.
+`POST /control` with `{"new-checkout": {"on_error_rate": 0.3, "on_latency": 0.2}}` changes error
+rates and latencies live; `GET /control` shows them and the current weights.
 
 The flagd document comes from a source: flags at fixed weights (`--weight`, with the entry the
 operator writes), a flagd document file (`--flagd-file`), or the ConfigMap read through the
@@ -36,7 +37,7 @@ from aiohttp import web
 from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import OpenFeatureError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from featurerollout import flagd
 
@@ -46,6 +47,7 @@ FlagDocument = Mapping[str, Any]
 """A flagd flag-definition document (`{"flags": {...}}`), parsed."""
 
 VARIANTS: tuple[str, str] = ("on", "off")
+CONTROLS = frozenset({"on_error_rate", "off_error_rate", "on_latency", "off_latency"})
 ON, OFF = VARIANTS
 DEFAULT_FLAG = "new-checkout"
 DEFAULT_KEY = "flags.flagd.json"
@@ -199,6 +201,23 @@ class ConfigMapFlags:
 # --- the service --------------------------------------------------------------------------------
 
 
+DEFAULT_LATENCY = 0.03  # seconds: the typical latency of either variant, "45 ms" at the 95th percentile
+# Buckets around a 100 ms budget, so that histogram_quantile(0.95, ...) reads p95 to within a bucket.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Latencies:
+    """The typical latency of each variant, in seconds: a request takes between half and one and a
+    half times it (uniformly), so the 95th percentile is about 1.45 times it."""
+
+    on: float = DEFAULT_LATENCY
+    off: float = DEFAULT_LATENCY
+
+    def of(self, variant: str) -> float:
+        return self.on if variant == "on" else self.off
+
+
 @dataclass
 class ErrorRates:
     """The probability that a request fails, per variant."""
@@ -223,6 +242,9 @@ class DemoService:
         error_rates: Mapping[str, ErrorRates] | None = None,
         rps: float = 0.0,
         seed: int | None = None,
+        latencies: Mapping[str, Latencies] | None = None,
+        on_latency: float = DEFAULT_LATENCY,
+        off_latency: float = DEFAULT_LATENCY,
     ) -> None:
         self.source = source
         self.evaluator = FlagdEvaluator()
@@ -232,12 +254,19 @@ class DemoService:
             flag: ErrorRates(self.default_rates.on, self.default_rates.off) for flag in self.flags
         }
         self.error_rates.update({flag: ErrorRates(r.on, r.off) for flag, r in (error_rates or {}).items()})
+        self.default_latencies = Latencies(on_latency, off_latency)
+        self.latencies: dict[str, Latencies] = {flag: Latencies(on_latency, off_latency) for flag in self.flags}
+        self.latencies.update({flag: Latencies(lat.on, lat.off) for flag, lat in (latencies or {}).items()})
         self.rps = rps
         self.random = random.Random(seed)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests", "Requests served, by flag, variant and status code.",
             ["flag", "variant", "code"], registry=self.registry,
+        )
+        self.durations = Histogram(
+            "http_request_duration_seconds", "Request latency, by flag and variant.",
+            ["flag", "variant"], registry=self.registry, buckets=LATENCY_BUCKETS,
         )
         for flag in self.flags:
             self._initialise(flag)
@@ -250,6 +279,7 @@ class DemoService:
         for variant in VARIANTS:
             for code in ("200", "500"):
                 self.requests.labels(flag=flag, variant=variant, code=code)
+            self.durations.labels(flag=flag, variant=variant)
 
     def weight(self, flag: str) -> float:
         """The percentage of users the current document exposes `flag` to (for display)."""
@@ -262,20 +292,32 @@ class DemoService:
             self._initialise(flag)
         return self.error_rates[flag]
 
-    def serve(self, flag: str, user: str) -> tuple[str, int]:
-        """Serve one request: its variant and status code, counted."""
+    def latency_of(self, flag: str) -> Latencies:
+        """The latencies of a flag (the defaults for a flag not seen before)."""
+        if flag not in self.latencies:
+            self.latencies[flag] = Latencies(self.default_latencies.on, self.default_latencies.off)
+        return self.latencies[flag]
+
+    def serve(self, flag: str, user: str) -> tuple[str, int, float]:
+        """Serve one request: its variant, status code and latency (seconds), counted and observed.
+
+        The latency is drawn, not measured, so that a loaded machine does not make the healthy
+        variant look slow; the HTTP handler then really takes that long."""
         self.evaluator.load(self.source.document())
         variant = self.evaluator.variant(flag, user)
         code = 500 if self.random.random() < self.rates(flag).of(variant) else 200
+        latency = self.latency_of(flag).of(variant) * self.random.uniform(0.5, 1.5)
         self.requests.labels(flag=flag, variant=variant, code=str(code)).inc()
-        return variant, code
+        self.durations.labels(flag=flag, variant=variant).observe(latency)
+        return variant, code, latency
 
     # --- HTTP ---
 
     async def _serve(self, request: web.Request) -> web.Response:
         flag = request.query.get("flag", self.flags[0] if self.flags else DEFAULT_FLAG)
         user = request.query.get("user") or f"anonymous-{self.random.randrange(1 << 30)}"
-        variant, code = self.serve(flag, user)
+        variant, code, latency = self.serve(flag, user)
+        await asyncio.sleep(latency)
         return web.json_response({"flag": flag, "user": user, "variant": variant, "code": code}, status=code)
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -288,7 +330,8 @@ class DemoService:
 
     def _state(self) -> dict[str, Any]:
         return {
-            flag: {"on_error_rate": r.on, "off_error_rate": r.off, "weight": self.weight(flag)}
+            flag: {"on_error_rate": r.on, "off_error_rate": r.off, "on_latency": self.latency_of(flag).on,
+                   "off_latency": self.latency_of(flag).off, "weight": self.weight(flag)}
             for flag, r in self.error_rates.items()
         }
 
@@ -298,12 +341,19 @@ class DemoService:
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object: {flag: {on_error_rate: 0.3}}")
             for flag, change in body.items():
-                if not isinstance(change, dict) or not set(change) <= {"on_error_rate", "off_error_rate"}:
+                if not isinstance(change, dict) or not set(change) <= CONTROLS:
                     raise ValueError(
-                        f'{flag}: set on_error_rate and/or off_error_rate, e.g. {{"on_error_rate": 0.3}}'
+                        f'{flag}: set on_error_rate, off_error_rate, on_latency or off_latency, e.g. '
+                        '{"on_error_rate": 0.3}'
                     )
                 rates = self.rates(str(flag))
                 for field, value in change.items():
+                    if field.endswith("_latency"):
+                        seconds = float(value)
+                        if not 0 <= seconds <= 10:
+                            raise ValueError(f"{flag}.{field}: {value} is not a latency in [0, 10] seconds")
+                        setattr(self.latency_of(str(flag)), field.removesuffix("_latency"), seconds)
+                        continue
                     rate = float(value)
                     if not 0 <= rate <= 1:
                         raise ValueError(f"{flag}.{field}: {value} is not a probability in [0, 1]")
@@ -409,6 +459,27 @@ def _flag_rate(text: str) -> tuple[str, str, float]:
     return flag, variant, value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"{text}: a latency is a number of seconds in [0, 10]")
+    return value
+
+
+def _flag_latency(text: str) -> tuple[str, str, float]:
+    target, sep, seconds = text.partition("=")
+    flag, colon, variant = target.rpartition(":")
+    try:
+        value = float(seconds)
+    except ValueError:
+        value = -1.0
+    if not sep or not colon or not flag or variant not in VARIANTS or not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write FLAG:on=SECONDS or FLAG:off=SECONDS, e.g. new-pricing:on=0.2"
+        )
+    return flag, variant, value
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -433,6 +504,12 @@ def parser() -> argparse.ArgumentParser:
                    help="probability that a request with the flag off fails (default 0)")
     p.add_argument("--flag-error-rate", type=_flag_rate, action="append", default=[], metavar="FLAG:VARIANT=P",
                    help="an error rate for one flag's variant, e.g. new-checkout:on=0.3 (repeatable)")
+    p.add_argument("--on-latency", type=_seconds, default=DEFAULT_LATENCY, metavar="SECONDS",
+                   help=f"typical latency of a request with the flag on (default {DEFAULT_LATENCY})")
+    p.add_argument("--off-latency", type=_seconds, default=DEFAULT_LATENCY, metavar="SECONDS",
+                   help=f"typical latency of a request with the flag off (default {DEFAULT_LATENCY})")
+    p.add_argument("--flag-latency", type=_flag_latency, action="append", default=[], metavar="FLAG:VARIANT=S",
+                   help="a typical latency for one flag's variant, e.g. new-pricing:on=0.2 (repeatable)")
     p.add_argument("--rps", type=float, default=20.0, help="requests per second the load generator sends "
                    "to this service (0: none; default 20)")
     p.add_argument("--seed", type=int, default=None, help="seed for users and failures (reproducible runs)")
@@ -467,9 +544,14 @@ def service_from_args(args: argparse.Namespace) -> tuple[DemoService, ConfigMapF
     for flag, variant, value in args.flag_error_rate:
         entry = rates.setdefault(flag, ErrorRates(args.on_error_rate, args.off_error_rate))
         setattr(entry, variant, value)
+    latencies: dict[str, Latencies] = {}
+    for flag, variant, value in args.flag_latency:
+        latency = latencies.setdefault(flag, Latencies(args.on_latency, args.off_latency))
+        setattr(latency, variant, value)
     service = DemoService(
         source, flags=flags, on_error_rate=args.on_error_rate, off_error_rate=args.off_error_rate,
-        error_rates=rates, rps=args.rps, seed=args.seed,
+        error_rates=rates, rps=args.rps, seed=args.seed, latencies=latencies, on_latency=args.on_latency,
+        off_latency=args.off_latency,
     )
     return service, poller
 

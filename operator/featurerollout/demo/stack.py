@@ -375,10 +375,11 @@ def start_prometheus(stack: Stack, service_url: str, timeout: float = 60.0) -> P
     return Prometheus(child, url, config_path)
 
 
-def start_operator(stack: Stack, sandbox: Sandbox, timeout: float = 60.0) -> Child:
+def start_operator(stack: Stack, sandbox: Sandbox, timeout: float = 60.0, args: Sequence[str] = ()) -> Child:
     """`featurerollout run` against the sandbox; ready when it watches FeatureRollouts (the sandbox's request log)."""
     child = stack.start("operator", python_command(
         "-m", "featurerollout", "run", "--kubeconfig", str(sandbox.kubeconfig), "--standalone", "--metrics-port", "0",
+        *args,
     ))
 
     def watching() -> bool:

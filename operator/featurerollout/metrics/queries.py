@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 
 from featurerollout.api import parse_duration
@@ -25,6 +26,27 @@ VARIABLES: tuple[str, ...] = ("flag", "name", "namespace", "interval", "window")
 _VARIABLE_RE = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
 
 _PROMETHEUS_UNITS: tuple[tuple[str, int], ...] = (("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
+
+
+ARGS_PREFIX = "args."  # a metric template's `{{args.NAME}}`
+
+
+def template_arguments(template: str) -> list[str]:
+    """The NAMEs of the `{{args.NAME}}` placeholders a template uses, in order of first use."""
+    names: list[str] = []
+    for match in _VARIABLE_RE.finditer(template):
+        variable = match.group(1)
+        if variable.startswith(ARGS_PREFIX) and variable.removeprefix(ARGS_PREFIX) not in names:
+            names.append(variable.removeprefix(ARGS_PREFIX))
+    return names
+
+
+class MissingTemplateArgument(ValueError):
+    """A template's `{{args.NAME}}` has no value: neither the metric's args nor the template's defaults."""
+
+    def __init__(self, argument: str) -> None:
+        self.argument = argument
+        super().__init__(f"no value for {{{{args.{argument}}}}}")
 
 
 class UnknownQueryVariable(ValueError):
@@ -63,18 +85,25 @@ def render_query(
     namespace: str,
     interval: str | timedelta,
     window: timedelta | None = None,
+    args: Mapping[str, str] | None = None,
 ) -> str:
     """Replace `{{flag}}`, `{{name}}`, `{{namespace}}`, `{{interval}}` and `{{window}}` (spaces inside
     the braces allowed).
 
     `name` and `namespace` are the FeatureRollout's; `interval` is the analysis interval, rendered as
     a PromQL duration; `window` the time since the stage began, in whole seconds, at least 1s (the
-    interval when not given). Raises UnknownQueryVariable (a ValueError) naming the first unknown variable.
+    interval when not given). `args` (a metric template's) fills `{{args.NAME}}`; without it such a
+placeholder is an unknown variable. Raises UnknownQueryVariable or MissingTemplateArgument (both
+ValueErrors) naming the first variable that has no value.
     """
     used = {match.group(1) for match in _VARIABLE_RE.finditer(template)}
     for match in _VARIABLE_RE.finditer(template):
-        if match.group(1) not in VARIABLES:
-            raise UnknownQueryVariable(match.group(1))
+        variable = match.group(1)
+        if args is not None and variable.startswith(ARGS_PREFIX):
+            if variable.removeprefix(ARGS_PREFIX) not in args:
+                raise MissingTemplateArgument(variable.removeprefix(ARGS_PREFIX))
+        elif variable not in VARIABLES:
+            raise UnknownQueryVariable(variable)
     values: dict[str, str] = {"flag": flag, "name": name, "namespace": namespace}
     if "interval" in used:
         values["interval"] = prometheus_duration(interval)
@@ -82,6 +111,10 @@ def render_query(
         span = window if window is not None else (parse_duration(interval) if isinstance(interval, str) else interval)
         # Whole seconds, rounded up, so that the window never starts after the stage did.
         values["window"] = prometheus_duration(timedelta(seconds=max(1, math.ceil(span.total_seconds()))))
+
+    if args is not None:
+        # One pass over the template: an argument's value is put in as it is, never read as a variable.
+        values.update({ARGS_PREFIX + key: value for key, value in args.items()})
 
     def substitute(match: re.Match[str]) -> str:
         return values[match.group(1)]
