@@ -714,6 +714,11 @@ class FeatureRolloutStatus(Model):
     target: TargetRef | None = Field(
         default=None, description="Where the exposure lives: the flag and target last written."
     )
+    shard_lease: str | None = Field(
+        default=None, max_length=253,
+        description="The Lease of the operator shard that acts on this rollout (its claim, see "
+        "docs/high-availability.md); empty until a leader-elected operator first looks at it.",
+    )
 
     @property
     def terminal(self) -> bool:

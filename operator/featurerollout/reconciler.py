@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +52,14 @@ from featurerollout.targets.webhook import WebhookClients
 log = logging.getLogger("featurerollout")
 
 RolloutKey = tuple[str, str]  # (namespace, name)
+# With leader election (leader.py): the object to act on (perhaps after claiming it), or None when
+# this process must leave the rollout alone for now; and whether it still leads, checked before
+# each target write.
+Guard = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class NotLeading(Exception):
+    """Leadership ran out during a look: nothing more is written."""
 # Status writes retried on 409 after the target was written (someone else wrote the object between).
 STATUS_CONFLICT_RETRIES = 5
 
@@ -88,6 +96,9 @@ class Reconciler:
     monotonic: Callable[[], float] = time.monotonic
     resync: float = 300.0  # seconds: the longest a rollout goes without a look at its target
     webhooks: WebhookClients = field(default_factory=WebhookClients)  # one HTTP pool per operator
+    guard: Guard | None = None  # None: act on every rollout (--standalone)
+    leading: Callable[[], bool] = lambda: True
+    guard_recheck: float = 2.0  # seconds until a rollout the guard held back is looked at again
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -108,6 +119,11 @@ class Reconciler:
         metadata = body.get("metadata", {})
         if metadata.get("deletionTimestamp"):
             return None
+        if self.guard is not None:
+            guarded = await self.guard(body)
+            if guarded is None:
+                return self.monotonic() + self.guard_recheck
+            body, metadata = guarded, guarded.get("metadata", {})
         meta = api.ObjectMeta.model_validate(metadata)
         status = api.FeatureRolloutStatus.model_validate(body.get("status") or {})
         try:
@@ -192,6 +208,10 @@ class Reconciler:
         """Write the status if it changed, then announce; returns when to look again."""
         now = self.clock()
         wrote_target = any(isinstance(a, engine.SetWeight) for a in decision.actions)
+        if not wrote_target and not self.leading():
+            # A written target must be recorded (the write below is fenced by resourceVersion);
+            # anything else waits for whoever leads now.
+            raise NotLeading(f"{meta.namespace}/{meta.name}: no longer the leader; not writing the status")
         for attempt in range(STATUS_CONFLICT_RETRIES + 1):
             try:
                 if await write_status(self.kube, body, decision.status):
@@ -267,6 +287,9 @@ class Reconciler:
         for action in decision.actions:
             if not isinstance(action, engine.SetWeight):
                 continue
+            if not self.leading():
+                # Leadership ran out while deciding: another process may take the Lease soon.
+                raise NotLeading(f"{meta.namespace}/{meta.name}: no longer the leader; not writing the target")
             try:
                 target: Target = target_for(self.kube, meta.namespace, where_it_lives(spec, decision.status),
                                             rollout=meta.name, webhooks=self.webhooks)

@@ -28,6 +28,11 @@ reconcile_seconds = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 status_writes = Counter("featurerollout_status_writes_total", "Status writes to the API.")
+# Leader election (leader.py): one series per Lease this process campaigns for.
+leader = Gauge("featurerollout_leader", "1 while this process holds the Lease, else 0.", ["lease"])
+leader_transitions = Counter(
+    "featurerollout_leader_transitions_total", "Times this process became the leader of the Lease.", ["lease"]
+)
 
 
 def observe(namespace: str, name: str, flag: str, status: FeatureRolloutStatus) -> None:
