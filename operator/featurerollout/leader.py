@@ -38,7 +38,7 @@ from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from featurerollout import telemetry
-from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, status_code
+from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
 from featurerollout.sharding import Claim, Shard, claim_action
 
 log = logging.getLogger("featurerollout.leader")
@@ -145,7 +145,8 @@ class Elector:
         lock = LeaseLock(s.name, s.namespace, s.identity)
         lock.api_instance = self.coordination
         config = electionconfig.Config(
-            lock, s.lease_duration, s.renew_deadline, s.retry_period, onstarted_leading=_nothing,
+            # Whole seconds (checked): the library writes str(lease_duration) and reads it as int.
+            lock, int(s.lease_duration), s.renew_deadline, s.retry_period, onstarted_leading=_nothing,
             onstopped_leading=_nothing,
         )
         self.election = leaderelection.LeaderElection(config)
@@ -166,7 +167,7 @@ class Elector:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # an API error is a failed attempt; the loop goes on
-            log.warning("Lease %s/%s: %s", self.settings.namespace, self.settings.name, error)
+            log.warning("Lease %s/%s: %s", self.settings.namespace, self.settings.name, api_message(error))
             return False
         if done:
             self._valid_until = started + self.settings.renew_deadline
@@ -232,7 +233,12 @@ class Elector:
         self._stop_leading("shutting down")
 
         def give_up() -> bool:
-            lease = self.coordination.read_namespaced_lease(s.name, s.namespace)
+            try:
+                lease = self.coordination.read_namespaced_lease(s.name, s.namespace)
+            except client.ApiException as error:
+                if status_code(error) == NOT_FOUND:
+                    return False
+                raise
             if lease.spec is None or lease.spec.holder_identity != s.identity:
                 return False
             now = datetime.now(UTC)
@@ -248,7 +254,8 @@ class Elector:
         try:
             released = await asyncio.wait_for(loop.run_in_executor(self._pool, give_up), s.retry_period * 2)
         except Exception as error:
-            log.warning("Lease %s/%s: could not release it (it expires by itself): %s", s.namespace, s.name, error)
+            log.warning("Lease %s/%s: could not release it (it expires by itself): %s", s.namespace, s.name,
+                        api_message(error))
         else:
             if released:
                 log.info("%s: released Lease %s/%s", s.identity, s.namespace, s.name)

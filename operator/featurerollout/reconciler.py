@@ -14,7 +14,11 @@ safe and the record honest:
    (mergepatch.py says why), guarded by the resourceVersion that was read (a 409 means someone
    changed the object meanwhile: look again at once; but once the target was written, the same
    status is written onto the fresh object, so that the record always holds what the target does);
-7. then post the Events and the log line, so an Event never claims what the status does not hold.
+7. then post the Events and the log line, so an Event never claims what the status does not hold;
+   except the Events of a step that wrote the target: users already have it, so they go out
+   just before the status write, under names made from the status they follow, so that a
+   process killed between the writes neither loses them nor has them posted twice by its
+   successor (docs/high-availability.md).
 
 Every rollout is looked at again at least every `resync` seconds, even one that is finished or
 waiting for a person, so that drift on its target is found and put right.
@@ -26,6 +30,7 @@ on from the same stage with the same stage clock and re-emits no old Event.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -212,6 +217,12 @@ class Reconciler:
             # A written target must be recorded (the write below is fenced by resourceVersion);
             # anything else waits for whoever leads now.
             raise NotLeading(f"{meta.namespace}/{meta.name}: no longer the leader; not writing the status")
+        if wrote_target:
+            # The step is taken: users have it. Its Events go out now, under names made from the
+            # status they follow, so that a process killed before the status write below leaves
+            # them for its successor, which takes the same step (engine: lost_record) and posts
+            # the same names, refused as already there: each Event once, none lost.
+            await self._post_events(body["metadata"], before, decision, now)
         for attempt in range(STATUS_CONFLICT_RETRIES + 1):
             try:
                 if await write_status(self.kube, body, decision.status):
@@ -236,8 +247,19 @@ class Reconciler:
                     # what is there now.
                     return self.monotonic()
                 raise
+        if not wrote_target:
+            await self._post_events(body["metadata"], before, decision, now)
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
+
+    async def _post_events(
+        self, metadata: dict[str, Any], before: api.FeatureRolloutStatus, decision: engine.Decision, now: datetime
+    ) -> None:
+        previous = json.dumps(status_wire(before), sort_keys=True, default=str)
+        events = [a for a in decision.actions if isinstance(a, engine.EmitEvent)]
+        for index, action in enumerate(events):
+            key = f"{metadata.get('uid')}|{metadata.get('generation')}|{previous}|{index}|{action.reason}"
+            await post_event(self.kube, metadata, action.type, action.reason, action.message, now, key)
 
     async def _measure(
         self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus
@@ -323,9 +345,6 @@ class Reconciler:
         now: datetime,
     ) -> None:
         after = decision.status
-        for action in decision.actions:
-            if isinstance(action, engine.EmitEvent):
-                await post_event(self.kube, body["metadata"], action.type, action.reason, action.message, now)
         if decision.log:
             level = logging.WARNING if after.phase in (api.Phase.ROLLED_BACK, api.Phase.FAILED) else logging.INFO
             log.log(level, "%s/%s: %s", meta.namespace, meta.name, decision.log)
