@@ -100,6 +100,20 @@ def default_namespace(environ: dict[str, str] | None = None) -> str:
         return "default"
 
 
+class LibraryFailures(logging.Filter):
+    """The client's leader election logs every try at INFO, its failures too ("Failed to create
+    lock as (404) ..."). Keep only the failures, as one-line warnings: a Lease that cannot be
+    written (no namespace, no RBAC) must show in the log, not a routine "lease held by X"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(("Failed to", "Error retrieving")):
+            return False
+        record.msg, record.args = message.splitlines()[0], None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class _TimedCoordination(client.CoordinationV1Api):
     """The Lease calls LeaseLock makes, each with a timeout: a hung call must not hold the loop."""
 

@@ -138,8 +138,11 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     if args.log_level != "debug":
-        # The client's leader election logs every try at INFO; ours says when leadership changes.
-        logging.getLogger("leaderelection").setLevel(logging.WARNING)
+        # The client's leader election logs every try at INFO; only its failures are kept (as
+        # warnings), and ours says when leadership changes.
+        from featurerollout.leader import LibraryFailures
+
+        logging.getLogger("leaderelection").addFilter(LibraryFailures())
 
     kube = Kube()
     identity = settings.identity if settings is not None else args.identity or default_identity()
