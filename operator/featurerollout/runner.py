@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from featurerollout.leader import InvalidTimings, LeaseSettings, default_identity, default_namespace
 from featurerollout.sharding import InvalidShard, Shard, lease_name, parse_shard
+
+if TYPE_CHECKING:
+    from featurerollout.leader import LeaseSettings
 
 LOG_FORMATS = ("text", "json", "full")
 
@@ -90,6 +92,9 @@ def _shard(text: str) -> Shard:
 
 def lease_settings(args: argparse.Namespace) -> LeaseSettings:
     """The Lease this process campaigns for; InvalidTimings names a bad flag."""
+    # Imported here: the kubernetes client is not needed to print the CLI's help.
+    from featurerollout.leader import LeaseSettings, default_identity, default_namespace
+
     return LeaseSettings(
         name=lease_name(args.shard),
         namespace=args.lease_namespace or default_namespace(),
@@ -107,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from featurerollout import __version__
     from featurerollout.handlers import OperatorState, build_registry
     from featurerollout.kube import Kube, load_config
+    from featurerollout.leader import InvalidTimings, default_identity
 
     settings = None
     if not args.standalone:

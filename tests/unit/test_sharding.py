@@ -98,3 +98,14 @@ def test_defaults_come_from_the_downward_api_else_the_host() -> None:
     assert default_identity({}).endswith(f"-{__import__('os').getpid()}")
     assert default_namespace({"POD_NAMESPACE": "ops"}) == "ops"
     assert default_namespace({}) == "default"
+
+
+def test_run_refuses_bad_flags_naming_them(capsys: pytest.CaptureFixture[str]) -> None:
+    from featurerollout.cli import main
+
+    assert main(["run", "--renew-deadline", "2", "--kubeconfig", "/nonexistent"]) == 2
+    assert "--renew-deadline 2: must be more than 1.2 x --retry-period (2.4)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--shard", "3/3"])
+    assert exited.value.code == 2
+    assert "argument --shard: '3/3': INDEX must be below COUNT (0 to 2)" in capsys.readouterr().err
