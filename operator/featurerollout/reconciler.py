@@ -222,7 +222,7 @@ class Reconciler:
             # status they follow, so that a process killed before the status write below leaves
             # them for its successor, which takes the same step (engine: lost_record) and posts
             # the same names, refused as already there: each Event once, none lost.
-            await self._post_events(body["metadata"], before, decision, now)
+            await self._post_events(body["metadata"], before, decision, now, lasting=True)
         for attempt in range(STATUS_CONFLICT_RETRIES + 1):
             try:
                 if await write_status(self.kube, body, decision.status):
@@ -253,13 +253,18 @@ class Reconciler:
         return self._due(decision.next_check, now)
 
     async def _post_events(
-        self, metadata: dict[str, Any], before: api.FeatureRolloutStatus, decision: engine.Decision, now: datetime
+        self, metadata: dict[str, Any], before: api.FeatureRolloutStatus, decision: engine.Decision, now: datetime,
+        lasting: bool = False,
     ) -> None:
+        """Post the decision's Events. `lasting`: the step wrote the target, so a successor takes it
+        again if this process dies before the status write: name each Event after the status it
+        follows, so that the successor's copy is refused as already there."""
         previous = json.dumps(status_wire(before), sort_keys=True, default=str)
         events = [a for a in decision.actions if isinstance(a, engine.EmitEvent)]
         for index, action in enumerate(events):
             key = f"{metadata.get('uid')}|{metadata.get('generation')}|{previous}|{index}|{action.reason}"
-            await post_event(self.kube, metadata, action.type, action.reason, action.message, now, key)
+            await post_event(self.kube, metadata, action.type, action.reason, action.message, now,
+                             key if lasting else None)
 
     async def _measure(
         self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import signal
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -57,6 +59,19 @@ def acts(replicas: Replicas, identity: str) -> bool:
         resource="featurerollouts", subresource="status", verb="patch"))
 
 
+def metric(replicas: Replicas, identity: str, series: str) -> float:
+    """One sample from the process's own /metrics (its port is in its log)."""
+    log = replicas.names[identity].log()
+    port = re.search(r"serving the operator's metrics on :(\d+)/metrics", log)
+    assert port, log
+    with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not in the metrics of {identity}")
+
+
 def test_exactly_one_of_two_replicas_acts_and_the_standby_writes_nothing(
     cluster: Cluster, replicas: Replicas
 ) -> None:
@@ -70,6 +85,11 @@ def test_exactly_one_of_two_replicas_acts_and_the_standby_writes_nothing(
     writers = {r["user_agent"] for r in cluster.log.requests(resource="featurerollouts", subresource="status")}
     assert any(leader in w for w in writers), writers
     assert not any(standby in w for w in writers), writers
+    # The metrics say who leads, by Lease.
+    assert metric(replicas, leader, 'featurerollout_leader{lease="featurerollout"}') == 1
+    assert metric(replicas, leader, 'featurerollout_leader_transitions_total{lease="featurerollout"}') == 1
+    assert metric(replicas, standby, 'featurerollout_leader{lease="featurerollout"}') == 0
+    assert metric(replicas, standby, 'featurerollout_leader_transitions_total{lease="featurerollout"}') == 0
     # The standby wrote nothing (a create of the Lease that lost the race is refused: 409).
     standby_writes = [r for r in cluster.log.requests() if standby in r.get("user_agent", "")
                       and r["verb"] in ("create", "update", "patch", "delete") and r["status"] < 300]
@@ -191,6 +211,7 @@ def test_kill_9_at_the_default_timings_is_taken_over_within_the_lease_duration_p
     make_rollout(cluster, "kept", stages=LONG_FIRST_STAGE)
     wait_until(lambda: status(cluster, "kept").get("currentWeight") == 10, 30, "the first stage")
     wait_until(lambda: "campaigning" in replicas.names[standby].log(), 30, "the standby to campaign")
+    cluster.log.clear_requests()
     killed = time.monotonic()
     replicas.names[leader].kill9()
     assert holder(cluster) == leader  # a killed leader releases nothing: the Lease must expire
@@ -202,3 +223,6 @@ def test_kill_9_at_the_default_timings_is_taken_over_within_the_lease_duration_p
     assert takeover >= 15 - 2 - 1
     request_abort(cluster, "kept")
     wait_until(lambda: status(cluster, "kept").get("phase") == "RolledBack", 30, "the abort by the new leader")
+    # The standby's watch was warm: the takeover listed nothing again.
+    assert not cluster.log.requests(resource="featurerollouts", verb="list")
+    assert cluster.log.requests(resource="featurerollouts", verb="get")  # (the audit log does see its reads)

@@ -102,6 +102,7 @@ def full_status() -> api.FeatureRolloutStatus:
         "halt": {"reason": "BudgetExceeded", "message": "error-rate 0.5 > 0.01", "at": NOW.isoformat()},
         "specHash": "abc123",
         "target": {"flag": "f", "target": {"configMap": {"name": "feature-flags", "key": "k"}}},
+        "shardLease": "featurerollout-shard-0-of-2",
     })
 
 
