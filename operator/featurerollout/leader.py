@@ -165,6 +165,7 @@ class Elector:
         )
         self.election = leaderelection.LeaderElection(config)
         telemetry.leader.labels(s.name).set(0)
+        telemetry.leader_transitions.labels(s.name)  # a standby shows 0, not nothing
 
     @property
     def leading(self) -> bool:
@@ -237,6 +238,7 @@ class Elector:
             self._expiry.cancel()
             self._expiry = None
         telemetry.leader.labels(s.name).set(0)
+        telemetry.leader_transitions.labels(s.name)  # a standby shows 0, not nothing
         log.warning("%s: stopped leading Lease %s/%s: %s", s.identity, s.namespace, s.name, why)
         self.on_stopped()
 

@@ -211,6 +211,9 @@ def test_kill_9_at_the_default_timings_is_taken_over_within_the_lease_duration_p
     make_rollout(cluster, "kept", stages=LONG_FIRST_STAGE)
     wait_until(lambda: status(cluster, "kept").get("currentWeight") == 10, 30, "the first stage")
     wait_until(lambda: "campaigning" in replicas.names[standby].log(), 30, "the standby to campaign")
+    # Both processes' watches are up: each listed the FeatureRollouts once (Kopf), then watches.
+    wait_until(lambda: len(cluster.log.requests(resource="featurerollouts", verb="list")) >= 2, 30,
+               "both replicas to list the FeatureRollouts")
     cluster.log.clear_requests()
     killed = time.monotonic()
     replicas.names[leader].kill9()
@@ -224,5 +227,6 @@ def test_kill_9_at_the_default_timings_is_taken_over_within_the_lease_duration_p
     request_abort(cluster, "kept")
     wait_until(lambda: status(cluster, "kept").get("phase") == "RolledBack", 30, "the abort by the new leader")
     # The standby's watch was warm: the takeover listed nothing again.
-    assert not cluster.log.requests(resource="featurerollouts", verb="list")
+    relists = cluster.log.requests(resource="featurerollouts", verb="list")
+    assert not relists, [(r["user_agent"], r["time"]) for r in relists]
     assert cluster.log.requests(resource="featurerollouts", verb="get")  # (the audit log does see its reads)
