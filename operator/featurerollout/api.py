@@ -1032,6 +1032,11 @@ class FeatureRolloutStatus(Model):
         default_factory=list, max_length=MAX_GATES,
         description="Gates that opened for the next point (approvals with their request id), until it is crossed.",
     )
+    shard_lease: str | None = Field(
+        default=None, max_length=253,
+        description="The Lease of the operator shard that acts on this rollout (its claim, see "
+        "docs/high-availability.md); empty until a leader-elected operator first looks at it.",
+    )
 
     @property
     def terminal(self) -> bool:

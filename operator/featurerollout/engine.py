@@ -296,7 +296,7 @@ def decide(
         request = None
     if plan_changed(work.plan, status, generation):
         work.spec_changed()
-    work.check_drift()
+    work.check_drift(request)
     if measurements and spec.analysis is not None and work.started and work.st.phase in ACTIVE_PHASES:
         work.analyse(spec.analysis, measurements)
     if request is not None:
@@ -527,12 +527,14 @@ class _Work:
 
     # -- drift: what the target really holds
 
-    def check_drift(self) -> None:
+    def check_drift(self, request: ControlRequest | None = None) -> None:
         """Put the weight back when the target no longer holds what this rollout set (someone
         edited it, the ConfigMap was re-created...). Only once this rollout wrote the target, and
         not while Failed or waiting to start; a write already due this look puts it right anyway."""
         wrote = self.st.target is not None or self.st.started_at is not None  # (an older status has no target)
         if self.observed is None or self.weight is not None or not wrote:
+            return
+        if self.lost_record(request):
             return
         if self.st.phase not in (*ACTIVE_PHASES, Phase.SUCCEEDED, Phase.ROLLED_BACK):
             return
@@ -822,6 +824,21 @@ class _Work:
         explained = {e.reason for e in self.events} & {"Resumed", "Promoted", "Started", "SpecChanged"}
         if was_paused and not paused and not explained:
             self.event("Normal", "Resumed", f"resumed {self.where()}: nothing holds it any more")
+
+    def lost_record(self, request: ControlRequest | None) -> bool:
+        """Does the target hold what this very look is about to write: the next stage's weight when
+        the stage is over, or 0% for an abort not yet handled? Then an earlier look wrote the
+        target and its status write was lost (the process was killed, or lost its Lease, between
+        the two writes). That is not drift: this look records the step, once, with its Event;
+        putting the old weight back would take the step twice."""
+        assert self.observed is not None
+        held = self.observed.weight or 0.0
+        if request is not None and request.action == ControlAction.ABORT and self.st.phase in ACTIVE_PHASES:
+            return held == 0
+        if self.st.phase != Phase.PROGRESSING or not (self.hold_passed() and _analysis_passed(self.spec, self.st)):
+            return False
+        last = self.st.current_stage >= len(self.spec.stages) - 1
+        return held == (100 if last else self.spec.stages[self.st.current_stage + 1].weight)
 
     def hold_passed(self) -> bool:
         started = self.st.stage_started_at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -10,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from featurerollout import API_VERSION, KIND
-from featurerollout.kube import Kube, api_message
+from featurerollout.kube import CONFLICT, Kube, api_message, status_code
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +20,18 @@ INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 
 def event_body(
-    metadata: dict[str, Any], type_: str, reason: str, message: str, now: datetime
+    metadata: dict[str, Any], type_: str, reason: str, message: str, now: datetime, key: str | None = None
 ) -> dict[str, Any]:
-    """A core/v1 Event about the FeatureRollout that `metadata` describes."""
+    """A core/v1 Event about the FeatureRollout that `metadata` describes. `key`: what makes the
+    Event unique; the same key gives the same name, so a second post of it is refused
+    (AlreadyExists) instead of shown twice. None: a random name."""
     name = str(metadata["name"])
     stamp = now.isoformat().replace("+00:00", "Z")
+    suffix = secrets.token_hex(8) if key is None else hashlib.sha256(key.encode()).hexdigest()[:16]
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": f"{name}.{secrets.token_hex(8)}", "namespace": metadata.get("namespace", "default")},
+        "metadata": {"name": f"{name}.{suffix}", "namespace": metadata.get("namespace", "default")},
         "involvedObject": {
             "apiVersion": API_VERSION,
             "kind": KIND,
@@ -49,10 +53,14 @@ def event_body(
 
 
 async def post_event(kube: Kube, metadata: dict[str, Any], type_: str, reason: str, message: str,
-                     now: datetime) -> None:
-    """Post one Event. A failure to post is logged, never fatal: the status already says the same."""
-    body = event_body(metadata, type_, reason, message, now)
+                     now: datetime, key: str | None = None) -> None:
+    """Post one Event. A failure to post is logged, never fatal: the status already says the same.
+    An Event with this `key` already posted (by a process that died before it wrote the status)
+    is left as it is."""
+    body = event_body(metadata, type_, reason, message, now, key)
     try:
         await kube.call(kube.core.create_namespaced_event, body["metadata"]["namespace"], body)
     except Exception as error:
+        if key is not None and status_code(error) == CONFLICT:
+            return
         log.warning("could not post the %s event %s: %s", type_, reason, api_message(error))

@@ -18,9 +18,11 @@ import kopf
 from featurerollout import GROUP, PLURAL, VERSION
 from featurerollout.control import REQUEST_ANNOTATION
 from featurerollout.kube import Kube, load_config
+from featurerollout.leader import Elector
 from featurerollout.notify import Notifier, kube_secrets
-from featurerollout.reconciler import Reconciler, RolloutKey
+from featurerollout.reconciler import Guard, Reconciler, RolloutKey
 from featurerollout.scheduler import Scheduler
+from featurerollout.sharding import Shard
 from featurerollout.targets.webhook import WebhookClients
 
 log = logging.getLogger("featurerollout")
@@ -53,21 +55,55 @@ class OperatorState:
     webhooks: WebhookClients = field(default_factory=WebhookClients)
     prometheus_address: str | None = None  # --prometheus-address
     notifier: Notifier = field(init=False)
+    # Leader election (leader.py; None with --standalone): the schedule runs only while leading;
+    # the watch, the fingerprints and the schedule's keys stay warm in a standby.
+    elector: Elector | None = None
+    guard: Guard | None = None
+    shard: Shard | None = None  # --shard: only this slice of the rollouts is scheduled at all
+    election: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.notifier = Notifier(kube_secrets(self.kube))
         reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, notifier=self.notifier,
-                                prometheus_address=self.prometheus_address)
+                                prometheus_address=self.prometheus_address, guard=self.guard)
+        if self.elector is not None:
+            elector = self.elector
+            reconciler.leading = lambda: elector.leading
+            reconciler.guard_recheck = elector.settings.retry_period
+            elector.on_started = self._lead
+            elector.on_stopped = self._follow
         self.scheduler = Scheduler(reconciler, concurrency=self.concurrency)
 
     def start(self) -> None:
         self.notifier.start()
+        if self.elector is None:
+            self._lead()
+        else:
+            self.election = asyncio.get_running_loop().create_task(self.elector.run(), name="featurerollout-election")
+
+    def _lead(self) -> None:
+        """Start acting: a fresh look at every rollout the watch knows (no relist needed)."""
+        if self.task is not None and not self.task.done():
+            return
+        for key in self.scheduler.keys:
+            self.scheduler.wake(key)
         self.task = asyncio.get_running_loop().create_task(self.scheduler.run(), name="featurerollout-scheduler")
+
+    def _follow(self) -> None:
+        """Stop acting at once: the looks in flight are cancelled (a write already sent is fenced by
+        its resourceVersion)."""
+        if self.task is not None:
+            self.task.cancel()
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        if self.elector is not None:
+            if self.election is not None:
+                self.election.cancel()
+                await asyncio.gather(self.election, return_exceptions=True)
+            await self.elector.release()
         await self.notifier.aclose()  # what is queued gets a moment to go out
         await self.webhooks.aclose()
         self.kube.close()
@@ -76,6 +112,8 @@ class OperatorState:
         """A watch event about one FeatureRollout."""
         metadata = body.get("metadata", {})
         key: RolloutKey = (metadata.get("namespace", "default"), metadata.get("name", ""))
+        if self.shard is not None and not self.shard.covers(*key):
+            return  # another shard's rollout
         if event_type == "DELETED":
             self.fingerprints.pop(key, None)
             self.scheduler.forget(key)

@@ -14,8 +14,12 @@ safe and the record honest:
    (mergepatch.py says why), guarded by the resourceVersion that was read (a 409 means someone
    changed the object meanwhile: look again at once; but once the target was written, the same
    status is written onto the fresh object, so that the record always holds what the target does);
-7. then post the Events and the log line, so an Event never claims what the status does not hold,
-   and queue the notifications those Events call for (notify/: sent off this path, never awaited).
+7. then post the Events and the log line, so an Event never claims what the status does not hold;
+   except the Events of a step that wrote the target: users already have it, so they go out
+   just before the status write, under names made from the status they follow, so that a
+   process killed between the writes neither loses them nor has them posted twice by its
+   successor (docs/high-availability.md).
+   The notifications those Events call for are queued (notify/: sent off this path, never awaited).
 
 Every rollout is looked at again at least every `resync` seconds, even one that is finished or
 waiting for a person, so that drift on its target is found and put right.
@@ -27,9 +31,10 @@ on from the same stage with the same stage clock and re-emits no old Event.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +60,14 @@ from featurerollout.targets.webhook import WebhookClients
 log = logging.getLogger("featurerollout")
 
 RolloutKey = tuple[str, str]  # (namespace, name)
+# With leader election (leader.py): the object to act on (perhaps after claiming it), or None when
+# this process must leave the rollout alone for now; and whether it still leads, checked before
+# each target write.
+Guard = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class NotLeading(Exception):
+    """Leadership ran out during a look: nothing more is written."""
 # Status writes retried on 409 after the target was written (someone else wrote the object between).
 STATUS_CONFLICT_RETRIES = 5
 
@@ -93,6 +106,9 @@ class Reconciler:
     webhooks: WebhookClients = field(default_factory=WebhookClients)  # one HTTP pool per operator
     notifier: notify.Notifier | None = None  # None: no notifications are sent
     prometheus_address: str | None = None  # --prometheus-address: for metrics that name no Prometheus
+    guard: Guard | None = None  # None: act on every rollout (--standalone)
+    leading: Callable[[], bool] = lambda: True
+    guard_recheck: float = 2.0  # seconds until a rollout the guard held back is looked at again
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -113,6 +129,11 @@ class Reconciler:
         metadata = body.get("metadata", {})
         if metadata.get("deletionTimestamp"):
             return None
+        if self.guard is not None:
+            guarded = await self.guard(body)
+            if guarded is None:
+                return self.monotonic() + self.guard_recheck
+            body, metadata = guarded, guarded.get("metadata", {})
         meta = api.ObjectMeta.model_validate(metadata)
         status = api.FeatureRolloutStatus.model_validate(body.get("status") or {})
         try:
@@ -212,6 +233,16 @@ class Reconciler:
         """Write the status if it changed, then announce; returns when to look again."""
         now = self.clock()
         wrote_target = any(isinstance(a, engine.SetWeight) for a in decision.actions)
+        if not wrote_target and not self.leading():
+            # A written target must be recorded (the write below is fenced by resourceVersion);
+            # anything else waits for whoever leads now.
+            raise NotLeading(f"{meta.namespace}/{meta.name}: no longer the leader; not writing the status")
+        if wrote_target:
+            # The step is taken: users have it. Its Events go out now, under names made from the
+            # status they follow, so that a process killed before the status write below leaves
+            # them for its successor, which takes the same step (engine: lost_record) and posts
+            # the same names, refused as already there: each Event once, none lost.
+            await self._post_events(body["metadata"], before, decision, now, lasting=True)
         for attempt in range(STATUS_CONFLICT_RETRIES + 1):
             try:
                 if await write_status(self.kube, body, decision.status):
@@ -236,6 +267,8 @@ class Reconciler:
                     # what is there now.
                     return self.monotonic()
                 raise
+        if not wrote_target:
+            await self._post_events(body["metadata"], before, decision, now)
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
@@ -246,6 +279,20 @@ class Reconciler:
             return None
         templates = await read_templates(self.kube, meta.namespace, keys)
         return resolve(spec, templates, meta.namespace)
+
+    async def _post_events(
+        self, metadata: dict[str, Any], before: api.FeatureRolloutStatus, decision: engine.Decision, now: datetime,
+        lasting: bool = False,
+    ) -> None:
+        """Post the decision's Events. `lasting`: the step wrote the target, so a successor takes it
+        again if this process dies before the status write: name each Event after the status it
+        follows, so that the successor's copy is refused as already there."""
+        previous = json.dumps(status_wire(before), sort_keys=True, default=str)
+        events = [a for a in decision.actions if isinstance(a, engine.EmitEvent)]
+        for index, action in enumerate(events):
+            key = f"{metadata.get('uid')}|{metadata.get('generation')}|{previous}|{index}|{action.reason}"
+            await post_event(self.kube, metadata, action.type, action.reason, action.message, now,
+                             key if lasting else None)
 
     async def _measure(
         self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus,
@@ -305,6 +352,9 @@ class Reconciler:
         for action in decision.actions:
             if not isinstance(action, engine.SetWeight):
                 continue
+            if not self.leading():
+                # Leadership ran out while deciding: another process may take the Lease soon.
+                raise NotLeading(f"{meta.namespace}/{meta.name}: no longer the leader; not writing the target")
             try:
                 target: Target = target_for(self.kube, meta.namespace, where_it_lives(spec, decision.status),
                                             rollout=meta.name, webhooks=self.webhooks)
@@ -338,9 +388,6 @@ class Reconciler:
         now: datetime,
     ) -> None:
         after = decision.status
-        for action in decision.actions:
-            if isinstance(action, engine.EmitEvent):
-                await post_event(self.kube, body["metadata"], action.type, action.reason, action.message, now)
         if self.notifier is not None and spec is not None and spec.notifications:
             # Only queued here, never sent: a receiver cannot delay this or any other rollout.
             self.notifier.submit(notify.derive(namespace=meta.namespace, rollout=meta.name, flag=spec.flag,

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
+
+from featurerollout.sharding import InvalidShard, Shard, lease_name, parse_shard
+
+if TYPE_CHECKING:
+    from featurerollout.leader import LeaseSettings
 
 LOG_FORMATS = ("text", "json", "full")
+
+log = logging.getLogger("featurerollout")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -28,8 +36,25 @@ def add_parser(subparsers: Any) -> None:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
     parser.add_argument(
         "--standalone", action="store_true",
-        help="do not coordinate with other replicas (Kopf peering); use with a single replica",
+        help="no leader election: act at once, on every rollout (or the --shard's); run one replica only",
     )
+    ha = parser.add_argument_group(
+        "leader election and sharding", "Replicas elect one leader on a coordination.k8s.io/v1 Lease; only "
+        "the leader acts, standbys keep watching (docs/high-availability.md).",
+    )
+    ha.add_argument("--identity", metavar="ID",
+                    help="this process in the Lease's holderIdentity (default: $POD_NAME, else hostname-pid)")
+    ha.add_argument("--lease-namespace", metavar="NS",
+                    help="namespace of the Lease (default: $POD_NAMESPACE or the pod's namespace, else default)")
+    ha.add_argument("--lease-duration", type=float, default=15.0, metavar="SECONDS",
+                    help="how long a standby waits before it takes over a Lease that is not renewed (default 15)")
+    ha.add_argument("--renew-deadline", type=float, default=10.0, metavar="SECONDS",
+                    help="how long the leader keeps trying to renew before it stops acting (default 10)")
+    ha.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS",
+                    help="time between the leader's renewals (default 2; a standby tries 4 times as often)")
+    ha.add_argument("--shard", type=_shard, metavar="INDEX/COUNT",
+                    help="take only the rollouts whose namespace/name hash falls in slice INDEX of COUNT "
+                    "(0-based); each shard is elected on its own Lease, featurerollout-shard-INDEX-of-COUNT")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="log line format (default: text)")
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default: info"
@@ -70,13 +95,44 @@ def _prometheus_url(text: str) -> str:
     return text
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except InvalidShard as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--shard ")) from None
+
+
+def lease_settings(args: argparse.Namespace) -> LeaseSettings:
+    """The Lease this process campaigns for; InvalidTimings names a bad flag."""
+    # Imported here: the kubernetes client is not needed to print the CLI's help.
+    from featurerollout.leader import LeaseSettings, default_identity, default_namespace
+
+    return LeaseSettings(
+        name=lease_name(args.shard),
+        namespace=args.lease_namespace or default_namespace(),
+        identity=args.identity or default_identity(),
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Configure logging and the Kubernetes client, then hand over to Kopf until SIGINT/SIGTERM."""
     import kopf
 
+    from featurerollout import __version__
     from featurerollout.handlers import OperatorState, build_registry
     from featurerollout.kube import Kube, load_config
+    from featurerollout.leader import InvalidTimings, default_identity
 
+    settings = None
+    if not args.standalone:
+        try:
+            settings = lease_settings(args)
+        except InvalidTimings as error:
+            print(f"featurerollout run: error: {error}", file=sys.stderr)
+            return 2
     load_config(args.kubeconfig, args.context)
     kopf.configure(
         debug=args.log_level == "debug",
@@ -99,15 +155,41 @@ def run(args: argparse.Namespace) -> int:
         # Kopf says "Handler ... succeeded" for every watch event; our own lines say what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
-    state = OperatorState(Kube(), concurrency=args.concurrency, resync=args.resync,
-                          prometheus_address=args.prometheus_address)
+    if args.log_level != "debug":
+        # The client's leader election logs every try at INFO; only its failures are kept (as
+        # warnings), and ours says when leadership changes.
+        from featurerollout.leader import LibraryFailures
+
+        logging.getLogger("leaderelection").addFilter(LibraryFailures())
+
+    kube = Kube()
+    identity = settings.identity if settings is not None else args.identity or default_identity()
+    # The audit log then tells which process made each request.
+    kube.api.user_agent = f"featurerollout/{__version__} ({identity})"
+    elector = guard = None
+    if settings is not None:
+        from featurerollout.kube import _api_client
+        from featurerollout.leader import Elector, LeaseObserver, OwnershipGuard
+
+        lease_api = _api_client()
+        lease_api.user_agent = kube.api.user_agent
+        elector = Elector(settings, lease_api)
+        observer = LeaseObserver(elector.coordination, settings.namespace, recheck=settings.retry_period / 2)
+        guard = OwnershipGuard(elector, kube, observer, args.shard)
+        log.info("%s: campaigning for Lease %s/%s%s", identity, settings.namespace, settings.name,
+                 f" (shard {args.shard})" if args.shard else "")
+    state = OperatorState(
+        kube, concurrency=args.concurrency, resync=args.resync, elector=elector, guard=guard, shard=args.shard,
+        prometheus_address=args.prometheus_address,
+    )
     registry = build_registry(
         state, kubeconfig=args.kubeconfig, context=args.context,
         metrics_port=None if args.no_metrics else args.metrics_port,
     )
     kopf.run(
         registry=registry,
-        standalone=args.standalone,
+        # Kopf's own peering is never used: it pauses a standby's watches (docs/high-availability.md).
+        standalone=True,
         namespaces=args.namespace,
         clusterwide=not args.namespace,
         liveness_endpoint=args.liveness,

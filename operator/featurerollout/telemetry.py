@@ -35,6 +35,11 @@ notifications = Counter(
     ["receiver_kind", "result"],
 )
 notification_queue = Gauge("featurerollout_notification_queue_depth", "Notifications waiting to be sent.")
+# Leader election (leader.py): one series per Lease this process campaigns for.
+leader = Gauge("featurerollout_leader", "1 while this process holds the Lease, else 0.", ["lease"])
+leader_transitions = Counter(
+    "featurerollout_leader_transitions_total", "Times this process became the leader of the Lease.", ["lease"]
+)
 
 
 def observe(namespace: str, name: str, flag: str, status: FeatureRolloutStatus) -> None:

@@ -64,16 +64,18 @@ def test_every_rendered_builtin_manifest_validates_strictly(home: Path, values: 
             "Deployment"} <= set(checked)
 
 
-def test_defaults_watch_all_namespaces_standalone_with_one_replica(home: Path) -> None:
+def test_defaults_watch_all_namespaces_with_two_leader_elected_replicas(home: Path) -> None:
     manifests = render(home)
     (deployment,) = of_kind(manifests, "Deployment")
     assert deployment["metadata"]["namespace"] == NAMESPACE
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     operator = container(manifests)
     assert operator["image"] == "ghcr.io/featurerollout/featurerollout:0.1.0"
     assert operator["args"] == [
-        "run", "--all-namespaces", "--standalone", "--log-format=json", "--log-level=info",
+        "run", "--all-namespaces", f"--lease-namespace={NAMESPACE}", "--lease-duration=15", "--renew-deadline=10",
+        "--retry-period=2", "--log-format=json", "--log-level=info",
         "--metrics-port=8080", "--liveness=http://0.0.0.0:8081/healthz", "--concurrency=64",
     ]
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
@@ -91,7 +93,9 @@ def test_defaults_watch_all_namespaces_standalone_with_one_replica(home: Path) -
     assert pod["serviceAccountName"] == "featurerollout"
     assert {m["mountPath"] for m in operator["volumeMounts"]} == {"/tmp"}
     assert not of_kind(manifests, "ServiceMonitor")
-    assert not of_kind(manifests, "Role") and not of_kind(manifests, "RoleBinding")
+    # Only the Lease's Role, in the release's namespace.
+    assert [(m["metadata"]["name"], m["metadata"]["namespace"]) for m in of_kind(manifests, "Role")] == [
+        ("featurerollout-leader-election", NAMESPACE)]
     (service,) = of_kind(manifests, "Service")
     assert service["metadata"]["annotations"] == {
         "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
@@ -108,10 +112,11 @@ def test_the_image_tag_can_be_set(home: Path) -> None:
 def test_namespaced_values_render_roles_per_namespace_and_a_service_monitor(home: Path) -> None:
     manifests = render(home, [NAMESPACED])
     (deployment,) = of_kind(manifests, "Deployment")
-    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["replicas"] == 3
     args = container(manifests)["args"]
     assert "--namespace=shop" in args and "--namespace=payments" in args
-    assert "--all-namespaces" not in args and "--standalone" not in args  # peering: no --standalone
+    assert "--all-namespaces" not in args and "--standalone" not in args  # leader election: no --standalone
+    assert "--lease-namespace=ops" in args
     assert "--log-level=debug" in args
     pod = deployment["spec"]["template"]
     assert pod["metadata"]["annotations"] == {"example.com/team": "checkout"}
@@ -119,7 +124,7 @@ def test_namespaced_values_render_roles_per_namespace_and_a_service_monitor(home
     assert pod["spec"]["tolerations"][0]["key"] == "dedicated"
     roles = {m["metadata"]["namespace"] for m in of_kind(manifests, "Role")}
     bindings = {m["metadata"]["namespace"] for m in of_kind(manifests, "RoleBinding")}
-    assert roles == bindings == {"shop", "payments"}
+    assert roles == bindings == {"shop", "payments", "ops"}  # ops: the Lease's
     (cluster_role,) = of_kind(manifests, "ClusterRole")
     # Only what must be cluster-wide: CRD discovery and Kopf's namespace observation.
     # Secrets and the rest stay in the namespaces.
@@ -133,7 +138,8 @@ def test_namespaced_values_render_roles_per_namespace_and_a_service_monitor(home
 def test_globs_keep_rbac_cluster_wide_and_list_namespaces(home: Path) -> None:
     manifests = render(home, sets=["watch.namespaces={team-*,shop}"])
     assert "--namespace=team-*" in container(manifests)["args"]
-    assert not of_kind(manifests, "Role")
+    # No Role but the Lease's.
+    assert [r["metadata"]["name"] for r in of_kind(manifests, "Role")] == ["featurerollout-leader-election"]
     (cluster_role,) = of_kind(manifests, "ClusterRole")
     assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]} in cluster_role["rules"]
     assert any("secrets" in r["resources"] for r in cluster_role["rules"])
@@ -168,10 +174,13 @@ def test_metrics_port_zero_turns_metrics_off(home: Path) -> None:
     assert {p["name"] for p in container(manifests)["ports"]} == {"healthz"}
 
 
-def test_more_than_one_replica_without_peering_is_refused(home: Path) -> None:
-    done = helm(home, *template_args(sets=["replicaCount=2"]), check=False)
+def test_more_than_one_replica_without_leader_election_is_refused(home: Path) -> None:
+    done = helm(home, *template_args(sets=["leaderElection.enabled=false"]), check=False)
     assert done.returncode != 0
-    assert "replicaCount > 1 needs peering.enabled=true" in done.stderr
+    assert "replicaCount > 1 needs leaderElection.enabled=true" in done.stderr
+    manifests = render(home, sets=["leaderElection.enabled=false", "replicaCount=1"])
+    assert "--standalone" in container(manifests)["args"]
+    assert not of_kind(manifests, "Role")
 
 
 def test_existing_service_account_and_no_rbac(home: Path) -> None:
@@ -236,5 +245,7 @@ def test_dockerfile_entrypoint_and_cmd_agree_with_the_chart(home: Path) -> None:
     from featurerollout.cli import build_parser
 
     parsed = build_parser().parse_args(operator["args"])
-    assert parsed.all_namespaces and parsed.standalone and parsed.liveness == "http://0.0.0.0:8081/healthz"
+    assert parsed.all_namespaces and not parsed.standalone and parsed.liveness == "http://0.0.0.0:8081/healthz"
+    assert (parsed.lease_namespace, parsed.lease_duration, parsed.renew_deadline, parsed.retry_period) == (
+        NAMESPACE, 15, 10, 2)
     assert shlex.join(entrypoint + operator["args"]).startswith("featurerollout run ")

@@ -31,6 +31,7 @@ CHART_KINDS = [
     ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False, False),
     ("rbac.authorization.k8s.io", "v1", "Role", "roles", True, False),
     ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True, False),
+    ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, True),
 ]
 
 

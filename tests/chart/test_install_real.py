@@ -53,6 +53,20 @@ def test_plain_kubectl_install_of_crds_and_deploy_manifests(fresh_cluster: Path)
     assert kubectl(fresh_cluster, "get", "fro", "-A", "-o", "name") == ""  # served, and empty
 
 
+def test_helm_install_refuses_bad_values_with_a_clear_message(fresh_cluster: Path, tmp_path: Path) -> None:
+    home = tmp_path / "helm-home"
+    audit = AuditLog(fresh_cluster.parent / "audit.log")
+    for sets, message in ((["replicaCount=0"], "at '/replicaCount': minimum: got 0, want 1"),
+                          (["leaderElection.renewDeadline=30"],
+                           "leaderElection.leaseDuration (15) must be more than leaderElection.renewDeadline (30)")):
+        done = helm(home, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace",
+                    *[f"--set={s}" for s in sets], kubeconfig=fresh_cluster, check=False)
+        assert done.returncode != 0
+        assert message in done.stderr, done.stderr
+    # Nothing was created.
+    assert not [r for r in audit.requests() if r["verb"] == "create" and r["user_agent"].lower().startswith("helm")]
+
+
 def test_helm_install_upgrade_uninstall_keeps_the_crd(fresh_cluster: Path, tmp_path: Path) -> None:
     home = tmp_path / "helm-home"
     audit = AuditLog(fresh_cluster.parent / "audit.log")
@@ -74,6 +88,18 @@ def test_helm_install_upgrade_uninstall_keeps_the_crd(fresh_cluster: Path, tmp_p
     kubectl(fresh_cluster, "get", "clusterrole", RELEASE)
     kubectl(fresh_cluster, "get", "clusterrolebinding", RELEASE)
     kubectl(fresh_cluster, "get", "fro", "-A")
+    # High availability: two replicas, their disruption budget, and the Lease's Role.
+    assert kubectl(fresh_cluster, "get", "deployment", RELEASE, "-n", NAMESPACE, "-o",
+                   "jsonpath={.spec.replicas}") == "2"
+    kubectl(fresh_cluster, "get", "poddisruptionbudget", RELEASE, "-n", NAMESPACE)
+    kubectl(fresh_cluster, "get", "role,rolebinding", f"{RELEASE}-leader-election", "-n", NAMESPACE)
+    assert "kubectl get lease -n featurerollout-system" in installed  # NOTES.txt
+
+    # values.schema.json: the real helm refuses a bad value before it touches the cluster.
+    refused = helm(home, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--set", "shards=0",
+                   kubeconfig=fresh_cluster, check=False)
+    assert refused.returncode != 0
+    assert "at '/shards': minimum: got 0, want 1" in refused.stderr, refused.stderr
 
     helm(home, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--set", "logLevel=debug",
          kubeconfig=fresh_cluster)

@@ -34,8 +34,8 @@ pytestmark = pytest.mark.integration
 FEATUREFLAG_CRD = Path(__file__).resolve().parents[1] / "fixtures" / "crds" / "openfeature-featureflags.yaml"
 GROUP, VERSION, PLURAL = "featurerollout.io", "v1alpha1", "featurerollouts"
 TEST_USER_AGENT = "featurerollout-chart-test"
-# The kubernetes client's default user agent (the operator's own calls) and Kopf's.
-OPERATOR_USER_AGENTS = ("OpenAPI-Generator/", "kopf/")
+# The operator's own client (featurerollout/VERSION (identity)) and Kopf's.
+OPERATOR_USER_AGENTS = ("featurerollout/", "kopf/")
 DISCOVERY_PATHS = ("/api", "/apis", "/version")
 ONE_SECOND_STAGES = [{"weight": 50, "duration": "1s"}, {"weight": 100}]
 
@@ -59,6 +59,10 @@ EXERCISED = {
     ("featurerollout.io", "clustermetrictemplates", "get"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    # Leader election (the chart runs it): the first replica creates the Lease, then renews it.
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
 }
 
 # name -> (chart --set values, extra accesses expected in this mode)
@@ -76,6 +80,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     cluster = start_sandbox(tmp_path, "--crd", str(FEATUREFLAG_CRD), "--crd", str(httproute_crd_path()))
     # The test's own client must not pass for the operator in the request log.
     cluster.api.user_agent = TEST_USER_AGENT
+    # The release's namespace, where the chart's leader election keeps its Lease.
+    cluster.core.create_namespace({"metadata": {"name": NAMESPACE}})
     try:
         yield cluster
     finally:
@@ -209,6 +215,7 @@ def test_rbac_allows_every_request_of_a_real_operator_and_nothing_more(
     manifests = render(tmp_path / "helm", sets=sets)
     grants = grants_for(manifests, RELEASE, NAMESPACE)
 
+    operator.standalone = False  # as the chart runs it: leader election on a Lease
     operator(*operator_args(manifests))
     make_objects(cluster)
     for name in TARGET_ROLLOUTS:
@@ -218,6 +225,8 @@ def test_rbac_allows_every_request_of_a_real_operator_and_nothing_more(
     for kind in ("metrictemplates", "clustermetrictemplates"):
         wait_until(lambda kind=kind: any(r["resource"] == kind for r in operator_requests(cluster)), 30,
                    f"the operator to read {kind}")
+    wait_until(lambda: any(r["resource"] == "leases" and r["verb"] == "update" for r in operator_requests(cluster)),
+               30, "the leader to renew its Lease")
 
     records = operator_requests(cluster)
     discovery = {r["path"] for r in records if not r["resource"]}

@@ -153,7 +153,7 @@ def test_the_operator_runs_under_the_charts_rbac_on_the_real_server_and_needs_ev
 
     # The operator's own kubeconfig is the ServiceAccount's; the test's client stays the admin.
     as_operator = Cluster(None, operator_kubeconfig, None, admin.api, kind="real")
-    operators = OperatorFactory(as_operator, tmp_path)
+    operators = OperatorFactory(as_operator, tmp_path, standalone=False)  # leader election, as the chart runs it
     try:
         operators(*operator_args(manifests))
         make_objects(admin, prometheus.url)

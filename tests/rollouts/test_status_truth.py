@@ -106,6 +106,7 @@ def full_status() -> api.FeatureRolloutStatus:
                  "checkedAt": NOW.isoformat(), "timedOut": True},
         "openedGates": [{"name": "smoke", "before": "Start", "at": NOW.isoformat(), "requestId": "r-0",
                          "message": "m"}],
+        "shardLease": "featurerollout-shard-0-of-2",
     })
 
 

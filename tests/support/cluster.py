@@ -134,11 +134,14 @@ def start_sandbox(workdir: Path, *extra: str) -> Cluster:
     return Cluster(process, kubeconfig, control, api)
 
 
-def start_operator(cluster: Cluster, workdir: Path, *extra: str, name: str = "operator") -> Process:
-    """Start `featurerollout run` against the cluster."""
+def start_operator(cluster: Cluster, workdir: Path, *extra: str, name: str = "operator",
+                   standalone: bool = True) -> Process:
+    """Start `featurerollout run` against the cluster (`--standalone`, no leader election, unless
+    `standalone` is False)."""
     return Process(
         featurerollout_command(
-            "run", "--kubeconfig", str(cluster.kubeconfig), "--standalone", "--metrics-port", "0", *extra
+            "run", "--kubeconfig", str(cluster.kubeconfig), *(["--standalone"] if standalone else []),
+            "--metrics-port", "0", *extra,
         ),
         workdir / f"{name}.log",
     ).start()
@@ -151,9 +154,11 @@ class OperatorFactory:
     cluster: Cluster
     workdir: Path
     started: list[Process] = field(default_factory=list)
+    standalone: bool = True  # False: leader election on a Lease (as the chart runs it)
 
     def __call__(self, *extra: str) -> Process:
-        process = start_operator(self.cluster, self.workdir, *extra, name=f"operator-{len(self.started)}")
+        process = start_operator(self.cluster, self.workdir, *extra, name=f"operator-{len(self.started)}",
+                                 standalone=self.standalone)
         self.started.append(process)
         return process
 

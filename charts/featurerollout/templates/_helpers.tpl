@@ -101,12 +101,6 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-{{- if .Values.peering.enabled }}
-# Kopf peering between replicas, in the watched namespace(s).
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
 {{- end -}}
 
 {{/* The rules the operator needs at cluster scope whatever it watches. */}}
@@ -127,10 +121,10 @@ namespaces are not known in advance, so RBAC stays cluster-wide and the operator
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
-{{- if and .Values.peering.enabled (not .Values.watch.namespaces) }}
-# Kopf peering of a cluster-wide operator.
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
+{{- end -}}
+
+
+{{/* The namespace of the leader-election Lease(s). */}}
+{{- define "featurerollout.leaseNamespace" -}}
+{{- default .Release.Namespace .Values.leaderElection.namespace -}}
 {{- end -}}
