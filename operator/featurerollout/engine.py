@@ -120,6 +120,7 @@ __all__ = [
     "held_from",
     "next_check",
     "plan_hash",
+    "rollback_intent",
     "rollback_not_applied",
     "target_failed",
 ]
@@ -462,6 +463,27 @@ def rollback_not_applied(
         next_check=now + delay,
         log=None if ongoing else pending,
     )
+
+
+def rollback_intent(given: FeatureRolloutStatus, decision: Decision) -> FeatureRolloutStatus | None:
+    """The status to put on record BEFORE the target write of a decision that takes exposure away
+    (an automatic rollback, a gate's, an abort): phase RolledBack with its halt, but
+    `currentWeight` still what users have, as rollback_not_applied() records it. A process killed
+    (or out of its Lease) between the two writes then leaves a pending rollback that whoever looks
+    next completes (finish_pending_rollback() sends 0% whatever the target holds), not a
+    Progressing status beside a 0% target, which would read as drift and could expose users again
+    if the next measurement passed. None: the decision takes nothing away."""
+    after = decision.status
+    if given.phase == Phase.ROLLED_BACK or given.current_weight <= 0 or after.phase != Phase.ROLLED_BACK:
+        return None
+    if not any(isinstance(a, SetWeight) and a.weight == 0 for a in decision.actions):
+        return None
+    base = (after.message or "rolled back").split(_PENDING_NOTE)[0]
+    return after.model_copy(update={
+        "current_weight": given.current_weight,
+        "message": f"{base}{_PENDING_NOTE}: writing it now (users are exposed at {_pct(given.current_weight)} "
+                   "until it lands)",
+    })
 
 
 # --- the work of one decision ------------------------------------------------------------------

@@ -209,8 +209,27 @@ class Reconciler:
                 message=read_error.message, request=request,
             )
             return await self._record(body, spec, meta, status, decision)
+        intent = engine.rollback_intent(status, decision)
+        if intent is not None:
+            body = await self._record_intent(body, meta, intent)
         decision = await self._apply(spec, meta, status, decision, now, owner, replacing, request)
         return await self._record(body, spec, meta, status, decision)
+
+    async def _record_intent(
+        self, body: dict[str, Any], meta: api.ObjectMeta, intent: api.FeatureRolloutStatus
+    ) -> dict[str, Any]:
+        """Write a rollback's status before its 0% (engine.rollback_intent), fenced by the
+        resourceVersion read; returns the object as stored, which the status write after the target
+        write is then fenced by. A 409 raises: nothing was written, and the next look decides again."""
+        if not self.leading():
+            raise NotLeading(f"{meta.namespace}/{meta.name}: no longer the leader; not recording the rollback")
+        metadata = body.get("metadata", {})
+        stored = await self.kube.patch_rollout_status(
+            meta.namespace, meta.name, mergepatch.diff(body.get("status") or {}, status_wire(intent)),
+            metadata.get("resourceVersion"),
+        )
+        telemetry.status_writes.inc()
+        return stored
 
     async def _alive(self, owner: Owner) -> bool:
         """Does the FeatureRollout a marker names still exist (same uid)? A deleted owner (there is no
