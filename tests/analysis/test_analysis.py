@@ -19,7 +19,15 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
-from tests.rollouts.test_rollout import document, events_of, make_configmap, make_rollout, status, wait_phase
+from tests.rollouts.test_rollout import (
+    document,
+    events_of,
+    make_configmap,
+    make_rollout,
+    status,
+    wait_phase,
+    wait_rolled_back,
+)
 from tests.support.cluster import Cluster, OperatorFactory, Process, featurerollout_command, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, query, start_prometheus
@@ -162,7 +170,7 @@ def test_breach_at_25_percent_rolls_back_within_the_failure_budget(
                interval=0.02)
     rolled_back = time.time()
     assert rolled_back - breach_seen <= (failure_limit + 1) * interval + 2
-    final = wait_phase(cluster, "risky", "RolledBack", timeout=10)
+    final = wait_rolled_back(cluster, "risky", timeout=10)
     assert final["currentWeight"] == 0
     degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "BudgetExceeded"

@@ -27,7 +27,15 @@ from tests.analysis.test_analysis import (  # noqa: F401 (exporter and prometheu
     wait_for_series,
 )
 from tests.gates.receiver import GateReceiver
-from tests.rollouts.test_rollout import document, events_of, make_configmap, make_rollout, status, wait_phase
+from tests.rollouts.test_rollout import (
+    document,
+    events_of,
+    make_configmap,
+    make_rollout,
+    status,
+    wait_phase,
+    wait_rolled_back,
+)
 from tests.rollouts.test_status_truth import cli, cm_weight
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
 from tests.support.prometheus import PrometheusServer
@@ -187,7 +195,7 @@ def test_a_breach_while_waiting_at_a_gate_rolls_back_within_the_usual_bound(
                interval=0.02)
     rolled_back = time.time()
     assert rolled_back - breach_seen <= (failure_limit + 1) * interval + 2
-    final = wait_phase(cluster, "gated", "RolledBack", timeout=10)
+    final = wait_rolled_back(cluster, "gated", timeout=10)
     assert final["currentWeight"] == 0 and "gate" not in final
     degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "BudgetExceeded" and "0.4" in degraded["message"]

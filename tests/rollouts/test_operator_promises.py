@@ -35,6 +35,7 @@ from tests.rollouts.test_rollout import (
     rollout,
     status,
     wait_phase,
+    wait_rolled_back,
     weights_seen,
 )
 from tests.support.cluster import REPO, Cluster, OperatorFactory, wait_until
@@ -272,7 +273,7 @@ def test_a_paused_rollout_is_still_analysed_and_rolled_back(
     assert status(cluster, "held")["metrics"][0]["evaluatedAt"] != first
     # The budget breaks while paused: rolled back to 0% all the same.
     exporter.set("held", 0.5)
-    final = wait_phase(cluster, "held", "RolledBack", timeout=30)
+    final = wait_rolled_back(cluster, "held", timeout=30)
     assert final["currentWeight"] == 0
     assert read_flag_weight(document(cluster), "held") == 0
 

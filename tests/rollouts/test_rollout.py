@@ -65,6 +65,15 @@ def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = 30) -> 
                       f"{name} to reach {phase}")
 
 
+def wait_rolled_back(cluster: Cluster, name: str, timeout: float = 30) -> dict[str, Any]:
+    """The status once the rollback is done: RolledBack at 0%. A RolledBack status that still has
+    a weight is a rollback whose 0% is being written (engine.rollback_intent) or retried."""
+    return wait_until(
+        lambda: (s := status(cluster, name)).get("phase") == "RolledBack" and s.get("currentWeight") == 0 and s,
+        timeout, f"{name} to be rolled back to 0%",
+    )
+
+
 def wait_degraded(cluster: Cluster, name: str, timeout: float = 20) -> dict[str, Any]:
     """The Degraded condition, once it is True."""
     return wait_until(

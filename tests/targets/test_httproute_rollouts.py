@@ -102,7 +102,8 @@ def test_a_fractional_stage_and_an_abort_roll_the_pair_back_to_0_and_100(
         assert "holds 50% (checkout-new 50, checkout 50)" in shown.stdout, shown.stdout
         aborted = cli(cluster, "abort", "checkout-abort")
         assert aborted.returncode == 0, aborted.stdout + aborted.stderr
-        final = wait_phase(cluster, "checkout-abort", "RolledBack")
+        final = wait_until(lambda: (s := status(cluster, "checkout-abort")).get("phase") == "RolledBack"
+                           and s.get("currentWeight") == 0 and s, 40, "the abort to be done at 0%")
         wait_until(lambda: seen and seen[-1] == (0, 100), 10, "the watch to see 0/100")
     assert seen == [(5, 995), (50, 50), (0, 100)]
     assert final["currentWeight"] == 0
