@@ -481,8 +481,8 @@ def rollback_intent(given: FeatureRolloutStatus, decision: Decision) -> FeatureR
     base = (after.message or "rolled back").split(_PENDING_NOTE)[0]
     return after.model_copy(update={
         "current_weight": given.current_weight,
-        "message": f"{base}{_PENDING_NOTE}: writing it now (users are exposed at {_pct(given.current_weight)} "
-                   "until it lands)",
+        "message": f"{base}{_PENDING_NOTE}: writing it now; users may still be exposed at "
+                   f"{_pct(given.current_weight)} until it does",
     })
 
 

@@ -11,14 +11,12 @@ per ask (no retries within it: the next ask is the retry). The answer reaches th
 
 from __future__ import annotations
 
-import base64
-
 import httpx
 
 from featurerollout.api import FeatureRolloutSpec, FeatureRolloutStatus, Gate, parse_duration
 from featurerollout.gates import GateCheck
-from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
-from featurerollout.targets.webhook import WebhookClients, _read_limited, shown_body, wire_weight
+from featurerollout.kube import Kube, SecretKeyUnreadable, read_secret_key
+from featurerollout.targets.webhook import WebhookClients, read_limited, shown_body, wire_weight
 
 
 class GateSecretError(Exception):
@@ -32,18 +30,10 @@ async def _token(kube: Kube, namespace: str, gate: Gate, index: int) -> str | No
     ref = webhook.secret_ref
     where = f"Secret {namespace}/{ref.name} key {ref.key} (spec.gates[{index}].webhook.secretRef)"
     try:
-        secret = await kube.call(kube.core.read_namespaced_secret, ref.name, namespace)
-    except Exception as error:
-        if status_code(error) == NOT_FOUND:
-            raise GateSecretError(f"{where}: the Secret does not exist") from None
-        raise GateSecretError(f"{where}: {api_message(error)}") from None
-    data = secret.data or {}
-    if ref.key not in data:
-        raise GateSecretError(f"{where}: the Secret has no such key")
-    try:
-        token = base64.b64decode(data[ref.key]).decode().strip()
-    except (ValueError, UnicodeDecodeError):
-        raise GateSecretError(f"{where}: the value is not UTF-8 text") from None
+        token = (await read_secret_key(kube, namespace, ref.name, ref.key,
+                                       f"spec.gates[{index}].webhook.secretRef")).strip()
+    except SecretKeyUnreadable as error:
+        raise GateSecretError(error.message) from None
     if not token:
         raise GateSecretError(f"{where}: the value is empty")
     return token
@@ -84,7 +74,7 @@ async def ask(
     try:
         async with clients.client().stream("POST", webhook.url, json=body, headers=headers,
                                            timeout=timeout) as response:
-            raw = await _read_limited(response)
+            raw = await read_limited(response)
     except httpx.TimeoutException:
         return GateCheck(gate.name, False, f"{where}: no answer within {webhook.timeout}")
     except httpx.HTTPError as error:

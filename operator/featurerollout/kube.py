@@ -8,6 +8,7 @@ waiting on I/O at once, not for CPU.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -105,3 +106,35 @@ class Kube:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
+
+
+class SecretKeyUnreadable(Exception):
+    """A Secret key could not be read. The message names the Secret, the key and the field that
+    refers to them, never a value. `missing`: the Secret or the key does not exist; `not_text`:
+    the value is not UTF-8; otherwise the API refused or failed."""
+
+    def __init__(self, message: str, *, missing: bool = False, not_text: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.missing = missing
+        self.not_text = not_text
+
+
+async def read_secret_key(kube: Kube, namespace: str, name: str, key: str, field_path: str | None = None) -> str:
+    """The text of one Secret key (as stored: callers strip a token's trailing newline). One place
+    for what every credential reader (webhook target, gates, notifications) says when it fails."""
+    where = f"Secret {namespace}/{name} key {key}" + (f" ({field_path})" if field_path else "")
+    try:
+        secret = await kube.call(kube.core.read_namespaced_secret, name, namespace)
+    except Exception as error:
+        if status_code(error) == NOT_FOUND:
+            raise SecretKeyUnreadable(f"{where}: the Secret does not exist", missing=True) from None
+        raise SecretKeyUnreadable(f"{where}: {api_message(error)}") from None
+    data = secret.data or {}
+    if key not in data:
+        present = ", ".join(sorted(data)) or "no keys"
+        raise SecretKeyUnreadable(f"{where}: the Secret has no such key (it has: {present})", missing=True)
+    try:
+        return base64.b64decode(data[key]).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise SecretKeyUnreadable(f"{where}: the value is not UTF-8 text", not_text=True) from None

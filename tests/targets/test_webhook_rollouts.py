@@ -183,8 +183,11 @@ def test_a_rollback_while_the_service_is_down_reaches_0_once_it_is_back(
     service.stop()  # the service is down: connection refused
     aborted = cli(cluster, "abort", "rollback-down")
     assert aborted.returncode == 0, aborted.stdout + aborted.stderr  # the abort is handled at once
+    # RolledBack at once (engine.rollback_intent records it before the 0% is sent); then the
+    # refused 0% is on record as being retried.
     pending = wait_until(
-        lambda: (s := status(cluster, "rollback-down")).get("phase") == "RolledBack" and s, 30, "RolledBack")
+        lambda: (s := status(cluster, "rollback-down")).get("phase") == "RolledBack"
+        and "retrying" in s.get("message", "") and s, 30, "RolledBack with the 0% being retried")
     assert pending["currentWeight"] == 50  # what the service still holds, as far as anyone knows
     assert "users may still be exposed at 50% until it does; retrying" in pending["message"]
     assert degraded(cluster, "rollback-down", "WebhookUnreachable") is not None

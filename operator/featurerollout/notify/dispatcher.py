@@ -17,7 +17,6 @@ or the token (which are scrubbed from any error text).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,7 +28,7 @@ import httpx
 
 from featurerollout import telemetry
 from featurerollout.api import Receiver, ReceiverType, SecretKeyRef
-from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
+from featurerollout.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.notify.base import Format
 from featurerollout.notify.events import Notification
 from featurerollout.notify.slack import SlackFormat
@@ -80,20 +79,10 @@ def kube_secrets(kube: Kube) -> SecretReader:
     """Read a Secret key in a namespace through the operator's Kubernetes client."""
 
     async def read(namespace: str, ref: SecretKeyRef) -> str:
-        where = f"Secret {namespace}/{ref.name} key {ref.key}"
         try:
-            secret = await kube.call(kube.core.read_namespaced_secret, ref.name, namespace)
-        except Exception as error:
-            if status_code(error) == NOT_FOUND:
-                raise SecretProblem(f"{where}: the Secret does not exist") from None
-            raise SecretProblem(f"{where}: {api_message(error)}") from None
-        data = secret.data or {}
-        if ref.key not in data:
-            raise SecretProblem(f"{where}: the Secret has no such key (it has: {', '.join(sorted(data)) or 'none'})")
-        try:
-            return base64.b64decode(data[ref.key]).decode().strip()
-        except (ValueError, UnicodeDecodeError):
-            raise SecretProblem(f"{where}: the value is not UTF-8 text") from None
+            return (await read_secret_key(kube, namespace, ref.name, ref.key)).strip()
+        except SecretKeyUnreadable as error:
+            raise SecretProblem(error.message) from None
 
     return read
 

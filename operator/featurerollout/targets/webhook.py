@@ -20,7 +20,6 @@ operator process (None before the first acknowledgement since the operator start
 from __future__ import annotations
 
 import asyncio
-import base64
 import random
 import ssl
 from collections import OrderedDict
@@ -31,7 +30,7 @@ import httpx
 
 from featurerollout.api import SecretKeyRef, parse_duration
 from featurerollout.api import WebhookTarget as WebhookSpec
-from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
+from featurerollout.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.targets.base import Holding, Owner, TargetError
 
 MAX_ATTEMPTS = 3
@@ -116,7 +115,7 @@ def shown_body(raw: bytes, token: str | None) -> str:
     return " ".join(text.split())
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
+async def read_limited(response: httpx.Response) -> bytes:
     """At most MAX_RESPONSE_BYTES of the body: a service that answers with gigabytes costs nothing."""
     chunks: list[bytes] = []
     size = 0
@@ -153,22 +152,14 @@ class WebhookTarget:
         return f"webhook PUT {self.spec.url}"
 
     async def _secret_value(self, ref: SecretKeyRef, field_name: str) -> str:
-        where = f"Secret {self.namespace}/{ref.name} key {ref.key} (spec.target.webhook.{field_name})"
         try:
-            secret = await self.kube.call(self.kube.core.read_namespaced_secret, ref.name, self.namespace)
-        except Exception as error:
-            if status_code(error) == NOT_FOUND:
-                raise TargetError(SECRET_NOT_FOUND, f"{where}: the Secret does not exist; create it or fix "
-                                  "the name") from None
-            raise TargetError("TargetError", f"{where}: {api_message(error)}") from None
-        data = secret.data or {}
-        if ref.key not in data:
-            present = ", ".join(sorted(data)) or "no keys"
-            raise TargetError(SECRET_NOT_FOUND, f"{where}: the Secret has no such key (it has: {present})")
-        try:
-            return base64.b64decode(data[ref.key]).decode()
-        except (ValueError, UnicodeDecodeError):
-            raise TargetError(INVALID_SECRET, f"{where}: the value is not UTF-8 text") from None
+            return await read_secret_key(self.kube, self.namespace, ref.name, ref.key,
+                                         f"spec.target.webhook.{field_name}")
+        except SecretKeyUnreadable as error:
+            if error.missing:
+                fix = "; create it or fix the name" if error.message.endswith("does not exist") else ""
+                raise TargetError(SECRET_NOT_FOUND, error.message + fix) from None
+            raise TargetError(INVALID_SECRET if error.not_text else "TargetError", error.message) from None
 
     async def _credentials(self) -> tuple[str | None, str | None]:
         token = ca_bundle = None
@@ -208,7 +199,7 @@ class WebhookTarget:
             try:
                 async with client.stream("PUT", self.spec.url, json=body, headers=headers,
                                          timeout=timeout) as response:
-                    raw = await _read_limited(response)
+                    raw = await read_limited(response)
             except httpx.TimeoutException:
                 reason, problem = UNREACHABLE, f"no answer within {self.spec.timeout}"
                 continue
