@@ -14,7 +14,6 @@ from typing import Any
 from featurerollout import flagd
 from featurerollout.api import ConfigMapTarget as ConfigMapSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
-from featurerollout.targets import optimistic
 from featurerollout.targets.base import Holding, Owner, TargetError, check_owner
 
 
@@ -77,7 +76,11 @@ class ConfigMapTarget:
                 self.kube.core.replace_namespaced_config_map, self.name, self.namespace, config_map
             )
 
-        return await optimistic.update(self.describe(), self._read, change, write)
+        # One write for every rollout whose flag lives in this ConfigMap and is due now.
+        return await self.kube.documents.update(
+            ("ConfigMap", self.namespace, self.name), f"ConfigMap {self.namespace}/{self.name}", self._read, change,
+            write,
+        )
 
     async def current_weight(self) -> float | None:
         return (await self.holding()).weight

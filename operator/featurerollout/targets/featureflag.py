@@ -12,7 +12,6 @@ from typing import Any
 from featurerollout import flagd
 from featurerollout.api import FeatureFlagTarget as FeatureFlagSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
-from featurerollout.targets import optimistic
 from featurerollout.targets.base import (
     Holding,
     Owner,
@@ -90,7 +89,10 @@ class FeatureFlagTarget:
                 GROUP, VERSION, self.namespace, PLURAL, self.name, body,
             )
 
-        return await optimistic.update(self.describe(), self._read, change, write)
+        # One write for every rollout whose flag lives in this FeatureFlag and is due now.
+        return await self.kube.documents.update(
+            ("FeatureFlag", self.namespace, self.name), self.describe(), self._read, change, write
+        )
 
     async def current_weight(self) -> float | None:
         return (await self.holding()).weight
