@@ -18,6 +18,7 @@ import kopf
 from featurerollout import GROUP, PLURAL, VERSION
 from featurerollout.control import REQUEST_ANNOTATION
 from featurerollout.kube import Kube, load_config
+from featurerollout.metrics.batcher import QueryBatcher
 from featurerollout.reconciler import Reconciler, RolloutKey
 from featurerollout.scheduler import Scheduler
 from featurerollout.targets.webhook import WebhookClients
@@ -50,9 +51,12 @@ class OperatorState:
     fingerprints: dict[RolloutKey, Fingerprint] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     webhooks: WebhookClients = field(default_factory=WebhookClients)
+    query_batching: bool = True  # --no-query-batching turns it off (metrics/batcher.py)
+    queries: QueryBatcher | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks)
+        self.queries = QueryBatcher() if self.query_batching else None
+        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, queries=self.queries)
         self.scheduler = Scheduler(reconciler, concurrency=self.concurrency)
 
     def start(self) -> None:
@@ -63,6 +67,8 @@ class OperatorState:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         await self.webhooks.aclose()
+        if self.queries is not None:
+            await self.queries.aclose()
         self.kube.close()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:

@@ -39,12 +39,14 @@ from featurerollout.events import post_event
 from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
 from featurerollout.measurement import Measurement
 from featurerollout.metrics import provider_for
+from featurerollout.metrics.batcher import BatchedProvider, QueryBatcher
 from featurerollout.metrics.prometheus import (
     InvalidCredentials,
     PrometheusCredentials,
+    PrometheusMetricProvider,
     credentials_from_secret,
 )
-from featurerollout.metrics.provider import measure_all
+from featurerollout.metrics.provider import MetricProvider, measure_all
 from featurerollout.targets import Target, TargetError, target_for
 from featurerollout.targets.base import Owner, check_owner
 from featurerollout.targets.webhook import WebhookClients
@@ -88,6 +90,9 @@ class Reconciler:
     monotonic: Callable[[], float] = time.monotonic
     resync: float = 300.0  # seconds: the longest a rollout goes without a look at its target
     webhooks: WebhookClients = field(default_factory=WebhookClients)  # one HTTP pool per operator
+    # One round of queries per Prometheus for the rollouts due together (None: --no-query-batching,
+    # one provider and one query per rollout and metric).
+    queries: QueryBatcher | None = None
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -152,7 +157,10 @@ class Reconciler:
                 read_error = error
 
         measurements: dict[str, Measurement] | None = None
-        if engine.analysis_due(spec, status, self.clock()):
+        if engine.analysis_due(spec, status, (measuring := self.clock())):
+            if status.last_analysis_at is not None and spec.analysis is not None:
+                due = status.last_analysis_at + spec.analysis.every
+                telemetry.analysis_lag.observe(max(0.0, (measuring - due).total_seconds()))
             measurements = await self._measure(spec, meta, status)
 
         now = self.clock()
@@ -230,7 +238,14 @@ class Reconciler:
             credentials = await self._credentials(analysis.prometheus, meta.namespace)
         except InvalidCredentials as error:
             return {m.name: Measurement.error(str(error)) for m in analysis.metrics}
-        provider = provider_for(analysis.prometheus, credentials)
+        provider: MetricProvider
+        if self.queries is not None:
+            spec_p, creds = analysis.prometheus, credentials
+            key = (spec_p.model_dump_json(), creds)  # in memory only: credentials never leave it
+            shared = self.queries.provider(key, lambda: PrometheusMetricProvider(spec_p, creds))
+            provider = BatchedProvider(self.queries, key, shared)
+        else:
+            provider = provider_for(analysis.prometheus, credentials)
         try:
             return await measure_all(
                 provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,

@@ -55,6 +55,11 @@ def add_parser(subparsers: Any) -> None:
         "--concurrency", type=int, default=64,
         help="rollouts worked on at once (each waits mostly on I/O; default 64)",
     )
+    parser.add_argument(
+        "--no-query-batching", action="store_true",
+        help="send each rollout's queries on their own: no round that sends an identical query once and "
+        "answers rollouts that differ only in {{flag}} with one query grouped by the flag (for comparison)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -87,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         # Kopf says "Handler ... succeeded" for every watch event; our own lines say what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
-    state = OperatorState(Kube(), concurrency=args.concurrency, resync=args.resync)
+    state = OperatorState(Kube(), concurrency=args.concurrency, resync=args.resync,
+                          query_batching=not args.no_query_batching)
     registry = build_registry(
         state, kubeconfig=args.kubeconfig, context=args.context,
         metrics_port=None if args.no_metrics else args.metrics_port,
