@@ -333,7 +333,12 @@ class Reconciler:
         telemetry.observe(meta.namespace, meta.name, spec.flag if spec else "", after)
 
     def _due(self, next_check: datetime | None, now: datetime) -> float | None:
-        delay = self.resync if next_check is None else min(self.resync, (next_check - now).total_seconds())
+        # The wall-clock moment turned into a monotonic one against the clock as it is NOW, after the
+        # status write and the Events: measured from `now` (before them), every look's write time
+        # was added to the next one's wait, so an analysis every 10 s came every 10 s + a write.
+        if next_check is None:
+            return self.monotonic() + self.resync
+        delay = min((next_check - self.clock()).total_seconds(), self.resync - (self.clock() - now).total_seconds())
         return self.monotonic() + max(0.0, delay)
 
 
