@@ -52,11 +52,13 @@ class OperatorState:
     task: asyncio.Task[None] | None = None
     webhooks: WebhookClients = field(default_factory=WebhookClients)
     query_batching: bool = True  # --no-query-batching turns it off (metrics/batcher.py)
+    analysis_status_every: float = 0.0  # --analysis-status-every (statuswrites.py)
     queries: QueryBatcher | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.queries = QueryBatcher() if self.query_batching else None
-        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, queries=self.queries)
+        reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, queries=self.queries,
+                                analysis_status_every=self.analysis_status_every)
         self.scheduler = Scheduler(reconciler, concurrency=self.concurrency)
 
     def start(self) -> None:

@@ -30,10 +30,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from featurerollout import api, engine, mergepatch, telemetry
+from featurerollout import api, engine, mergepatch, statuswrites, telemetry
 from featurerollout.control import BadRequest, parse_request
 from featurerollout.events import post_event
 from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
@@ -93,6 +93,9 @@ class Reconciler:
     # One round of queries per Prometheus for the rollouts due together (None: --no-query-batching,
     # one provider and one query per rollout and metric).
     queries: QueryBatcher | None = None
+    # --analysis-status-every: an evaluation that changes no verdict is written only once the stored
+    # one is this many seconds old (statuswrites.py); 0 writes every evaluation.
+    analysis_status_every: float = 0.0
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -200,6 +203,12 @@ class Reconciler:
         """Write the status if it changed, then announce; returns when to look again."""
         now = self.clock()
         wrote_target = any(isinstance(a, engine.SetWeight) for a in decision.actions)
+        if not wrote_target and not statuswrites.worth_writing(
+            body.get("status") or {}, status_wire(decision.status), now, timedelta(seconds=self.analysis_status_every)
+        ):
+            telemetry.status_writes_deferred.inc()
+            await self._announce(body, spec, meta, before, decision, now)
+            return self._due(decision.next_check, now)
         for attempt in range(STATUS_CONFLICT_RETRIES + 1):
             try:
                 if await write_status(self.kube, body, decision.status):

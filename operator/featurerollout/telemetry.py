@@ -45,6 +45,10 @@ analysis_lag = Histogram(
     "From when a rollout's analysis was due to when its metrics were evaluated.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+status_writes_deferred = Counter(
+    "featurerollout_status_writes_deferred_total",
+    "Evaluations whose status was not written because no verdict changed (--analysis-status-every).",
+)
 for _result in ("ok", "conflict", "error"):  # every series exists from the start, at 0
     target_writes.labels(_result)
 for _batched in ("true", "false"):
