@@ -37,7 +37,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,7 +62,6 @@ from idle_rollouts import (  # noqa: E402
     fail,
     flagd_document,
     memory_mib,
-    operator_requests,
     pid_of,
     rollout_name,
     run_parallel,
@@ -70,10 +69,13 @@ from idle_rollouts import (  # noqa: E402
     statuses,
     writes_of,
 )
+from kubernetes import config as kube_config  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tests.support.cluster import Cluster as Sandbox  # noqa: E402  (the sandbox is one kind of Cluster)
 from tests.support.cluster import Process, rollout_manifest, start_operator, start_sandbox  # noqa: E402
 from tests.support.prometheus import free_port, start_prometheus, wait_for_query  # noqa: E402
+from tests.support.real_server import AuditLog  # noqa: E402
+from tools import real_apiserver  # noqa: E402
 
 GOAL_CORES = 0.5
 GOAL_RSS_MIB = 250.0
@@ -293,7 +295,7 @@ def measure(label: str, sandbox: Sandbox, operator: Process, metrics_url: str, p
     time.sleep(settle)
     pid = pid_of(operator)
     window = Window(label)
-    sandbox.control.clear_requests()
+    sandbox.log.clear_requests()
     before, prom_before = scrape(metrics_url), scrape(f"{prometheus_url}/metrics")
     cpu = CpuClock(pid)
     started = time.monotonic()
@@ -334,7 +336,7 @@ def measure(label: str, sandbox: Sandbox, operator: Process, metrics_url: str, p
     window.target_writes = {r: total(after, "featurerollout_target_writes_total", result=r)
                             - total(before, "featurerollout_target_writes_total", result=r)
                             for r in ("ok", "conflict", "error")}
-    records = operator_requests(sandbox)
+    records = [r for r in sandbox.log.requests() if r["user_agent"] != BENCH_USER_AGENT]
     window.requests = by_verb(records)
     window.writes = len(writes_of(records))
     window.conflicts = sum(1 for r in records if r["status"] == 409)
@@ -417,9 +419,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="window with --no-query-batching, seconds (default 60; 0 skips it)")
     parser.add_argument("--settle", type=float, default=20, help="seconds after the catch-up before measuring")
     parser.add_argument("--per-configmap", type=int, default=50)
+    parser.add_argument("--apiserver", choices=("sandbox", "real"), default="sandbox",
+                        help="the API server: `featurerollout sandbox` (default, as idle_rollouts.py), or the real "
+                        "kube-apiserver that `make apiserver` builds (requests counted from its audit log)")
     parser.add_argument("--scrape-interval", default="5s", help="Prometheus's scrape interval (default 5s)")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--profile", action="store_true", help="py-spy the operator for up to 60 s of each window")
+    parser.add_argument("--operator-arg", action="append", default=[], metavar="ARG",
+                        help="pass ARG to `featurerollout run` (repeatable), e.g. "
+                        "--operator-arg=--analysis-status-every=60")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args(argv)
     args.interval_seconds = float(args.interval.rstrip("s"))
@@ -430,24 +438,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="featurerollout-active-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    say(f"work directory: {workdir} (nproc {os.cpu_count()}, load {os.getloadavg()[0]:.2f})")
+    say(f"work directory: {workdir} (nproc {os.cpu_count()}, load {os.getloadavg()[0]:.2f}); "
+        f"operator args: {' '.join(args.operator_arg) or 'none'}")
     flags = [rollout_name(i) for i in range(args.rollouts)]
     sandbox: Sandbox | None = None
     operator: Process | None = None
     succeeded = False
     off: Window | None = None
     try:
-        with flag_exporter(flags) as port, start_prometheus(
+        with ExitStack() as stack, flag_exporter(flags) as port, start_prometheus(
             workdir / "prometheus", targets=[f"127.0.0.1:{port}"], scrape_interval=args.scrape_interval
         ) as prometheus:
             say(f"exporter :{port} ({args.rollouts} flags), Prometheus {prometheus.url}")
             wait_for_query(prometheus.url, f'sum(rate(bench_requests_total{{flag="{flags[0]}"}}[1m]))',
                            lambda r: (r.value or 0) > 0, timeout=120)
-            sandbox = start_sandbox(workdir)
+            if args.apiserver == "real":
+                plane, admin = stack.enter_context(real_apiserver.running())
+                api = kube_config.new_client_from_config(config_file=str(admin))
+                sandbox = Sandbox(None, admin, None, api, kind="real", log=AuditLog(plane.audit_log))
+            else:
+                sandbox = start_sandbox(workdir)
             sandbox.api.user_agent = BENCH_USER_AGENT
+            say(f"API server: {args.apiserver}")
             create_objects(sandbox, args.rollouts, args.per_configmap, args.interval, prometheus.url)
-            sandbox.control.clear_requests()
-            operator = start_operator(sandbox, workdir)
+            sandbox.log.clear_requests()
+            operator = start_operator(sandbox, workdir, *args.operator_arg)
             metrics_url = operator_metrics_url(operator)
             say(f"operator pid {pid_of(operator)}, metrics {metrics_url}")
             catchup = catch_up(sandbox, operator, args.rollouts, args.timeout)
@@ -455,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                          args.settle, workdir / "profile-on.txt" if args.profile else None)
             if args.compare_duration > 0:
                 operator.stop()
-                operator = start_operator(sandbox, workdir, "--no-query-batching", name="operator-unbatched")
+                operator = start_operator(sandbox, workdir, "--no-query-batching", *args.operator_arg,
+                                          name="operator-unbatched")
                 metrics_url = operator_metrics_url(operator)
                 off = measure("batching off", sandbox, operator, metrics_url, prometheus.url,
                               args.compare_duration, args.settle,
@@ -466,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
             operator.stop()
         if sandbox is not None:
             sandbox.api.close()
-            sandbox.process.stop()
+            if sandbox.process is not None:
+                sandbox.process.stop()
         if not succeeded:
             say(f"logs kept in {workdir}")
         elif args.workdir is None and not args.profile:
