@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from featurerollout import GROUP, PLURAL, VERSION
 
 if TYPE_CHECKING:
-    from featurerollout.targets.coalesce import DocumentWriter
+    from featurerollout.targets.coalesce import DocumentReader, DocumentWriter
 
 CONFLICT = 409
 NOT_FOUND = 404
@@ -64,6 +64,12 @@ def _document_writer() -> DocumentWriter:
     return DocumentWriter()
 
 
+def _document_reader() -> DocumentReader:
+    from featurerollout.targets.coalesce import DocumentReader  # it builds on this module
+
+    return DocumentReader()
+
+
 def _api_client() -> client.ApiClient:
     # One HTTP connection per worker thread: the client's default pool (5 per CPU) would open
     # and throw away a connection for most concurrent calls.
@@ -81,6 +87,8 @@ class Kube:
     # One writer per flag document for the whole process: concurrent changes to one document
     # become one write (targets/coalesce.py).
     documents: DocumentWriter = field(default_factory=_document_writer)
+    # ... and one GET for the looks that read one document at the same moment.
+    document_reads: DocumentReader = field(default_factory=_document_reader)
 
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api)

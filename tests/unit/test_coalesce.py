@@ -10,7 +10,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from featurerollout.targets.base import TargetError
-from featurerollout.targets.coalesce import DocumentWriter, apply_batch
+from featurerollout.targets.coalesce import DocumentReader, DocumentWriter, apply_batch
 
 Doc = tuple[int, dict[str, str]]
 
@@ -159,3 +159,39 @@ async def test_nothing_is_left_behind_after_a_burst(linger: float) -> None:
     ))
     await asyncio.sleep(0)
     assert writer._documents == {} and not writer._tasks
+
+
+async def test_reads_due_together_share_one_get_sent_after_all_asked() -> None:
+    reader = DocumentReader(linger=0.01)
+    calls: list[float] = []
+    asked: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def get() -> dict[str, str]:
+        calls.append(loop.time())
+        await asyncio.sleep(0.01)
+        return {"v": str(len(calls))}
+
+    async def look() -> Any:
+        asked.append(loop.time())
+        return await reader.read(("ConfigMap", "ns", "flags"), get)
+
+    results = await asyncio.gather(*(look() for _ in range(20)))
+    assert len(calls) == 1 and all(r == {"v": "1"} for r in results)
+    assert calls[0] >= max(asked)  # the GET went out after the last caller asked
+    late_first = asyncio.ensure_future(look())
+    await asyncio.sleep(0.015)  # that GET is in flight now
+    late = await look()  # so this one waits for a GET of its own
+    assert (await late_first) == {"v": "2"} and late == {"v": "3"} and len(calls) == 3
+
+
+async def test_a_failed_read_fails_every_caller_that_shared_it() -> None:
+    reader = DocumentReader(linger=0.0)
+
+    async def get() -> None:
+        raise TargetError("TargetNotFound", "ConfigMap ns/flags does not exist")
+
+    outcomes = await asyncio.gather(*(reader.read(("ConfigMap", "ns", "flags"), get) for _ in range(3)),
+                                    return_exceptions=True)
+    assert all(isinstance(o, TargetError) and o.reason == "TargetNotFound" for o in outcomes)
+    assert reader._waiting == {}

@@ -150,3 +150,50 @@ class DocumentWriter:
                 pending.done.set_exception(outcome)
             else:
                 pending.done.set_result(outcome)
+
+
+# How long the first read of a document waits for the other looks that read it at the same moment.
+READ_LINGER_SECONDS = 0.05
+
+
+@dataclass
+class DocumentReader:
+    """One GET for the looks that read one flag document at the same moment (each rollout reads its
+    target at every look, for drift and ownership; 50 rollouts in one ConfigMap, due together, made
+    50 GETs of one object). The GET is sent only after every caller that shares it asked, so each
+    gets an answer at least as fresh as its own GET would have been; a caller that comes while it is
+    in flight waits for the next one. Callers share the object: they only read it."""
+
+    linger: float = READ_LINGER_SECONDS
+    _waiting: dict[DocumentKey, list[asyncio.Future[Any]]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def read(self, key: DocumentKey, read: Callable[[], Awaitable[Any]]) -> Any:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = []
+            task = loop.create_task(self._read(key, read))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        waiting.append(done)
+        return await done
+
+    async def _read(self, key: DocumentKey, read: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await asyncio.sleep(self.linger)
+        finally:
+            waiting = self._waiting.pop(key, [])
+        try:
+            body = await read()
+        except BaseException as error:
+            for done in waiting:
+                if not done.done():
+                    done.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for done in waiting:
+            if not done.done():
+                done.set_result(body)

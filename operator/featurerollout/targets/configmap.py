@@ -86,8 +86,9 @@ class ConfigMapTarget:
         return (await self.holding()).weight
 
     async def holding(self) -> Holding:
-        config_map = await self._read()
-        text = (config_map.data or {}).get(self.key)  # type: ignore[attr-defined]
+        # Shared with the other looks reading this ConfigMap now (targets/coalesce.py); read only.
+        config_map = await self.kube.document_reads.read(("ConfigMap", self.namespace, self.name), self._read)
+        text = (config_map.data or {}).get(self.key)
         try:
             entry = flagd.read_flag_entry(text, self.flag)
         except flagd.InvalidDocument as error:

@@ -98,6 +98,7 @@ class FeatureFlagTarget:
         return (await self.holding()).weight
 
     async def holding(self) -> Holding:
-        body = await self._read()
+        # Shared with the other looks reading this FeatureFlag now (targets/coalesce.py); read only.
+        body = await self.kube.document_reads.read(("FeatureFlag", self.namespace, self.name), self._read)
         return Holding(flagd.weight_of(self._flags(body).get(self.flag)),
                        Owner.from_marker(annotated_owners(body).get(self.flag)))
