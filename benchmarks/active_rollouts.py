@@ -270,6 +270,7 @@ def profile_summary(path: Path, top: int = 25) -> list[str]:
     if not path.exists():
         return ["(no profile written)"]
     inclusive: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
     threads: Counter[str] = Counter()
     samples = 0
     for line in path.read_text().splitlines():
@@ -281,12 +282,26 @@ def profile_summary(path: Path, top: int = 25) -> list[str]:
         frames = stack.split(";")
         threads[re.sub(r"[-_]?\d+.*$", "", frames[0])[:40]] += count
         for frame in set(frames[1:]):
-            inclusive[re.sub(r" \(/.*?/(site-packages|lib/python3\.\d+|operator)/", " (", frame)] += count
+            inclusive[short(frame)] += count
+        leaves[short(frames[-1])] += count
     lines = [f"{samples} samples (active threads only); by thread: "
              + ", ".join(f"{name} {100 * n / samples:.0f}%" for name, n in threads.most_common(6))]
-    for frame, count in inclusive.most_common(top):
-        lines.append(f"{100 * count / samples:5.1f}%  {frame[:150]}")
+    interesting = [(f, c) for f, c in inclusive.most_common() if not re.match(BOILERPLATE, f)]
+    lines.append("inclusive (the frame or anything it called), start-up and thread plumbing left out:")
+    lines += [f"{100 * count / samples:5.1f}%  {frame[:150]}" for frame, count in interesting[:top]]
+    lines.append("self (the innermost frame of each sample):")
+    lines += [f"{100 * count / samples:5.1f}%  {frame[:150]}" for frame, count in leaves.most_common(12)]
     return lines
+
+
+# Frames every sample of a thread has (interpreter start-up, the event loop's and threads' plumbing).
+BOILERPLATE = (r"(Thread\.|_worker |_WorkItem|_run_code|_run_module|<module>|main \(featurerollout/cli|run \(|"
+               r"Runner\.|BaseEventLoop\.run_|update_wrapper|ValidateCallWrapper)")
+
+
+def short(frame: str) -> str:
+    """A py-spy frame without the directories before the package."""
+    return re.sub(r" \(/.*?/(site-packages|lib/python3\.\d+|operator)/", " (", frame)
 
 
 def measure(label: str, sandbox: Sandbox, operator: Process, metrics_url: str, prometheus_url: str,
