@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.support.cluster import Process, Sandbox, rollout_manifest, start_operator, start_sandbox  # noqa: E402
+from tests.support.cluster import Cluster as Sandbox  # noqa: E402  (the sandbox is one kind of Cluster)
+from tests.support.cluster import Process, rollout_manifest, start_operator, start_sandbox  # noqa: E402
 
 GROUP, VERSION, PLURAL = "featurerollout.io", "v1alpha1", "featurerollouts"
 NAMESPACE = "bench"

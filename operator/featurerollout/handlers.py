@@ -19,6 +19,7 @@ from featurerollout import GROUP, PLURAL, VERSION
 from featurerollout.control import REQUEST_ANNOTATION
 from featurerollout.kube import Kube, load_config
 from featurerollout.leader import Elector
+from featurerollout.metrics.batcher import QueryBatcher
 from featurerollout.notify import Notifier, kube_secrets
 from featurerollout.reconciler import Guard, Reconciler, RolloutKey
 from featurerollout.scheduler import Scheduler
@@ -62,10 +63,16 @@ class OperatorState:
     shard: Shard | None = None  # --shard: only this slice of the rollouts is scheduled at all
     election: asyncio.Task[None] | None = None
 
+    query_batching: bool = True  # --no-query-batching turns it off (metrics/batcher.py)
+    analysis_status_every: float = 0.0  # --analysis-status-every (statuswrites.py)
+    queries: QueryBatcher | None = field(init=False, default=None)
+
     def __post_init__(self) -> None:
         self.notifier = Notifier(kube_secrets(self.kube))
+        self.queries = QueryBatcher() if self.query_batching else None
         reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, notifier=self.notifier,
-                                prometheus_address=self.prometheus_address, guard=self.guard)
+                                prometheus_address=self.prometheus_address, guard=self.guard,
+                                queries=self.queries, analysis_status_every=self.analysis_status_every)
         if self.elector is not None:
             elector = self.elector
             reconciler.leading = lambda: elector.leading
@@ -106,6 +113,8 @@ class OperatorState:
             await self.elector.release()
         await self.notifier.aclose()  # what is queued gets a moment to go out
         await self.webhooks.aclose()
+        if self.queries is not None:
+            await self.queries.aclose()
         self.kube.close()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:

@@ -13,12 +13,15 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from featurerollout import GROUP, PLURAL, VERSION
+
+if TYPE_CHECKING:
+    from featurerollout.targets.coalesce import DocumentReader, DocumentWriter
 
 CONFLICT = 409
 NOT_FOUND = 404
@@ -56,6 +59,18 @@ def api_message(error: BaseException) -> str:
 WORKERS = 32
 
 
+def _document_writer() -> DocumentWriter:
+    from featurerollout.targets.coalesce import DocumentWriter  # it builds on this module
+
+    return DocumentWriter()
+
+
+def _document_reader() -> DocumentReader:
+    from featurerollout.targets.coalesce import DocumentReader  # it builds on this module
+
+    return DocumentReader()
+
+
 def _api_client() -> client.ApiClient:
     # One HTTP connection per worker thread: the client's default pool (5 per CPU) would open
     # and throw away a connection for most concurrent calls.
@@ -70,6 +85,11 @@ class Kube:
 
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(WORKERS, "kube"))
     api: client.ApiClient = field(default_factory=_api_client)
+    # One writer per flag document for the whole process: concurrent changes to one document
+    # become one write (targets/coalesce.py).
+    documents: DocumentWriter = field(default_factory=_document_writer)
+    # ... and one GET for the looks that read one document at the same moment.
+    document_reads: DocumentReader = field(default_factory=_document_reader)
 
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api)

@@ -36,21 +36,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from featurerollout import api, engine, gates, gates_webhook, mergepatch, notify, telemetry
+from featurerollout import api, engine, gates, gates_webhook, mergepatch, notify, statuswrites, telemetry
 from featurerollout.control import BadRequest, parse_request
 from featurerollout.events import post_event
 from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
 from featurerollout.measurement import Measurement
 from featurerollout.metrics import provider_for
+from featurerollout.metrics.batcher import BatchedProvider, QueryBatcher
 from featurerollout.metrics.prometheus import (
     InvalidCredentials,
     PrometheusCredentials,
+    PrometheusMetricProvider,
     credentials_from_secret,
 )
-from featurerollout.metrics.provider import measure_all
+from featurerollout.metrics.provider import MetricProvider, measure_all
 from featurerollout.metrics.template_reader import measure_resolution, read_templates, record_templates
 from featurerollout.metrics.templates import Resolution, resolve, template_refs
 from featurerollout.targets import Target, TargetError, target_for
@@ -109,6 +111,12 @@ class Reconciler:
     guard: Guard | None = None  # None: act on every rollout (--standalone)
     leading: Callable[[], bool] = lambda: True
     guard_recheck: float = 2.0  # seconds until a rollout the guard held back is looked at again
+    # One round of queries per Prometheus for the rollouts due together (None: --no-query-batching,
+    # one provider and one query per rollout and metric).
+    queries: QueryBatcher | None = None
+    # --analysis-status-every: an evaluation that changes no verdict is written only once the stored
+    # one is this many seconds old (statuswrites.py); 0 writes every evaluation.
+    analysis_status_every: float = 0.0
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -182,7 +190,10 @@ class Reconciler:
         resolution = await self._resolve(spec, meta)
         decided = resolution.spec if resolution is not None else spec
         measurements: dict[str, Measurement] | None = None
-        if engine.analysis_due(decided, status, self.clock()):
+        if engine.analysis_due(decided, status, (measuring := self.clock())):
+            if status.last_analysis_at is not None and decided.analysis is not None:
+                due = status.last_analysis_at + decided.analysis.every
+                telemetry.analysis_lag.observe(max(0.0, (measuring - due).total_seconds()))
             measurements = await self._measure(decided, meta, status, resolution)
 
         gate_checks: dict[str, gates.GateCheck] | None = None
@@ -256,6 +267,13 @@ class Reconciler:
             # A written target must be recorded (the write below is fenced by resourceVersion);
             # anything else waits for whoever leads now.
             raise NotLeading(f"{meta.namespace}/{meta.name}: no longer the leader; not writing the status")
+        if not wrote_target and not statuswrites.worth_writing(
+            body.get("status") or {}, status_wire(decision.status), now, timedelta(seconds=self.analysis_status_every)
+        ):
+            telemetry.status_writes_deferred.inc()
+            await self._post_events(body["metadata"], before, decision, now)
+            await self._announce(body, spec, meta, before, decision, now)
+            return self._due(decision.next_check, now)
         if wrote_target:
             # The step is taken: users have it. Its Events go out now, under names made from the
             # status they follow, so that a process killed before the status write below leaves
@@ -325,13 +343,13 @@ class Reconciler:
             return await measure_resolution(
                 resolution or resolve(spec, {}, meta.namespace), default_address=self.prometheus_address,
                 credentials_for=self._credentials, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                window=window,
+                window=window, make_provider=self._provider,
             )
         try:
             credentials = await self._credentials(analysis.prometheus, meta.namespace)
         except InvalidCredentials as error:
             return {m.name: Measurement.error(str(error)) for m in analysis.metrics}
-        provider = provider_for(analysis.prometheus, credentials)
+        provider = self._provider(analysis.prometheus, credentials)
         try:
             return await measure_all(
                 provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,
@@ -339,6 +357,17 @@ class Reconciler:
             )
         finally:
             await provider.aclose()
+
+    def _provider(
+        self, where: api.PrometheusProvider, credentials: PrometheusCredentials | None
+    ) -> MetricProvider:
+        """The provider for one Prometheus: in the shared round of queries (metrics/batcher.py),
+        or, with --no-query-batching, one of its own."""
+        if self.queries is None:
+            return provider_for(where, credentials)
+        key = (where.model_dump_json(), credentials)  # in memory only: credentials never leave it
+        shared = self.queries.provider(key, lambda: PrometheusMetricProvider(where, credentials))
+        return BatchedProvider(self.queries, key, shared)
 
     async def _credentials(
         self, spec: api.PrometheusProvider, namespace: str, field: str = "spec.analysis.prometheus.auth"
@@ -426,7 +455,12 @@ class Reconciler:
         telemetry.observe(meta.namespace, meta.name, spec.flag if spec else "", after)
 
     def _due(self, next_check: datetime | None, now: datetime) -> float | None:
-        delay = self.resync if next_check is None else min(self.resync, (next_check - now).total_seconds())
+        # The wall-clock moment turned into a monotonic one against the clock as it is NOW, after the
+        # status write and the Events: measured from `now` (before them), every look's write time
+        # was added to the next one's wait, so an analysis every 10 s came every 10 s + a write.
+        if next_check is None:
+            return self.monotonic() + self.resync
+        delay = min((next_check - self.clock()).total_seconds(), self.resync - (self.clock() - now).total_seconds())
         return self.monotonic() + max(0.0, delay)
 
 

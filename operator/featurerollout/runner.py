@@ -86,6 +86,17 @@ def add_parser(subparsers: Any) -> None:
         "template's), e.g. http://prometheus.monitoring:9090 (default: none; such a metric is then an "
         "analysis error that says so)",
     )
+    parser.add_argument(
+        "--no-query-batching", action="store_true",
+        help="send each rollout's queries on their own: no round that sends an identical query once and "
+        "answers rollouts that differ only in {{flag}} with one query grouped by the flag (for comparison)",
+    )
+    parser.add_argument(
+        "--analysis-status-every", type=float, default=0.0, metavar="SECONDS",
+        help="write an evaluation that changes no verdict (result, failure and error counts, phase) only once "
+        "the stored one is this old; the status then shows values as of its lastAnalysisAt (default 0: write "
+        "every evaluation; at 1,000 rollouts x 10 s that is 100 status writes a second)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -180,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
                  f" (shard {args.shard})" if args.shard else "")
     state = OperatorState(
         kube, concurrency=args.concurrency, resync=args.resync, elector=elector, guard=guard, shard=args.shard,
-        prometheus_address=args.prometheus_address,
+        prometheus_address=args.prometheus_address, query_batching=not args.no_query_batching,
+        analysis_status_every=args.analysis_status_every,
     )
     registry = build_registry(
         state, kubeconfig=args.kubeconfig, context=args.context,

@@ -157,7 +157,11 @@ def render(body: dict[str, Any], now: datetime, target: TargetReading | None = N
     lines += gate_lines(status, now)
     lines += ["", progress_bar(spec, status, now), ""]
     if spec.analysis is not None:
-        lines.append(f"Metrics (every {spec.analysis.interval}, onNoData {spec.analysis.on_no_data.value}):")
+        # The values are those of lastAnalysisAt, which an operator run with --analysis-status-every
+        # may record up to that long after it (when no verdict changed): say how old they are.
+        as_of = ("" if status.last_analysis_at is None
+                 else f", as of {max(0, round((now - status.last_analysis_at).total_seconds()))}s ago")
+        lines.append(f"Metrics (every {spec.analysis.interval}, onNoData {spec.analysis.on_no_data.value}{as_of}):")
         rows = [("NAME", "VALUE", "BUDGET", "RESULT", "FAILURES")]
         seen = {m.name: m for m in status.metrics}
         for metric in spec.analysis.metrics:

@@ -40,6 +40,31 @@ leader = Gauge("featurerollout_leader", "1 while this process holds the Lease, e
 leader_transitions = Counter(
     "featurerollout_leader_transitions_total", "Times this process became the leader of the Lease.", ["lease"]
 )
+# Issue 13, "Write less under load" and "Analysis at scale" (the dashboard reads these names).
+target_writes = Counter(
+    "featurerollout_target_writes_total",
+    "Writes of a target object (ConfigMap, FeatureFlag, HTTPRoute), by result: ok, conflict (409, re-read and "
+    "retried), error.",
+    ["result"],
+)
+prometheus_queries = Counter(
+    "featurerollout_prometheus_queries_total",
+    "PromQL queries sent to Prometheus; batched=true: one grouped query that answered several rollouts.",
+    ["batched"],
+)
+analysis_lag = Histogram(
+    "featurerollout_analysis_lag_seconds",
+    "From when a rollout's analysis was due to when its metrics were evaluated.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+status_writes_deferred = Counter(
+    "featurerollout_status_writes_deferred_total",
+    "Evaluations whose status was not written because no verdict changed (--analysis-status-every).",
+)
+for _result in ("ok", "conflict", "error"):  # every series exists from the start, at 0
+    target_writes.labels(_result)
+for _batched in ("true", "false"):
+    prometheus_queries.labels(_batched)
 
 
 def observe(namespace: str, name: str, flag: str, status: FeatureRolloutStatus) -> None:

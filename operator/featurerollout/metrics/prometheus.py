@@ -34,6 +34,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from featurerollout import telemetry
 from featurerollout.api import PrometheusProvider, parse_duration
 from featurerollout.measurement import Measurement, MeasurementKind
 
@@ -149,6 +150,27 @@ def classify_result(result: Any) -> Measurement:
         return Measurement.error(f"Prometheus answered with an unexpected sample: {str(result[0])[:200]}")
 
 
+def split_grouped(result: Any, label: str, values: tuple[str, ...]) -> dict[str, Measurement] | None:
+    """Pure: a grouped instant vector's series by the value of `label`, as the Measurement each value's
+    own (ungrouped) query gives: its series' number, or NoData as classify_result says it for an
+    empty vector. None for anything but an instant vector with one series per value at most."""
+    if isinstance(result, Measurement) or not isinstance(result, list):
+        return None
+    found: dict[str, Measurement] = {}
+    for item in result:
+        if not isinstance(item, dict) or "value" not in item:
+            return None
+        value = (item.get("metric") or {}).get(label)
+        if not isinstance(value, str) or value in found:
+            return None
+        try:
+            found[value] = Measurement.of(float(item["value"][1]))
+        except (IndexError, TypeError, ValueError):
+            return None
+    empty = classify_result([])
+    return {value: found.get(value, empty) for value in values}
+
+
 _STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((b(?:'.*'|\".*\"))\)$", re.DOTALL)
 
 
@@ -260,8 +282,13 @@ class PrometheusMetricProvider:
 
     def _run(self, query: str) -> Measurement:
         """Blocking: one query, classified. Runs in a worker thread."""
+        result = self._fetch(query)
+        return result if isinstance(result, Measurement) else classify_result(result)
+
+    def _fetch(self, query: str) -> Any:
+        """Blocking: one query's `data.result`, or the Error measurement it came to."""
         try:
-            result = self._query(query)
+            return self._query(query)
         except PrometheusApiClientException as error:
             return _api_error(error, self.address, self.timeout_text)
         except requests.exceptions.ConnectTimeout as error:
@@ -281,10 +308,10 @@ class PrometheusMetricProvider:
                 f"{self.address} did not answer as the Prometheus HTTP API does: "
                 f"{type(error).__name__}: {error}"
             )
-        return classify_result(result)
 
     async def measure(self, query: str) -> Measurement:
         """Run one instant query in a worker thread; a query that outlasts the timeout is an Error."""
+        telemetry.prometheus_queries.labels("false").inc()
         loop = asyncio.get_running_loop()
         executor = self._executor or query_executor()
         try:
@@ -293,6 +320,24 @@ class PrometheusMetricProvider:
             )
         except TimeoutError:
             return self._timed_out()
+
+    async def measure_grouped(
+        self, query: str, label: str, values: tuple[str, ...]
+    ) -> dict[str, Measurement] | None:
+        """Run one query grouped by `label` (metrics/grouping.py built it); each of `values` gets the
+        Measurement its own query would have given: the number of its one series, NoData without
+        one. None when the query failed or answered in any other shape: the caller then asks each
+        value's own query, so that the error is told in that query's words."""
+        telemetry.prometheus_queries.labels("true").inc()
+        loop = asyncio.get_running_loop()
+        executor = self._executor or query_executor()
+        try:
+            result = await asyncio.wait_for(
+                loop.run_in_executor(executor, self._fetch, query), self.timeout + TIMEOUT_GRACE_SECONDS
+            )
+        except TimeoutError:
+            return None
+        return split_grouped(result, label, values)
 
     async def is_online(self) -> bool:
         """Whether Prometheus answers a trivial query (`vector(1)`) with the configured credentials."""

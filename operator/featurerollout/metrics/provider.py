@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from featurerollout.api import Metric
 from featurerollout.measurement import Measurement
+from featurerollout.metrics.grouping import SENTINEL
 from featurerollout.metrics.queries import render_query
 
 
@@ -66,6 +67,12 @@ async def measure_all(
         except ValueError as error:
             return Measurement.error(f"metric {metric.name!r}: {error}")
         try:
+            measure_for_flag = getattr(provider, "measure_for_flag", None)
+            if measure_for_flag is not None:  # a batching provider (metrics/batcher.py)
+                shape = render_query(metric.query or "", flag=SENTINEL, name=name, namespace=namespace,
+                                     interval=interval, window=window)
+                result: Measurement = await measure_for_flag(query, shape, flag)
+                return result
             return await provider.measure(query)
         except Exception as error:  # a provider bug must not take the other metrics down with it
             return Measurement.error(f"metric {metric.name!r}: {type(error).__name__}: {error}")

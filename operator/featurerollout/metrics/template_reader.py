@@ -19,7 +19,7 @@ from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
 from featurerollout.measurement import Measurement
 from featurerollout.metrics import provider_for
 from featurerollout.metrics.prometheus import InvalidCredentials, PrometheusCredentials
-from featurerollout.metrics.provider import measure_all
+from featurerollout.metrics.provider import MetricProvider, measure_all
 from featurerollout.metrics.queries import render_query
 from featurerollout.metrics.templates import Resolution, TemplateKey, describe
 
@@ -82,6 +82,7 @@ async def measure_resolution(
     name: str,
     namespace: str,
     window: timedelta | None,
+    make_provider: Callable[[api.PrometheusProvider, PrometheusCredentials | None], MetricProvider] = provider_for,
 ) -> dict[str, Measurement]:
     """Measure every metric of a resolved spec: an unresolved one is an Error with its reason; the
     others grouped by the Prometheus they ask (the template's, else the rollout's, else the
@@ -112,7 +113,7 @@ async def measure_resolution(
             credentials = await credentials_for(where, namespace, field)
         except InvalidCredentials as error:
             return {n: Measurement.error(str(error)) for n in names}
-        provider = provider_for(where, credentials)
+        provider = make_provider(where, credentials)
         try:
             plain = [resolution.metrics[n].metric for n in names if resolution.metrics[n].args is None]
             measured = await measure_all(

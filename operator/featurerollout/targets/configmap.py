@@ -14,7 +14,6 @@ from typing import Any
 from featurerollout import flagd
 from featurerollout.api import ConfigMapTarget as ConfigMapSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
-from featurerollout.targets import optimistic
 from featurerollout.targets.base import Holding, Owner, TargetError, check_owner
 
 
@@ -77,14 +76,19 @@ class ConfigMapTarget:
                 self.kube.core.replace_namespaced_config_map, self.name, self.namespace, config_map
             )
 
-        return await optimistic.update(self.describe(), self._read, change, write)
+        # One write for every rollout whose flag lives in this ConfigMap and is due now.
+        return await self.kube.documents.update(
+            ("ConfigMap", self.namespace, self.name), f"ConfigMap {self.namespace}/{self.name}", self._read, change,
+            write,
+        )
 
     async def current_weight(self) -> float | None:
         return (await self.holding()).weight
 
     async def holding(self) -> Holding:
-        config_map = await self._read()
-        text = (config_map.data or {}).get(self.key)  # type: ignore[attr-defined]
+        # Shared with the other looks reading this ConfigMap now (targets/coalesce.py); read only.
+        config_map = await self.kube.document_reads.read(("ConfigMap", self.namespace, self.name), self._read)
+        text = (config_map.data or {}).get(self.key)
         try:
             entry = flagd.read_flag_entry(text, self.flag)
         except flagd.InvalidDocument as error:

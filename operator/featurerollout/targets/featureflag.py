@@ -12,7 +12,6 @@ from typing import Any
 from featurerollout import flagd
 from featurerollout.api import FeatureFlagTarget as FeatureFlagSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
-from featurerollout.targets import optimistic
 from featurerollout.targets.base import (
     Holding,
     Owner,
@@ -90,12 +89,16 @@ class FeatureFlagTarget:
                 GROUP, VERSION, self.namespace, PLURAL, self.name, body,
             )
 
-        return await optimistic.update(self.describe(), self._read, change, write)
+        # One write for every rollout whose flag lives in this FeatureFlag and is due now.
+        return await self.kube.documents.update(
+            ("FeatureFlag", self.namespace, self.name), self.describe(), self._read, change, write
+        )
 
     async def current_weight(self) -> float | None:
         return (await self.holding()).weight
 
     async def holding(self) -> Holding:
-        body = await self._read()
+        # Shared with the other looks reading this FeatureFlag now (targets/coalesce.py); read only.
+        body = await self.kube.document_reads.read(("FeatureFlag", self.namespace, self.name), self._read)
         return Holding(flagd.weight_of(self._flags(body).get(self.flag)),
                        Owner.from_marker(annotated_owners(body).get(self.flag)))

@@ -12,6 +12,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from featurerollout import telemetry
 from featurerollout.kube import CONFLICT, api_message, status_code
 from featurerollout.targets.base import TargetError
 
@@ -36,10 +37,13 @@ async def update(
             return False
         try:
             await write(updated)
+            telemetry.target_writes.labels("ok").inc()
             return True
         except Exception as error:
             if status_code(error) != CONFLICT:
+                telemetry.target_writes.labels("error").inc()
                 raise TargetError("TargetError", f"{where}: {api_message(error)}") from None
+            telemetry.target_writes.labels("conflict").inc()
             # Back off a little (with jitter, so that many writers spread out), then re-read.
             await asyncio.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.0))
     raise TargetError(

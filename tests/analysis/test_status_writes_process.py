@@ -1,0 +1,57 @@
+"""--analysis-status-every: the real operator, the real Prometheus, the API server. An evaluation that
+changes no verdict is not written until the stored one is old enough; a failing evaluation is
+written at once, and the status stays one consistent evaluation that `featurerollout status` dates."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from tests.analysis.test_analysis import Exporter, analysis, exporter, prometheus  # noqa: F401
+from tests.rollouts.test_rollout import make_configmap, make_rollout, status, wait_phase
+from tests.rollouts.test_status_truth import cli
+from tests.support.cluster import Cluster, OperatorFactory, wait_until
+from tests.support.prometheus import PrometheusServer, wait_for_query
+
+pytestmark = pytest.mark.integration
+
+STAGES = [{"weight": 10, "duration": "1h"}, {"weight": 100}]
+
+
+def status_writes(cluster: Cluster, name: str) -> list[dict[str, Any]]:
+    return [r for r in cluster.log.requests(resource="featurerollouts", name=name, subresource="status")
+            if r["verb"] in ("patch", "update") and r["status"] < 300]
+
+
+def test_unchanged_verdicts_wait_and_a_failure_is_written_at_once(
+    cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    make_configmap(cluster)
+    exporter.set("quiet", 0.01)
+    wait_for_query(prometheus.url, 'max(demo_error_ratio{flag="quiet"})', lambda r: r.value == 0.01, timeout=30)
+    operator("--analysis-status-every", "30")
+    make_rollout(cluster, "quiet", stages=STAGES, analysis=analysis(prometheus, failure_limit=0))
+    first = wait_until(lambda: (s := status(cluster, "quiet")).get("metrics") and s, 30, "a first evaluation")
+    assert first["metrics"][0]["result"] == "Passed" and first["metrics"][0]["value"] == 0.01
+    # The value changes but the verdict does not: evaluated every second, written not before 30 s.
+    exporter.set("quiet", 0.02)
+    writes_before = len(status_writes(cluster, "quiet"))
+    time.sleep(6)  # a window to count writes in: nothing to wait for, by design
+    now = status(cluster, "quiet")
+    assert len(status_writes(cluster, "quiet")) == writes_before, "an unchanged verdict was written"
+    # What is stored is one evaluation, dated: its value and its lastAnalysisAt belong together.
+    assert now["metrics"][0]["value"] == 0.01
+    assert now["metrics"][0]["evaluatedAt"] == now["lastAnalysisAt"] == first["lastAnalysisAt"]
+    shown = cli(cluster, "status", "quiet")
+    assert shown.returncode == 0, shown.stderr
+    age = re.search(r"Metrics \(every 1s, onNoData Hold, as of (\d+)s ago\)", shown.stdout)
+    assert age is not None and int(age.group(1)) >= 5, shown.stdout
+    # A breach changes the verdict: written (and acted on) at once, not 30 s later.
+    exporter.set("quiet", 0.5)
+    started = time.monotonic()
+    final = wait_phase(cluster, "quiet", "RolledBack", timeout=20)
+    assert time.monotonic() - started < 20
+    failed = next(m for m in final["metrics"] if m["name"] == "error-rate")
+    assert failed["result"] == "Failed" and failed["value"] == 0.5 and final["currentWeight"] == 0

@@ -1,0 +1,132 @@
+"""Batched vs unbatched answers on a REAL Prometheus: a round (metrics/batcher.py) answers every
+rollout's query exactly as the rollout's own query does, with fewer queries sent."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, Gauge
+from tests.metrics.servers import exporter
+from tests.support.fixtures import require_prometheus
+from tests.support.prometheus import PrometheusServer, free_port, start_prometheus, wait_for_query
+
+from featurerollout import telemetry
+from featurerollout.api import PrometheusProvider
+from featurerollout.measurement import Measurement
+from featurerollout.metrics.batcher import Ask, answer_round
+from featurerollout.metrics.grouping import SENTINEL
+from featurerollout.metrics.prometheus import PrometheusMetricProvider
+from featurerollout.metrics.queries import render_query
+
+pytestmark = pytest.mark.integration
+
+# Flags with data; "absent" has none; "nan-flag" answers NaN (0/0); "dotted.flag" needs escaping,
+# and "dottedxflag" is there to be matched by mistake if it is not escaped.
+FLAGS = ["checkout", "search", "dotted.flag", "nan-flag", "absent"]
+
+
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry()
+    requests = Gauge("fr_batch_requests", "requests", ["flag", "code", "pod"], registry=reg)
+    for flag, ok, errors in (("checkout", 90, 10), ("search", 200, 1), ("dotted.flag", 50, 5),
+                             ("dottedxflag", 1000, 999)):
+        for pod in ("p1", "p2"):
+            requests.labels(flag=flag, code="200", pod=pod).set(ok)
+            requests.labels(flag=flag, code="500", pod=pod).set(errors)
+    requests.labels(flag="nan-flag", code="200", pod="p1").set(0)
+    latency = Gauge("fr_batch_latency", "latency", ["flag", "pod"], registry=reg)
+    for flag, value in (("checkout", 0.2), ("search", 0.05), ("dotted.flag", 1.5), ("nan-flag", math.nan)):
+        latency.labels(flag=flag, pod="p1").set(value)
+        latency.labels(flag=flag, pod="p2").set(value * 2)
+    return reg
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    require_prometheus()
+    with exporter(registry()) as port, start_prometheus(
+        tmp_path_factory.mktemp("prometheus"), targets=[f"127.0.0.1:{port}"]
+    ) as server:
+        wait_for_query(server.url, "count(fr_batch_requests)", lambda r: r.value == 17, timeout=30)
+        # Enough samples for the *_over_time windows below.
+        wait_for_query(server.url, 'count_over_time(fr_batch_latency{flag="checkout",pod="p1"}[1m])',
+                       lambda r: (r.value or 0) >= 3, timeout=30)
+        yield server
+
+
+TEMPLATES = [
+    'sum(fr_batch_requests{flag="{{flag}}",code="500"}) / sum(fr_batch_requests{flag="{{flag}}"})',
+    'max(max_over_time(fr_batch_latency{flag="{{flag}}"}[1m]))',
+    'min(fr_batch_latency{flag="{{flag}}"})',
+    '100 * count(fr_batch_requests{flag="{{flag}}", code="200"})',
+    'sum(rate(fr_batch_requests{flag="{{flag}}"}[{{interval}}]))',
+    # Not batchable: each flag gets its own query, and the same answers (errors included).
+    'fr_batch_requests{flag="{{flag}}"}',
+    'avg(fr_batch_latency{flag="{{flag}}"})',
+]
+
+
+def same(a: Measurement, b: Measurement) -> bool:
+    if a.kind != b.kind or a.detail != b.detail:
+        return False
+    if a.value is None or b.value is None:
+        return a.value is b.value
+    return math.isclose(a.value, b.value, rel_tol=1e-9)
+
+
+def queries_sent() -> dict[str, float]:
+    return {b: telemetry.prometheus_queries.labels(b)._value.get() for b in ("true", "false")}
+
+
+async def test_a_round_answers_every_flag_as_its_own_query_does(prometheus: PrometheusServer) -> None:
+    provider = PrometheusMetricProvider(PrometheusProvider(address=prometheus.url))
+    try:
+        asks = []
+        for template in TEMPLATES:
+            for flag in FLAGS:
+                def render(f: str, template: str = template) -> str:
+                    return render_query(template, flag=f, name="r", namespace="ns", interval="30s")
+                asks.append(Ask(render(flag), render(SENTINEL), flag))
+        before = queries_sent()
+        batched = await answer_round(provider, asks)
+        after = queries_sent()
+        unbatched = {ask: await provider.measure(ask.query) for ask in asks}
+        # The gauges do not change, so both ways read the same data.
+        differ = {ask.query: (batched[ask], unbatched[ask]) for ask in asks if not same(batched[ask], unbatched[ask])}
+        assert differ == {}
+        # Sanity: the data is what the exporter serves, so the comparison compared something.
+        by_query = {ask.query: batched[ask] for ask in asks}
+        def ratio(flag: str) -> str:
+            return f'sum(fr_batch_requests{{flag="{flag}",code="500"}}) / sum(fr_batch_requests{{flag="{flag}"}})'
+        assert by_query[ratio("checkout")].value == pytest.approx(0.1)
+        assert by_query[ratio("dotted.flag")].value == pytest.approx(5 / 55)
+        assert by_query['max(max_over_time(fr_batch_latency{flag="absent"}[1m]))'].kind == "NoData"
+        assert by_query['min(fr_batch_latency{flag="nan-flag"})'].kind == "NoData"
+        assert by_query['fr_batch_requests{flag="checkout"}'].kind == "Error"  # four series
+        # 5 batchable templates: one grouped query each; 2 others: one query per flag.
+        assert after["true"] - before["true"] == 5
+        assert after["false"] - before["false"] == 2 * len(FLAGS)
+    finally:
+        await provider.aclose()
+
+
+async def test_a_failing_grouped_query_falls_back_to_each_flags_own_query() -> None:
+    # Nothing listens there: the grouped query fails, and each flag gets its own query's Error.
+    address = f"http://127.0.0.1:{free_port()}"
+    provider = PrometheusMetricProvider(PrometheusProvider(address=address, timeout="2s"))
+    try:
+        template = 'sum(fr_batch_requests{flag="{{flag}}"})'
+        asks = [Ask(render_query(template, flag=f, name="r", namespace="ns", interval="1s"),
+                    render_query(template, flag=SENTINEL, name="r", namespace="ns", interval="1s"), f)
+                for f in ("checkout", "search")]
+        before = queries_sent()
+        batched = await answer_round(provider, asks)
+        after = queries_sent()
+        assert (after["true"] - before["true"], after["false"] - before["false"]) == (1, 2)
+        for ask in asks:
+            own = await provider.measure(ask.query)
+            assert batched[ask].kind == "Error" and same(batched[ask], own), (batched[ask], own)
+    finally:
+        await provider.aclose()
