@@ -243,7 +243,7 @@ def test_prometheus_outage_never_promotes_and_rolls_back_after_the_error_limit(
     metrics_port = free_port()
     operator("--metrics-port", str(metrics_port))
     start_then_stop_prometheus(cluster, prometheus, "blind", error_limit=3)
-    final = wait_phase(cluster, "blind", "RolledBack", timeout=30)
+    final = wait_rolled_back(cluster, "blind", timeout=30)
     assert read_flag_weight(document(cluster), "blind") == 0
     degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "AnalysisError"

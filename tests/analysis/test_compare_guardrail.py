@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.rollouts.test_rollout import document, make_configmap, make_rollout, status, wait_phase
+from tests.rollouts.test_rollout import document, make_configmap, make_rollout, status, wait_phase, wait_rolled_back
 from tests.support.cluster import Cluster, OperatorFactory, Process, featurerollout_command, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus
@@ -96,7 +96,7 @@ def test_twice_the_control_rate_over_a_high_baseline_rolls_back_where_an_absolut
         operator()
         make_rollout(cluster, "guarded", stages=STAGES, analysis=analysis(prometheus, compare_metric(maxIncrease=0)))
         make_rollout(cluster, "absolute", stages=STAGES, analysis=analysis(prometheus, absolute_metric(0.30)))
-        final = wait_phase(cluster, "guarded", "RolledBack", timeout=120)
+        final = wait_rolled_back(cluster, "guarded", timeout=120)
         assert read_flag_weight(document(cluster), "guarded") == 0
         degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
         assert degraded["reason"] == "BudgetExceeded"
@@ -124,7 +124,7 @@ def test_equal_rates_over_a_high_baseline_complete_where_an_absolute_budget_unde
         operator()
         make_rollout(cluster, "guarded", stages=STAGES, analysis=analysis(prometheus, compare_metric(maxIncrease=0)))
         make_rollout(cluster, "absolute", stages=STAGES, analysis=analysis(prometheus, absolute_metric(0.09)))
-        absolute = wait_phase(cluster, "absolute", "RolledBack", timeout=120)
+        absolute = wait_rolled_back(cluster, "absolute", timeout=120)
         assert next(c for c in absolute["conditions"] if c["type"] == "Degraded")["reason"] == "BudgetExceeded"
         final = wait_phase(cluster, "guarded", "Succeeded", timeout=180)
         assert final["currentWeight"] == 100 and read_flag_weight(document(cluster), "guarded") == 100

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from tests.analysis.test_analysis import Exporter, analysis, exporter, prometheus  # noqa: F401
-from tests.rollouts.test_rollout import make_configmap, make_rollout, status, wait_phase
+from tests.rollouts.test_rollout import make_configmap, make_rollout, status, wait_rolled_back
 from tests.rollouts.test_status_truth import cli
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, wait_for_query
@@ -51,7 +51,7 @@ def test_unchanged_verdicts_wait_and_a_failure_is_written_at_once(
     # A breach changes the verdict: written (and acted on) at once, not 30 s later.
     exporter.set("quiet", 0.5)
     started = time.monotonic()
-    final = wait_phase(cluster, "quiet", "RolledBack", timeout=20)
+    final = wait_rolled_back(cluster, "quiet", timeout=20)
     assert time.monotonic() - started < 20
     failed = next(m for m in final["metrics"] if m["name"] == "error-rate")
     assert failed["result"] == "Failed" and failed["value"] == 0.5 and final["currentWeight"] == 0

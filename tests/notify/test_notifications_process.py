@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 from tests.analysis.test_analysis import Exporter, analysis, operator_metric, wait_for_series
-from tests.rollouts.test_rollout import document, make_configmap, make_rollout, wait_phase
+from tests.rollouts.test_rollout import document, make_configmap, make_rollout, wait_rolled_back
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, free_port
 
@@ -181,7 +181,7 @@ def roll_back(cluster: Cluster, gauge: Exporter, server: PrometheusServer, name:
     breach_seen = wait_for_series(server, f'max(demo_error_ratio{{flag="{name}"}})', lambda v: v > 0.05)
     wait_until(lambda: read_flag_weight(document(cluster), name) == 0, 30, f"{name}'s flag to go back to 0%",
                interval=0.2)
-    final = wait_phase(cluster, name, "RolledBack", timeout=10)
+    final = wait_rolled_back(cluster, name, timeout=10)
     decided = epoch(final["finishedAt"])
     writes = [t for t in config_writes(cluster) if t >= decided - 0.001]
     assert writes, "the audit log has the rollback's ConfigMap write"
