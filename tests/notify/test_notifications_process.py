@@ -186,11 +186,13 @@ def roll_back(cluster: Cluster, gauge: Exporter, server: PrometheusServer, name:
     writes = [t for t in config_writes(cluster) if t >= decided - 0.001]
     assert writes, "the audit log has the rollback's ConfigMap write"
     written = writes[0]
-    ticks = [t for t in status_writes(cluster, name, after=at_25) if t < written]
-    assert len(ticks) >= 3, "the audit log has the status writes of the evaluations at 25%"
     # Every look begins with a read of the rollout; until the rollback only the operator reads it.
     gets = [r["time"] for r in cluster.log.requests(resource="featurerollouts", subresource="", name=name)
             if r["verb"] == "get" and r["time"] < written]
+    # The evaluations' status writes: each one a later look followed. (The rollback's own look
+    # writes its status once before the 0%, engine.rollback_intent: no look follows that one.)
+    ticks = [t for t in status_writes(cluster, name, after=at_25) if t < written and any(g > t for g in gets)]
+    assert len(ticks) >= 3, "the audit log has the status writes of the evaluations at 25%"
     waits = [next(g for g in gets if g > tick) - tick for tick in ticks]
     return Rollback(decided, written, breach_seen, ticks[-1], waits)
 
