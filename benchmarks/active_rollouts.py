@@ -427,23 +427,28 @@ def report(args: argparse.Namespace, catchup: float, on: Window, off: Window | N
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--rollouts", type=int, default=1000)
+    parser.add_argument("--rollouts", type=int, default=1000, help="rollouts, each with 2 metrics (default 1000)")
     parser.add_argument("--interval", default="10s", help="analysis interval (default 10s)")
     parser.add_argument("--duration", type=float, default=300, help="measured window, seconds (default 300)")
     parser.add_argument("--compare-duration", type=float, default=60,
                         help="window with --no-query-batching, seconds (default 60; 0 skips it)")
     parser.add_argument("--settle", type=float, default=20, help="seconds after the catch-up before measuring")
-    parser.add_argument("--per-configmap", type=int, default=50)
+    parser.add_argument("--per-configmap", type=int, default=50,
+                        help="rollouts sharing one flagd ConfigMap (default 50)")
     parser.add_argument("--apiserver", choices=("sandbox", "real"), default="sandbox",
                         help="the API server: `featurerollout sandbox` (default, as idle_rollouts.py), or the real "
                         "kube-apiserver that `make apiserver` builds (requests counted from its audit log)")
     parser.add_argument("--scrape-interval", default="5s", help="Prometheus's scrape interval (default 5s)")
-    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds the catch-up (every rollout at its first weight) may take before the run "
+                        "gives up (default 900)")
     parser.add_argument("--profile", action="store_true", help="py-spy the operator for up to 60 s of each window")
     parser.add_argument("--operator-arg", action="append", default=[], metavar="ARG",
                         help="pass ARG to `featurerollout run` (repeatable), e.g. "
                         "--operator-arg=--analysis-status-every=60")
-    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--workdir", type=Path,
+                        help="keep kubeconfigs, logs and profiles here (default: a temporary directory, removed "
+                        "after a successful run without --profile)")
     args = parser.parse_args(argv)
     args.interval_seconds = float(args.interval.rstrip("s"))
     return args
