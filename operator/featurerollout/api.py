@@ -13,6 +13,7 @@ and a violation names the field path the way kube-apiserver does:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -99,6 +100,15 @@ OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z
 ObjectName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=OBJECT_NAME_PATTERN)]
 # A metric name doubles as a Prometheus label value and a status key: a DNS-1123 label.
 METRIC_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def names_unique(items: Sequence[Any], message: str) -> None:
+    """Refuse a list in which two items have one `name` (metrics, gates, template args), naming it."""
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ValueError(f"{message}: {item.name!r} appears more than once")
+        seen.add(item.name)
 
 
 class Model(BaseModel):
@@ -555,11 +565,7 @@ class Analysis(Model):
     @field_validator("metrics")
     @classmethod
     def _names_unique(cls, metrics: list[Metric]) -> list[Metric]:
-        seen: set[str] = set()
-        for metric in metrics:
-            if metric.name in seen:
-                raise ValueError(f"{METRICS_UNIQUE_MESSAGE}: {metric.name!r} appears more than once")
-            seen.add(metric.name)
+        names_unique(metrics, METRICS_UNIQUE_MESSAGE)
         return metrics
 
     @property
@@ -776,11 +782,7 @@ class FeatureRolloutSpec(Model):
     @field_validator("gates")
     @classmethod
     def _gate_names_unique(cls, gates: list[Gate] | None) -> list[Gate] | None:
-        seen: set[str] = set()
-        for gate in gates or []:
-            if gate.name in seen:
-                raise ValueError(f"{GATES_UNIQUE_MESSAGE}: {gate.name!r} appears more than once")
-            seen.add(gate.name)
+        names_unique(gates or [], GATES_UNIQUE_MESSAGE)
         return gates
 
     @model_validator(mode="after")
@@ -1126,11 +1128,7 @@ class MetricTemplateSpec(Model):
     @field_validator("args")
     @classmethod
     def _arg_names_unique(cls, args: list[TemplateArg]) -> list[TemplateArg]:
-        seen: set[str] = set()
-        for arg in args:
-            if arg.name in seen:
-                raise ValueError(f"{TEMPLATE_ARGS_UNIQUE_MESSAGE}: {arg.name!r} appears more than once")
-            seen.add(arg.name)
+        names_unique(args, TEMPLATE_ARGS_UNIQUE_MESSAGE)
         return args
 
     @model_validator(mode="after")
