@@ -36,7 +36,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,21 +50,14 @@ for entry in (str(REPO), str(REPO / "benchmarks")):
 
 from idle_rollouts import (  # noqa: E402
     BENCH_USER_AGENT,
-    GROUP,
-    KEY,
-    NAMESPACE,
-    PLURAL,
-    VERSION,
     CpuClock,
     by_verb,
-    configmap_name,
+    create_objects,
     ensure_running,
     fail,
-    flagd_document,
     memory_mib,
     pid_of,
     rollout_name,
-    run_parallel,
     say,
     statuses,
     writes_of,
@@ -72,7 +65,7 @@ from idle_rollouts import (  # noqa: E402
 from kubernetes import config as kube_config  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tests.support.cluster import Cluster as Sandbox  # noqa: E402  (the sandbox is one kind of Cluster)
-from tests.support.cluster import Process, rollout_manifest, start_operator, start_sandbox  # noqa: E402
+from tests.support.cluster import Process, start_operator, start_sandbox  # noqa: E402
 from tests.support.prometheus import free_port, start_prometheus, wait_for_query  # noqa: E402
 from tests.support.real_server import AuditLog  # noqa: E402
 from tools import real_apiserver  # noqa: E402
@@ -80,8 +73,7 @@ from tools import real_apiserver  # noqa: E402
 GOAL_CORES = 0.5
 GOAL_RSS_MIB = 250.0
 GOAL_LAG_P99 = 1.0
-STAGES = [{"weight": 10, "duration": "1h"}, {"weight": 100}]
-FIRST_WEIGHT = 10
+FIRST_WEIGHT = 10  # idle_rollouts.STAGES: the rollouts are created by its create_objects
 OK_PER_SECOND, ERRORS_PER_SECOND = 20.0, 0.02  # per flag: an error ratio of 0.001, under the 0.01 budget
 
 METRICS = [
@@ -211,28 +203,6 @@ class Window:
 
     def per_second(self, value: float) -> float:
         return value / self.seconds if self.seconds else 0.0
-
-
-def create_objects(sandbox: Sandbox, rollouts: int, per_configmap: int, interval: str, prometheus: str) -> None:
-    core, custom = sandbox.core, sandbox.custom
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
-    configmaps = (rollouts + per_configmap - 1) // per_configmap
-
-    def configmap(index: int) -> Callable[[], object]:
-        body: Any = {"metadata": {"name": f"flags-{index:04d}"}, "data": {KEY: flagd_document(index)}}
-        return lambda: core.create_namespaced_config_map(NAMESPACE, body)
-
-    def rollout(index: int) -> Callable[[], object]:
-        name = rollout_name(index)
-        body = rollout_manifest(
-            name, NAMESPACE, flag=name, stages=STAGES,
-            target={"configMap": {"name": configmap_name(index, per_configmap), "key": KEY}},
-            analysis={"interval": interval, "prometheus": {"address": prometheus}, "metrics": METRICS},
-        )
-        return lambda: custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
-
-    run_parallel((configmap(i) for i in range(configmaps)), configmaps, "ConfigMaps")
-    run_parallel((rollout(i) for i in range(rollouts)), rollouts, "rollouts")
 
 
 def catch_up(sandbox: Sandbox, operator: Process, rollouts: int, timeout: float) -> float:
@@ -480,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                 sandbox = start_sandbox(workdir)
             sandbox.api.user_agent = BENCH_USER_AGENT
             say(f"API server: {args.apiserver}")
-            create_objects(sandbox, args.rollouts, args.per_configmap, args.interval, prometheus.url)
+            create_objects(sandbox, args.rollouts, args.per_configmap,
+                           {"interval": args.interval, "prometheus": {"address": prometheus.url}, "metrics": METRICS})
             sandbox.log.clear_requests()
             operator = start_operator(sandbox, workdir, *args.operator_arg)
             metrics_url = operator_metrics_url(operator)

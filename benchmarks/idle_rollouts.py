@@ -145,7 +145,11 @@ def run_parallel(jobs: Iterable[Callable[[], object]], total: int, what: str, wo
                 say(f"created {done}/{total} {what}")
 
 
-def create_objects(sandbox: Sandbox, rollouts: int, per_configmap: int) -> None:
+def create_objects(
+    sandbox: Sandbox, rollouts: int, per_configmap: int, analysis: dict[str, Any] | None = None
+) -> None:
+    """Namespace `bench`, one ConfigMap per `per_configmap` rollouts, then the rollouts (with
+    `analysis` if given: active_rollouts.py), created in parallel with progress lines."""
     core, custom = sandbox.core, sandbox.custom
     namespace: Any = {"metadata": {"name": NAMESPACE}}
     core.create_namespace(namespace)
@@ -160,6 +164,7 @@ def create_objects(sandbox: Sandbox, rollouts: int, per_configmap: int) -> None:
         body = rollout_manifest(
             name, NAMESPACE, flag=name, stages=STAGES,
             target={"configMap": {"name": configmap_name(index, per_configmap), "key": KEY}},
+            **({"analysis": analysis} if analysis is not None else {}),
         )
         return lambda: custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
 
