@@ -117,6 +117,9 @@ class Reconciler:
     # --analysis-status-every: an evaluation that changes no verdict is written only once the stored
     # one is this many seconds old (statuswrites.py); 0 writes every evaluation.
     analysis_status_every: float = 0.0
+    # When each rollout was last evaluated by this process: with --analysis-status-every the stored
+    # lastAnalysisAt may be up to that old, and the analysis lag must be measured from the real one.
+    evaluated: dict[RolloutKey, datetime] = field(default_factory=dict)
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -132,6 +135,7 @@ class Reconciler:
         except Exception as error:
             if status_code(error) == NOT_FOUND:
                 telemetry.forget(namespace, name)
+                self.evaluated.pop(key, None)
                 return None
             raise
         metadata = body.get("metadata", {})
@@ -191,8 +195,9 @@ class Reconciler:
         decided = resolution.spec if resolution is not None else spec
         measurements: dict[str, Measurement] | None = None
         if engine.analysis_due(decided, status, (measuring := self.clock())):
-            if status.last_analysis_at is not None and decided.analysis is not None:
-                due = status.last_analysis_at + decided.analysis.every
+            last = max((t for t in (status.last_analysis_at, self.evaluated.get(key)) if t is not None), default=None)
+            if last is not None and decided.analysis is not None:
+                due = last + decided.analysis.every
                 telemetry.analysis_lag.observe(max(0.0, (measuring - due).total_seconds()))
             measurements = await self._measure(decided, meta, status, resolution)
 
@@ -209,6 +214,8 @@ class Reconciler:
             decided, status, generation=meta.generation, now=now, measurements=measurements, request=request,
             observed=observed, gate_checks=gate_checks, plan=spec,
         )
+        if measurements is not None and decision.status.last_analysis_at is not None:
+            self.evaluated[key] = decision.status.last_analysis_at  # the engine's next due counts from it
         if resolution is not None:
             decision = replace(decision, status=record_templates(decision.status, resolution, measurements, now))
         spec = decided

@@ -8,12 +8,14 @@ import re
 import time
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.analysis.test_analysis import Exporter, analysis, exporter, prometheus  # noqa: F401
 from tests.rollouts.test_rollout import make_configmap, make_rollout, status, wait_rolled_back
 from tests.rollouts.test_status_truth import cli
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
-from tests.support.prometheus import PrometheusServer, wait_for_query
+from tests.support.prometheus import PrometheusServer, free_port, wait_for_query
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +27,30 @@ def status_writes(cluster: Cluster, name: str) -> list[dict[str, Any]]:
             if r["verb"] in ("patch", "update") and r["status"] < 300]
 
 
+def lag_histogram(port: int) -> dict[str, float]:
+    """featurerollout_analysis_lag_seconds from the operator's /metrics: each bucket's count by
+    its bound (`le`), and `count`."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "featurerollout_analysis_lag_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                found[sample.labels["le"]] = sample.value
+            elif sample.name.endswith("_count"):
+                found["count"] = sample.value
+    return found
+
+
 def test_unchanged_verdicts_wait_and_a_failure_is_written_at_once(
     cluster: Cluster, operator: OperatorFactory, exporter: Exporter, prometheus: PrometheusServer,  # noqa: F811
 ) -> None:
     make_configmap(cluster)
     exporter.set("quiet", 0.01)
     wait_for_query(prometheus.url, 'max(demo_error_ratio{flag="quiet"})', lambda r: r.value == 0.01, timeout=30)
-    operator("--analysis-status-every", "30")
+    metrics_port = free_port()
+    operator("--analysis-status-every", "30", "--metrics-port", str(metrics_port))
     make_rollout(cluster, "quiet", stages=STAGES, analysis=analysis(prometheus, failure_limit=0))
     first = wait_until(lambda: (s := status(cluster, "quiet")).get("metrics") and s, 30, "a first evaluation")
     assert first["metrics"][0]["result"] == "Passed" and first["metrics"][0]["value"] == 0.01
@@ -41,6 +60,12 @@ def test_unchanged_verdicts_wait_and_a_failure_is_written_at_once(
     time.sleep(6)  # a window to count writes in: nothing to wait for, by design
     now = status(cluster, "quiet")
     assert len(status_writes(cluster, "quiet")) == writes_before, "an unchanged verdict was written"
+    # The analysis lag counts from the evaluation this process last made, not from the stored
+    # (deliberately older) lastAnalysisAt: at a 1 s interval the looks come about on time, where
+    # counting from the stored one makes each look a second later than the one before (1, 2, 3...
+    # s). One look over 2 s is allowed for this loaded machine.
+    lag = lag_histogram(metrics_port)
+    assert lag["count"] >= 4 and lag["count"] - lag["2.0"] <= 1, lag
     # What is stored is one evaluation, dated: its value and its lastAnalysisAt belong together.
     assert now["metrics"][0]["value"] == 0.01
     assert now["metrics"][0]["evaluatedAt"] == now["lastAnalysisAt"] == first["lastAnalysisAt"]
