@@ -245,6 +245,8 @@ def test_a_hand_edit_of_the_pair_is_put_back_with_an_event(cluster: Cluster, ope
     assert "holds 90% (checkout-new 90, checkout 10); differs from the status's 10%" in shown.stdout, shown.stdout
     # The operator notices at its next look and puts its own weight back.
     wait_until(lambda: pair(get_route(cluster)) == (10, 90), 45, "the rollout's weight to be put back")
-    warnings = [e for e in cluster.core.list_namespaced_event("default").items
-                if e.involved_object.name == "checkout-owned" and e.type == "Warning"]
-    assert warnings and "HTTPRoute default/shop" in warnings[-1].message
+    # The Event follows the target write (it is posted once users have the weight back).
+    warnings = wait_until(lambda: [e for e in cluster.core.list_namespaced_event("default").items
+                                   if e.involved_object.name == "checkout-owned" and e.type == "Warning"],
+                          10, "the TargetDrift Event")
+    assert "HTTPRoute default/shop" in warnings[-1].message
