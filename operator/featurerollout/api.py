@@ -13,7 +13,7 @@ and a violation names the field path the way kube-apiserver does:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -843,6 +843,16 @@ class Phase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
+
+
+def settled(status: Mapping[str, Any]) -> bool:
+    """Is a stored status (the wire form) finished, so that a watcher can stop? A terminal phase,
+    except a RolledBack that still has a weight: its 0% is being written (engine.rollback_intent)
+    or retried, and users may still be exposed."""
+    phase = status.get("phase")
+    if phase == Phase.ROLLED_BACK:
+        return float(status.get("currentWeight") or 0) <= 0
+    return phase in TERMINAL_PHASES
 
 
 class MetricResult(StrEnum):

@@ -22,6 +22,7 @@ from featurerollout.api import (
     Phase,
     format_duration,
     parse_spec,
+    settled,
 )
 from featurerollout.gates import point_words
 from featurerollout.kube import Kube
@@ -201,7 +202,9 @@ def add_parser(subparsers: Any) -> None:
         "each metric's last value against its budget, and a progress bar across the stages.",
     )
     add_target_arguments(parser)
-    parser.add_argument("-w", "--watch", action="store_true", help="refresh until the phase is terminal")
+    parser.add_argument("-w", "--watch", action="store_true",
+                        help="refresh until the rollout is finished (Succeeded, Failed, or RolledBack "
+                        "with the 0%% written)")
     parser.add_argument("--interval", type=float, default=1.0, help="refresh interval with --watch (default 1s)")
     parser.add_argument("--timeout", type=float, default=0, help="with --watch, give up after this many seconds")
     parser.set_defaults(func=status_command)
@@ -246,7 +249,7 @@ def _show(args: argparse.Namespace, api: Any, kube: Kube, namespace: str, where:
             print(view, flush=True)
             last = view
         phase = (body.get("status") or {}).get("phase")
-        if not args.watch or phase in {p.value for p in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED)}:
+        if not args.watch or settled(body.get("status") or {}):
             return 0
         if deadline is not None and time.monotonic() > deadline:
             print(f"{where}: still {phase} after {args.timeout:g}s", file=sys.stderr)

@@ -20,7 +20,15 @@ from tests.analysis.test_analysis import (  # noqa: F401 (exporter and prometheu
     prometheus,
     wait_for_series,
 )
-from tests.rollouts.test_rollout import GROUP, PLURAL, VERSION, make_configmap, make_rollout, status
+from tests.rollouts.test_rollout import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    make_configmap,
+    make_rollout,
+    status,
+    wait_rolled_back,
+)
 from tests.rollouts.test_status_truth import assert_tells_the_truth, cli, cm_weight
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer
@@ -38,7 +46,7 @@ def rolled_back(cluster: Cluster, prom: PrometheusServer, gauges: Exporter, name
     make_rollout(cluster, name, stages=LONG_STAGES, analysis=analysis(prom, failure_limit=0))
     wait_until(lambda: status(cluster, name).get("currentWeight") == 10, 30, f"{name} at 10%")
     gauges.set(name, 0.4)
-    wait_until(lambda: status(cluster, name).get("phase") == "RolledBack", 30, f"{name} rolled back")
+    wait_rolled_back(cluster, name)
     recover(prom, gauges, name)
 
 

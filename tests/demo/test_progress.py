@@ -66,6 +66,9 @@ def test_change_key_changes_with_phase_stage_weight_result_and_streak() -> None:
 def test_terminal_phases() -> None:
     assert [is_terminal(body(phase=p)) for p in ("Pending", "Progressing", "Paused")] == [False] * 3
     assert [is_terminal(body(phase=p)) for p in ("Succeeded", "RolledBack", "Failed")] == [True] * 3
+    # A rollback recorded before its 0% is written (engine.rollback_intent) is not finished yet.
+    assert not is_terminal(body(phase="RolledBack", currentWeight=10))
+    assert is_terminal(body(phase="RolledBack", currentWeight=0))
 
 
 ROLLED_BACK = body(

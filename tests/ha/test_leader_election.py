@@ -25,7 +25,7 @@ from tests.ha.support import (
     status,
     wait_holder,
 )
-from tests.rollouts.test_rollout import weights_seen
+from tests.rollouts.test_rollout import wait_rolled_back, weights_seen
 from tests.support.cluster import Cluster, wait_until
 
 from featurerollout.api import ControlAction
@@ -116,7 +116,7 @@ def test_sigterm_hands_the_lease_over_in_under_two_seconds(cluster: Cluster, rep
     assert popen.wait(15) == 0
     # The new leader carries on: an abort now is acted on by it.
     request_abort(cluster, "handover")
-    wait_until(lambda: status(cluster, "handover").get("phase") == "RolledBack", 30, "the abort by the new leader")
+    wait_rolled_back(cluster, "handover")  # the abort, by the new leader
     assert acts(replicas, standby)
 
 
@@ -160,8 +160,9 @@ def takeover_run(
                 print(f"  killed {leader} at +{at:.2f}s; {standby} took over after {takeover:.2f}s")
         final = wait_until(lambda: (s := status(cluster, run)).get("phase") == "Succeeded" and s, 60,
                            f"{run} to succeed")
-        rolled_back = wait_until(lambda: (s := status(cluster, aborting)).get("phase") == "RolledBack" and s, 60,
-                                 f"{aborting} to roll back")
+        # RolledBack at 0%: a RolledBack status that still has a weight is the record written just
+        # before the 0% (engine.rollback_intent), which a kill may leave for the successor to finish.
+        rolled_back = wait_rolled_back(cluster, aborting, timeout=60)
         wait_until(lambda: steps and steps[-1] == 100 and abort and abort[-1] == 0, 10, "the watches")
     outcome: dict[str, list[Any]] = {
         "weights": list(steps), "abort weights": list(abort),
@@ -225,7 +226,7 @@ def test_kill_9_at_the_default_timings_is_taken_over_within_the_lease_duration_p
     # Not before the Lease could have expired: the standby waited for it (no split brain).
     assert takeover >= 15 - 2 - 1
     request_abort(cluster, "kept")
-    wait_until(lambda: status(cluster, "kept").get("phase") == "RolledBack", 30, "the abort by the new leader")
+    wait_rolled_back(cluster, "kept")  # the abort, by the new leader
     # The standby's watch was warm: the takeover listed nothing again.
     relists = cluster.log.requests(resource="featurerollouts", verb="list")
     assert not relists, [(r["user_agent"], r["time"]) for r in relists]

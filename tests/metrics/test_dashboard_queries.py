@@ -148,8 +148,8 @@ def test_every_dashboard_expression_parses_and_returns_data_from_the_operator(
     wait_until(lambda: query(prometheus.url, 'featurerollout_weight_percent{name="risky"}').value == 25, 60,
                "Prometheus to scrape risky at 25%")
     ratio.labels("risky").set(0.4)
-    rolled_back = wait_until(lambda: (s := status(cluster, "risky")).get("phase") == "RolledBack" and s, 60,
-                             "risky to roll back")
+    rolled_back = wait_until(lambda: (s := status(cluster, "risky")).get("phase") == "RolledBack"
+                             and s.get("currentWeight") == 0 and s, 60, "risky to be rolled back to 0%")
     wait_until(lambda: status(cluster, "steady").get("currentWeight") == 50, 60, "steady to reach 50%")
     wait_until(lambda: any(m.get("result") == "Error" for m in status(cluster, "broken-query").get("metrics", [])),
                60, "broken-query's analysis to error")

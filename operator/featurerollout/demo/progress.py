@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from featurerollout.api import TERMINAL_PHASES, Phase
+from featurerollout.api import Phase, settled
 from featurerollout.status_view import render
-
-TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
 
 
 def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -29,7 +27,8 @@ def phase_of(body: Mapping[str, Any]) -> str:
 
 
 def is_terminal(body: Mapping[str, Any]) -> bool:
-    return phase_of(body) in TERMINAL
+    """Finished (api.settled): a rollback whose 0% is still being written is not."""
+    return settled(_status(body))
 
 
 def _stage(body: Mapping[str, Any]) -> str:
