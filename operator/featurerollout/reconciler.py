@@ -45,11 +45,10 @@ from featurerollout.events import post_event
 from featurerollout.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
 from featurerollout.measurement import Measurement
 from featurerollout.metrics import provider_for
-from featurerollout.metrics.batcher import BatchedProvider, QueryBatcher
+from featurerollout.metrics.batcher import QueryBatcher, batched_provider
 from featurerollout.metrics.prometheus import (
     InvalidCredentials,
     PrometheusCredentials,
-    PrometheusMetricProvider,
     credentials_from_secret,
 )
 from featurerollout.metrics.provider import MetricProvider, measure_all
@@ -372,9 +371,7 @@ class Reconciler:
         or, with --no-query-batching, one of its own."""
         if self.queries is None:
             return provider_for(where, credentials)
-        key = (where.model_dump_json(), credentials)  # in memory only: credentials never leave it
-        shared = self.queries.provider(key, lambda: PrometheusMetricProvider(where, credentials))
-        return BatchedProvider(self.queries, key, shared)
+        return batched_provider(self.queries, where, credentials)
 
     async def _credentials(
         self, spec: api.PrometheusProvider, namespace: str, field: str = "spec.analysis.prometheus.auth"

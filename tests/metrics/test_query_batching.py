@@ -3,6 +3,7 @@ rollout's query exactly as the rollout's own query does, with fewer queries sent
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterator
 
@@ -12,13 +13,16 @@ from tests.metrics.servers import exporter
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus, wait_for_query
 
-from featurerollout import telemetry
+from featurerollout import api, telemetry
 from featurerollout.api import PrometheusProvider
 from featurerollout.measurement import Measurement
-from featurerollout.metrics.batcher import Ask, answer_round
+from featurerollout.metrics.batcher import Ask, QueryBatcher, answer_round, batched_provider
 from featurerollout.metrics.grouping import SENTINEL
-from featurerollout.metrics.prometheus import PrometheusMetricProvider
+from featurerollout.metrics.prometheus import PrometheusCredentials, PrometheusMetricProvider
+from featurerollout.metrics.provider import MetricProvider
 from featurerollout.metrics.queries import render_query
+from featurerollout.metrics.template_reader import measure_resolution
+from featurerollout.metrics.templates import Resolution, resolve
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +134,55 @@ async def test_a_failing_grouped_query_falls_back_to_each_flags_own_query() -> N
             assert batched[ask].kind == "Error" and same(batched[ask], own), (batched[ask], own)
     finally:
         await provider.aclose()
+
+
+async def test_rollouts_using_one_template_with_the_same_args_share_one_grouped_query(
+    prometheus: PrometheusServer,
+) -> None:
+    """A MetricTemplate's query with `{{args.NAME}}` is grouped by flag like an inline one, through the
+    reconciler's path (template_reader.measure_resolution with the batching provider); the answers are
+    each rollout's own query's. Another value of the argument is another shape: its own query."""
+    template = api.MetricTemplate.model_validate({
+        "kind": "ClusterMetricTemplate", "metadata": {"name": "errors", "generation": 1},
+        "spec": {"query": 'sum(fr_batch_requests{flag="{{flag}}",code="{{args.code}}"})'
+                          ' / sum(fr_batch_requests{flag="{{flag}}"})',
+                 "args": [{"name": "code", "value": "500"}], "max": 0.5},
+    })
+    ref = {"name": "errors", "kind": "ClusterMetricTemplate"}
+
+    def resolution(flag: str, args: dict[str, str] | None = None) -> Resolution:
+        metric = {"name": "errors", "templateRef": ref, **({"args": args} if args else {})}
+        spec = api.parse_spec({"flag": flag, "target": {"configMap": {"name": "c"}},
+                               "analysis": {"prometheus": {"address": prometheus.url}, "metrics": [metric]}})
+        return resolve(spec, {(api.TemplateKind.CLUSTER_METRIC_TEMPLATE, "errors"): template}, "ns")
+
+    batcher = QueryBatcher(window=0.5)
+
+    def batched(where: PrometheusProvider, credentials: PrometheusCredentials | None) -> MetricProvider:
+        return batched_provider(batcher, where, credentials)  # as the reconciler makes them
+
+    async def no_credentials(*_: object) -> None:
+        return None
+
+    rollouts = [("checkout", None), ("search", None), ("dotted.flag", None), ("checkout", {"code": "200"})]
+    try:
+        before = queries_sent()
+        answers = await asyncio.gather(*(
+            measure_resolution(resolution(flag, args), default_address=None, credentials_for=no_credentials,
+                               flag=flag, name=f"r-{i}", namespace="ns", window=None, make_provider=batched)
+            for i, (flag, args) in enumerate(rollouts)
+        ))
+        after = queries_sent()
+    finally:
+        await batcher.aclose()
+    # The three rollouts with code=500 in one grouped query; code=200 (one flag) on its own.
+    assert (after["true"] - before["true"], after["false"] - before["false"]) == (1, 1)
+    assert [a["errors"].value for a in answers] == pytest.approx([0.1, 1 / 201, 5 / 55, 0.9])
+    own = PrometheusMetricProvider(PrometheusProvider(address=prometheus.url))
+    try:
+        for (flag, args), answer in zip(rollouts, answers, strict=True):
+            query = render_query(template.spec.query or "", flag=flag, name="r", namespace="ns", interval="1m",
+                                 args={"code": "500", **(args or {})})
+            assert same(answer["errors"], await own.measure(query)), (flag, args)
+    finally:
+        await own.aclose()

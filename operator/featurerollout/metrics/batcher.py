@@ -23,9 +23,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from featurerollout.api import PrometheusProvider
 from featurerollout.measurement import Measurement
 from featurerollout.metrics.grouping import NotBatchable, Shape, batchable_flag, shape_of
-from featurerollout.metrics.prometheus import PrometheusMetricProvider
+from featurerollout.metrics.prometheus import PrometheusCredentials, PrometheusMetricProvider
 
 # How long the first query of a round waits for the others due at the same moment. It adds to the
 # analysis lag (due -> evaluated), whose goal is p99 < 1 s.
@@ -181,3 +182,13 @@ class BatchedProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def batched_provider(
+    batcher: QueryBatcher, where: PrometheusProvider, credentials: PrometheusCredentials | None
+) -> BatchedProvider:
+    """A rollout's provider for one Prometheus, in the batcher's shared round for that server and
+    credentials (one HTTP session each)."""
+    key = (where.model_dump_json(), credentials)  # in memory only: credentials never leave it
+    shared = batcher.provider(key, lambda: PrometheusMetricProvider(where, credentials))
+    return BatchedProvider(batcher, key, shared)

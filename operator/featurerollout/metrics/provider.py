@@ -9,7 +9,7 @@ can follow behind the same two methods.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
@@ -34,6 +34,34 @@ class MetricProvider(Protocol):
     async def aclose(self) -> None:
         """Release connections and temporary files."""
         ...
+
+
+async def measure_query(
+    provider: MetricProvider,
+    template: str,
+    *,
+    flag: str,
+    name: str,
+    namespace: str,
+    interval: str | timedelta,
+    window: timedelta | None = None,
+    args: Mapping[str, str] | None = None,
+) -> Measurement:
+    """Render one metric's query (a template's `args` too) and run it. A batching provider
+    (metrics/batcher.py) is also given the query rendered with grouping.SENTINEL for `{{flag}}`,
+    so that rollouts whose queries differ only in their flag, inline or from one MetricTemplate
+    with the same args, share one grouped query. Raises ValueError when the template does not
+    render; a provider never raises for server or query problems."""
+    def render(for_flag: str) -> str:
+        return render_query(template, flag=for_flag, name=name, namespace=namespace, interval=interval,
+                            window=window, args=args)
+
+    query = render(flag)
+    measure_for_flag = getattr(provider, "measure_for_flag", None)
+    if measure_for_flag is not None:
+        result: Measurement = await measure_for_flag(query, render(SENTINEL), flag)
+        return result
+    return await provider.measure(query)
 
 
 async def measure_all(
@@ -63,17 +91,12 @@ async def measure_all(
             except Exception as error:  # as below: one metric's bug must not take the others down
                 return Measurement.error(f"metric {metric.name!r}: {type(error).__name__}: {error}")
         try:
-            query = render(metric.query or "")
+            render(metric.query or "")
         except ValueError as error:
             return Measurement.error(f"metric {metric.name!r}: {error}")
         try:
-            measure_for_flag = getattr(provider, "measure_for_flag", None)
-            if measure_for_flag is not None:  # a batching provider (metrics/batcher.py)
-                shape = render_query(metric.query or "", flag=SENTINEL, name=name, namespace=namespace,
-                                     interval=interval, window=window)
-                result: Measurement = await measure_for_flag(query, shape, flag)
-                return result
-            return await provider.measure(query)
+            return await measure_query(provider, metric.query or "", flag=flag, name=name, namespace=namespace,
+                                       interval=interval, window=window)
         except Exception as error:  # a provider bug must not take the other metrics down with it
             return Measurement.error(f"metric {metric.name!r}: {type(error).__name__}: {error}")
 

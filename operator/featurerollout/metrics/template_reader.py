@@ -19,7 +19,7 @@ from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
 from featurerollout.measurement import Measurement
 from featurerollout.metrics import provider_for
 from featurerollout.metrics.prometheus import InvalidCredentials, PrometheusCredentials
-from featurerollout.metrics.provider import MetricProvider, measure_all
+from featurerollout.metrics.provider import MetricProvider, measure_all, measure_query
 from featurerollout.metrics.queries import render_query
 from featurerollout.metrics.templates import Resolution, TemplateKey, describe
 
@@ -123,7 +123,7 @@ async def measure_resolution(
             async def templated(metric_name: str) -> Measurement:
                 resolved = resolution.metrics[metric_name]
                 try:
-                    query = render_query(
+                    render_query(
                         resolved.metric.query or "", flag=flag, name=name, namespace=namespace,
                         interval=analysis.interval, window=window, args=resolved.args,
                     )
@@ -132,7 +132,12 @@ async def measure_resolution(
                     source = f" (from {describe(template.kind, template.name, namespace)})" if template else ""
                     return Measurement.error(f"metric {metric_name!r}{source}: {error}")
                 try:
-                    return await provider.measure(query)
+                    # With a batching provider, rollouts of other flags using this template with
+                    # the same args share one query grouped by flag (measure_query).
+                    return await measure_query(
+                        provider, resolved.metric.query or "", flag=flag, name=name, namespace=namespace,
+                        interval=analysis.interval, window=window, args=resolved.args,
+                    )
                 except Exception as error:  # as measure_all: one metric's bug must not take the others down
                     return Measurement.error(f"metric {metric_name!r}: {type(error).__name__}: {error}")
 
