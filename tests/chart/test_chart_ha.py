@@ -76,6 +76,14 @@ def test_timings_are_values(home: Path) -> None:
     assert (parsed.lease_duration, parsed.renew_deadline, parsed.retry_period) == (30, 20, 4)
 
 
+def test_fractions_given_with_set_are_seconds(home: Path) -> None:
+    # `helm --set` types 7.5 as a string (only integers become numbers): the chart takes it as seconds.
+    (deployment,) = of_kind(render(home, sets=["leaderElection.renewDeadline=7.5", "leaderElection.retryPeriod=1.5"]),
+                            "Deployment")
+    parsed = build_parser().parse_args(args_of(deployment))
+    assert (parsed.renew_deadline, parsed.retry_period) == (7.5, 1.5)
+
+
 def test_n_shards_are_n_deployments_each_with_its_slice_and_budget(home: Path) -> None:
     manifests = render(home, sets=["shards=3"])
     deployments = of_kind(manifests, "Deployment")
@@ -113,6 +121,9 @@ def test_n_shards_are_n_deployments_each_with_its_slice_and_budget(home: Path) -
     (["leaderElection.retryPeriod=9"],
      "leaderElection.renewDeadline (10) must be more than 1.2 x leaderElection.retryPeriod (9)"),
     (["leaderElection.enabled=false"], "replicaCount > 1 needs leaderElection.enabled=true"),
+    (["leaderElection.retryPeriod=0.5"], "leaderElection.retryPeriod (0.5) must be at least 1 second"),
+    (["leaderElection.renewDeadline=0.9"], "leaderElection.renewDeadline (0.9) must be more than 1 second"),
+    (["leaderElection.retryPeriod=1s"], "'1s' does not match pattern"),
 ])
 def test_bad_values_are_refused_naming_the_value(home: Path, sets: list[str], message: str) -> None:
     done = helm(home, *template_args(sets=sets), check=False)
