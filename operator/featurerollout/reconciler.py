@@ -274,7 +274,8 @@ class Reconciler:
             # anything else waits for whoever leads now.
             raise NotLeading(f"{meta.namespace}/{meta.name}: no longer the leader; not writing the status")
         if not wrote_target and not statuswrites.worth_writing(
-            body.get("status") or {}, status_wire(decision.status), now, timedelta(seconds=self.analysis_status_every)
+            body.get("status") or {}, status_wire(decision.status), now, timedelta(seconds=self.analysis_status_every),
+            statuswrites.write_spread(meta.namespace, meta.name),
         ):
             telemetry.status_writes_deferred.inc()
             await self._post_events(body["metadata"], before, decision, now)

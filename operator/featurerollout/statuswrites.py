@@ -12,7 +12,11 @@ weight (after `stageStartedAt`, which the engine's promotion needs). Everything 
 What may wait (`--analysis-status-every SECONDS`, 0 = never wait, the default): an evaluation whose
 only changes are `lastAnalysisAt`, the metrics' `evaluatedAt`, `value`, `message`, `treatment`,
 `control`, the status `message` and the conditions' `message` is written only once the stored
-`lastAnalysisAt` is that many seconds old. The stored status stays internally consistent: its
+`lastAnalysisAt` is old enough: between half of and all of SECONDS, by a share fixed per rollout
+(`write_spread`, a stable hash of its name). Why the spread: rollouts created or
+caught up together would otherwise all write in the same few seconds of every period, and that
+burst of writes (and of watch events back) is what made the analysis late at 1,000 rollouts
+(docs/benchmarks.md); spread, the same writes come at an even rate. The stored status stays internally consistent: its
 values, words and `lastAnalysisAt` are those of one evaluation, and `featurerollout status` shows
 that moment ("analysed 40s ago"), so it never claims a freshness it has not got. Nothing the
 operator needs is lost by waiting: the counts are written when they change, and after a restart a
@@ -21,6 +25,7 @@ stale `lastAnalysisAt` only makes the next evaluation come at once.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,10 +59,20 @@ def verdict(status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def worth_writing(stored: dict[str, Any], decided: dict[str, Any], now: datetime, every: timedelta) -> bool:
+def write_spread(namespace: str, name: str) -> float:
+    """This rollout's share of `--analysis-status-every`, in [0.5, 1): the same in every process.
+    Not the shards' hash (sharding.rollout_hash): within one shard that falls in a narrow slice,
+    and the shard's rollouts would be spread over that slice of the period only."""
+    digest = hashlib.sha256(f"status-writes:{namespace}/{name}".encode()).digest()
+    return 0.5 + 0.5 * int.from_bytes(digest[:8], "big") / 2**64
+
+
+def worth_writing(
+    stored: dict[str, Any], decided: dict[str, Any], now: datetime, every: timedelta, spread: float = 1.0
+) -> bool:
     """Whether to write `decided` over `stored` (both as on the wire): always when a verdict changed
-    or `every` is zero; otherwise only once the stored analysis is `every` old."""
+    or `every` is zero; otherwise only once the stored analysis is `every` x `spread` old."""
     if every <= timedelta(0) or verdict(stored) != verdict(decided):
         return True
     last = _moment(stored.get("lastAnalysisAt"))
-    return last is None or now - last >= every
+    return last is None or now - last >= every * spread

@@ -6,7 +6,8 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from featurerollout.statuswrites import verdict, worth_writing
+from featurerollout.sharding import shard_of
+from featurerollout.statuswrites import verdict, worth_writing, write_spread
 
 T0 = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
 EVERY = timedelta(seconds=60)
@@ -38,6 +39,25 @@ def test_it_is_written_once_the_stored_one_is_old_enough() -> None:
     stored, decided = status(10), status(70)
     assert worth_writing(stored, decided, T0 + timedelta(seconds=70), EVERY)
     assert not worth_writing(stored, decided, T0 + timedelta(seconds=69), EVERY)
+
+
+def test_the_wait_is_this_rollouts_share_of_every() -> None:
+    stored, decided = status(10), status(55)
+    assert not worth_writing(stored, decided, T0 + timedelta(seconds=47), EVERY, spread=0.65)  # 37 s < 39 s
+    assert worth_writing(stored, decided, T0 + timedelta(seconds=47), EVERY, spread=0.6)  # 37 s >= 36 s
+
+
+def test_rollouts_started_together_write_spread_over_half_the_period() -> None:
+    # 1,000 rollouts whose stored analysis is as old: their writes fall evenly between 0.5 and 1 x
+    # EVERY, the same in every process, and as evenly within one shard (not the shards' hash).
+    names = [f"rollout-{i}" for i in range(1000)]
+    spreads = [write_spread("bench", n) for n in names]
+    assert spreads == [write_spread("bench", n) for n in names]
+    assert all(0.5 <= s < 1.0 for s in spreads)
+    tenths = [sum(1 for s in spreads if 0.5 + k / 20 <= s < 0.5 + (k + 1) / 20) for k in range(10)]
+    assert min(tenths) > 60 and max(tenths) < 140, tenths
+    shard = [write_spread("bench", n) for n in names if shard_of("bench", n, 3) == 0]
+    assert min(shard) < 0.55 and max(shard) > 0.95
 
 
 def test_zero_writes_every_evaluation() -> None:
