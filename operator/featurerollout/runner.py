@@ -94,8 +94,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--analysis-status-every", type=float, default=0.0, metavar="SECONDS",
         help="write an evaluation that changes no verdict (result, failure and error counts, phase) only once "
-        "the stored one is this old; the status then shows values as of its lastAnalysisAt (default 0: write "
-        "every evaluation; at 1,000 rollouts x 10 s that is 100 status writes a second)",
+        "the stored one is this old (each rollout waits its own share, half to all of it, so that rollouts "
+        "started together don't write together); the status then shows values as of its lastAnalysisAt "
+        "(default 0: write every evaluation; at 1,000 rollouts x 10 s that is 100 status writes a second)",
     )
     parser.set_defaults(func=run)
 
