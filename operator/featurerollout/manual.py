@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from featurerollout import GROUP, PLURAL, VERSION
-from featurerollout.api import ControlAction, RequestOutcome
+from featurerollout.api import ControlAction, Phase, RequestOutcome, settled
 from featurerollout.control import REQUEST_ANNOTATION, request_patch
 
 WHAT_IT_DOES: dict[ControlAction, str] = {
@@ -112,19 +112,38 @@ def request(args: argparse.Namespace, action: ControlAction) -> int:
     if args.wait <= 0:
         return DONE
     deadline = time.monotonic() + args.wait
+    pending_since: float | None = None
     while time.monotonic() < deadline:
         body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name)
         status = body.get("status") or {}
         handled = status.get("lastRequest") or {}
         if handled.get("id") == request_id:
-            return report(where, action, status, handled)
+            # A rollback is on record a moment before its 0% is written (engine.rollback_intent):
+            # give the 0% a few seconds, so that "done" means users are off the flag. If it takes
+            # longer (a target refusing the 0% is retried), the status message printed says so.
+            if not rollback_pending(status, handled):
+                return report(where, action, status, handled)
+            pending_since = pending_since if pending_since is not None else time.monotonic()
+            if time.monotonic() - pending_since >= ROLLBACK_GRACE:
+                return report(where, action, status, handled)
         time.sleep(0.5)
+    if pending_since is not None:
+        return report(where, action, status, handled)
     print(
         f"{where}: the operator has not confirmed the request within {args.wait:g}s; it stays filed and "
         "is carried out when the operator next looks (is the operator running?)",
         file=sys.stderr,
     )
     return NOT_CONFIRMED
+
+
+ROLLBACK_GRACE = 5.0  # seconds a confirmed rollback's 0% may take before the outcome is printed anyway
+
+
+def rollback_pending(status: dict[str, Any], handled: dict[str, Any]) -> bool:
+    """A request carried out as a rollback whose 0% is not written yet (api.settled)."""
+    return (handled.get("outcome", RequestOutcome.DONE.value) == RequestOutcome.DONE.value
+            and status.get("phase") == Phase.ROLLED_BACK and not settled(status))
 
 
 def report(where: str, action: ControlAction, status: dict[str, Any], handled: dict[str, Any]) -> int:

@@ -220,6 +220,8 @@ def drive_to(cluster: Cluster, state: str, name: str) -> None:
     action = {"Aborted": "abort", "Paused": "pause"}[state]
     result = cli(cluster, action, name)
     assert result.returncode == 0, result.stderr
+    if state == "Aborted":  # the command waits for the 0% (manual.ROLLBACK_GRACE): it is there
+        assert cm_weight(cluster, name) == 0 and status(cluster, name)["currentWeight"] == 0
 
 
 @pytest.mark.parametrize("state", sorted(TABLE))

@@ -183,6 +183,9 @@ def test_a_rollback_while_the_service_is_down_reaches_0_once_it_is_back(
     service.stop()  # the service is down: connection refused
     aborted = cli(cluster, "abort", "rollback-down")
     assert aborted.returncode == 0, aborted.stdout + aborted.stderr  # the abort is handled at once
+    # The command waited a few seconds for the 0% (manual.ROLLBACK_GRACE), then said what is true:
+    # the service has not got it yet.
+    assert "users may still be exposed at 50%" in aborted.stdout, aborted.stdout
     # RolledBack at once (engine.rollback_intent records it before the 0% is sent); then the
     # refused 0% is on record as being retried.
     pending = wait_until(
