@@ -488,8 +488,7 @@ class Metric(Model):
             raise ValueError(METRIC_KIND_MESSAGE)
         if self.template_ref is not None:
             # The budget may come from the template: checked when it is resolved.
-            if self.min is not None and self.max is not None and self.min > self.max:
-                raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
+            bounds_ordered(self.min, self.max)
             return self
         if self.compare is not None:
             if self.min is not None or self.max is not None:
@@ -497,8 +496,7 @@ class Metric(Model):
             return self
         if self.min is None and self.max is None:
             raise ValueError(METRIC_BOUND_MESSAGE)
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
+        bounds_ordered(self.min, self.max)
         return self
 
     def budget(self) -> str:
@@ -523,6 +521,12 @@ METRIC_COMPARE_BOUNDS_MESSAGE = (
 )
 METRIC_BOUND_MESSAGE = "set max, min or both"
 METRIC_MIN_MAX_MESSAGE = "min must not be greater than max"
+
+
+def bounds_ordered(low: float | None, high: float | None) -> None:
+    """A budget's min must not be above its max (a metric's, a template's default)."""
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"min ({low:g}) must not be greater than max ({high:g})")
 METRICS_UNIQUE_MESSAGE = "metric names must be unique"
 
 
@@ -1143,8 +1147,7 @@ class MetricTemplateSpec(Model):
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> MetricTemplateSpec:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
+        bounds_ordered(self.min, self.max)
         return self
 
 

@@ -447,16 +447,21 @@ def _weight_pair(text: str) -> tuple[str, float]:
     return flag, value
 
 
-def _flag_rate(text: str) -> tuple[str, str, float]:
-    target, sep, rate = text.partition("=")
+def _flag_variant_value(text: str, *, highest: float, unit: str, example: str) -> tuple[str, str, float]:
+    """`FLAG:VARIANT=VALUE` with VALUE in [0, highest]; anything else is refused with the form to write."""
+    target, sep, number = text.partition("=")
     flag, colon, variant = target.rpartition(":")
     try:
-        value = float(rate)
+        value = float(number)
     except ValueError:
         value = -1.0
-    if not sep or not colon or not flag or variant not in VARIANTS or not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: write FLAG:on=RATE or FLAG:off=RATE, e.g. new-checkout:on=0.3")
+    if not sep or not colon or not flag or variant not in VARIANTS or not 0 <= value <= highest:
+        raise argparse.ArgumentTypeError(f"{text!r}: write FLAG:on={unit} or FLAG:off={unit}, e.g. {example}")
     return flag, variant, value
+
+
+def _flag_rate(text: str) -> tuple[str, str, float]:
+    return _flag_variant_value(text, highest=1, unit="RATE", example="new-checkout:on=0.3")
 
 
 def _seconds(text: str) -> float:
@@ -467,17 +472,7 @@ def _seconds(text: str) -> float:
 
 
 def _flag_latency(text: str) -> tuple[str, str, float]:
-    target, sep, seconds = text.partition("=")
-    flag, colon, variant = target.rpartition(":")
-    try:
-        value = float(seconds)
-    except ValueError:
-        value = -1.0
-    if not sep or not colon or not flag or variant not in VARIANTS or not 0 <= value <= 10:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: write FLAG:on=SECONDS or FLAG:off=SECONDS, e.g. new-pricing:on=0.2"
-        )
-    return flag, variant, value
+    return _flag_variant_value(text, highest=10, unit="SECONDS", example="new-pricing:on=0.2")
 
 
 def _probability(text: str) -> float:
