@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -17,9 +18,15 @@ from tests.rollouts.test_status_truth import cli
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, free_port, wait_for_query
 
+from featurerollout.statuswrites import write_spread
+
 pytestmark = pytest.mark.integration
 
 STAGES = [{"weight": 10, "duration": "1h"}, {"weight": 100}]
+
+
+def moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def status_writes(cluster: Cluster, name: str) -> list[dict[str, Any]]:
@@ -73,6 +80,14 @@ def test_unchanged_verdicts_wait_and_a_failure_is_written_at_once(
     assert shown.returncode == 0, shown.stderr
     age = re.search(r"Metrics \(every 1s, onNoData Hold, as of (\d+)s ago\)", shown.stdout)
     assert age is not None and int(age.group(1)) >= 5, shown.stdout
+    # The deferred write comes once the stored evaluation is this rollout's share of 30 s old
+    # (statuswrites.write_spread: about 20 s for "quiet"), not at 30 s for every rollout alike.
+    share = 30 * write_spread("default", "quiet")
+    assert share < 25, share  # the name was chosen so that the two are told apart
+    fresher = wait_until(lambda: (s := status(cluster, "quiet"))["metrics"][0]["value"] == 0.02 and s, 40,
+                         "the deferred write")
+    waited = (moment(fresher["lastAnalysisAt"]) - moment(first["lastAnalysisAt"])).total_seconds()
+    assert share <= waited < 28, (share, waited)
     # A breach changes the verdict: written (and acted on) at once, not 30 s later.
     exporter.set("quiet", 0.5)
     started = time.monotonic()

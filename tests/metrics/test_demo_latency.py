@@ -74,3 +74,23 @@ def test_the_handler_really_takes_the_latency_and_control_changes_it() -> None:
     took, state = asyncio.run(scenario())
     assert took >= 0.1  # at least half the typical 0.2 s
     assert state["p"]["on_latency"] == 0.01  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("option", "value", "form"), [
+    ("--flag-latency", "new-pricing:on=11", "write FLAG:on=SECONDS or FLAG:off=SECONDS"),
+    ("--flag-latency", "new-pricing=0.2", "write FLAG:on=SECONDS or FLAG:off=SECONDS"),
+    ("--flag-error-rate", "new-checkout:maybe=0.3", "write FLAG:on=RATE or FLAG:off=RATE"),
+    ("--flag-error-rate", "new-checkout:on=1.5", "write FLAG:on=RATE or FLAG:off=RATE"),
+])
+def test_a_bad_flag_option_is_refused_with_the_form_to_write(
+    option: str, value: str, form: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parser().parse_args([option, value])
+    assert form in capsys.readouterr().err
+
+
+def test_flag_options_parse() -> None:
+    args = parser().parse_args(["--flag-latency", "new-pricing:on=0.2", "--flag-error-rate", "new-checkout:off=0.3"])
+    assert args.flag_latency == [("new-pricing", "on", 0.2)]
+    assert args.flag_error_rate == [("new-checkout", "off", 0.3)]
