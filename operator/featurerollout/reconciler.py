@@ -193,12 +193,14 @@ class Reconciler:
         resolution = await self._resolve(spec, meta)
         decided = resolution.spec if resolution is not None else spec
         measurements: dict[str, Measurement] | None = None
+        look: datetime | None = None
         if engine.analysis_due(decided, status, (measuring := self.clock())):
             last = max((t for t in (status.last_analysis_at, self.evaluated.get(key)) if t is not None), default=None)
             if last is not None and decided.analysis is not None:
                 due = last + decided.analysis.every
                 telemetry.analysis_lag.observe(max(0.0, (measuring - due).total_seconds()))
-            measurements = await self._measure(decided, meta, status, resolution)
+            look = self._instant(measuring, status)
+            measurements = await self._measure(decided, meta, status, resolution, at=look)
 
         gate_checks: dict[str, gates.GateCheck] | None = None
         gate = gates.webhook_due(spec, status, self.clock())
@@ -208,7 +210,9 @@ class Reconciler:
                                             namespace=meta.namespace, gate=gate)
             gate_checks = {check.name: check}
 
-        now = self.clock()
+        # A look that measured decides at the instant its queries were evaluated at (and records it as
+        # evaluatedAt): `featurerollout simulate` asks Prometheus the same questions at that instant.
+        now = look if look is not None else self.clock()
         decision = engine.decide(
             decided, status, generation=meta.generation, now=now, measurements=measurements, request=request,
             observed=observed, gate_checks=gate_checks, plan=spec,
@@ -338,25 +342,41 @@ class Reconciler:
             await post_event(self.kube, metadata, action.type, action.reason, action.message, now,
                              key if lasting else None)
 
+    def _instant(self, measuring: datetime, status: api.FeatureRolloutStatus) -> datetime:
+        """The instant a look that starts at `measuring` evaluates its queries at: with batching, the
+        one the rollouts due together share (never before the stage began); else `measuring`."""
+        if self.queries is None:
+            return measuring
+        shared = self.queries.instant(measuring)
+        began = status.stage_started_at
+        return measuring if began is not None and shared < began else shared
+
     async def _measure(
         self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus,
-        resolution: Resolution | None = None,
+        resolution: Resolution | None = None, at: datetime | None = None,
     ) -> dict[str, Measurement]:
+        """Every metric of a look at the instant `at` (None: now), as Prometheus answers for that
+        instant. `featurerollout simulate` replays looks through this very method."""
         analysis = spec.analysis
         assert analysis is not None
+        when = at if at is not None else self.clock()
         # {{window}}: the stage so far, for the counts a compare metric's sequential test needs.
-        window = self.clock() - status.stage_started_at if status.stage_started_at is not None else None
+        window = when - status.stage_started_at if status.stage_started_at is not None else None
+
+        def make_provider(where: api.PrometheusProvider, credentials: PrometheusCredentials | None) -> MetricProvider:
+            return self._provider(where, credentials, when)
+
         if resolution is not None or analysis.prometheus is None:
             return await measure_resolution(
                 resolution or resolve(spec, {}, meta.namespace), default_address=self.prometheus_address,
                 credentials_for=self._credentials, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                window=window, make_provider=self._provider,
+                window=window, make_provider=make_provider,
             )
         try:
             credentials = await self._credentials(analysis.prometheus, meta.namespace)
         except InvalidCredentials as error:
             return {m.name: Measurement.error(str(error)) for m in analysis.metrics}
-        provider = self._provider(analysis.prometheus, credentials)
+        provider = make_provider(analysis.prometheus, credentials)
         try:
             return await measure_all(
                 provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,
@@ -366,13 +386,13 @@ class Reconciler:
             await provider.aclose()
 
     def _provider(
-        self, where: api.PrometheusProvider, credentials: PrometheusCredentials | None
+        self, where: api.PrometheusProvider, credentials: PrometheusCredentials | None, at: datetime | None = None
     ) -> MetricProvider:
-        """The provider for one Prometheus: in the shared round of queries (metrics/batcher.py),
-        or, with --no-query-batching, one of its own."""
+        """The provider for one Prometheus, its queries evaluated at `at`: in the shared round of
+        queries (metrics/batcher.py), or, with --no-query-batching, one of its own."""
         if self.queries is None:
-            return provider_for(where, credentials)
-        return batched_provider(self.queries, where, credentials)
+            return provider_for(where, credentials, at)
+        return batched_provider(self.queries, where, credentials, at)
 
     async def _credentials(
         self, spec: api.PrometheusProvider, namespace: str, field: str = "spec.analysis.prometheus.auth"

@@ -2,36 +2,42 @@
 
     featurerollout simulate -f rollout.yaml --prometheus URL --from -7d --to now [--step 1m] [--png out.png]
 
-It replays the SAME pure engine (`engine.decide`) over simulated time: the rollout starts at
-`--from`, and at every instant the engine asks to look again (`engine.next_check`) it gets the
-measurements that Prometheus recorded then (`query_range` history, fetched once up front).
-Only time, weights and decisions are simulated; the metric values are what was recorded, which
-came from whatever exposure was live at the time, not from the simulated weights.
+It replays the live decision, look by look. The rollout starts at `--from`; at every instant the
+engine asks to look again (`engine.next_check`: each analysis interval, each stage's end), the
+replay does what the operator does at a look:
 
- * A metric with `query`: its value at an evaluation is the recorded sample at that instant (the
-   latest grid point at or before it). `{{window}}` is rendered as the step.
- * A metric with `compare`: each of its four counting queries is fetched with `{{window}}` rendered
-   as the step, so that each sample counts the requests of one step; the counts over the stage so
-   far (what the operator's `{{window}}` asks for) are the sum of the samples after the stage began,
-   up to the evaluation. The verdict is then the engine's own (`guardrail.compare_status`).
+ * it measures through the operator's own measuring path (`Reconciler._measure`: the same query
+   rendering, `{{interval}}`, `{{window}}` as the time since the simulated stage began, the same
+   compare counting, the same providers), with every query evaluated by Prometheus AT that instant
+   (the query API's `time` parameter): the answer the operator would have got then;
+ * it hands those measurements to the same pure `engine.decide`, with the same facts (the status:
+   stage, stage start, last analysis, consecutive failures).
 
-The replay (`replay`) is pure: a spec and a `History` in, a `Replay` out. The fetching (`fetch_history`)
-and the command (`run`) are the edges. `featurerollout.simulate_picture` draws a Replay.
+The live operator evaluates its queries at its look's instant too and records it as the metrics'
+`evaluatedAt`, so a replay that looks at the live run's instants (`replay(..., looks=, held=)`) asks
+Prometheus exactly what the operator asked and decides the same (tests/simulate/test_live_vs_replay.py).
+
+Only time, weights and decisions are simulated; the metric values are what was recorded, which came
+from whatever exposure was live at the time, not from the simulated weights. Gates are taken as
+open. `--step` looks less often than the operator would (cheaper, no longer exact).
+
+The replay loop (`replay`) decides with the pure engine and gets its numbers from an injected
+`Measure` (the operator's measuring path in the command, any function in the tests); the command
+(`run`) is the edge. `featurerollout.simulate_picture` draws a Replay.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import asyncio
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import httpx
 import yaml
 
 from featurerollout import engine
@@ -42,25 +48,26 @@ from featurerollout.api import (
     Metric,
     MetricResult,
     MetricStatus,
+    ObjectMeta,
     Phase,
+    PrometheusProvider,
     parse_duration,
     parse_spec,
 )
-from featurerollout.measurement import Measurement
-from featurerollout.metrics.compare import compare_queries, counts_measurement
-from featurerollout.metrics.queries import render_query
+from featurerollout.measurement import Measurement, MeasurementKind
 
 __all__ = [
     "HONESTY_NOTE",
     "Evaluation",
-    "Grid",
-    "History",
+    "Measure",
     "Moment",
     "Replay",
     "StageSpan",
     "add_parser",
-    "fetch_history",
+    "load_rollout",
+    "operator_measure",
     "parse_time",
+    "queries_per_look",
     "replay",
 ]
 
@@ -68,82 +75,16 @@ HONESTY_NOTE = (
     "note: only time, weights and decisions are simulated; the metric values are what Prometheus "
     "recorded, under whatever exposure was live then, not under the simulated weights"
 )
-# Prometheus refuses a query_range of more than 11,000 points per series: fetch in chunks below it.
-MAX_POINTS_PER_QUERY = 10_000
+# Above this many queries the command refuses and names --step (and --max-queries).
+MAX_QUERIES = 100_000
 SIMULATE_EXTRA_MESSAGE = (
     "--png needs matplotlib, from the optional 'simulate' dependencies. Install them with:\n"
     "  pip install 'featurerollout[simulate]'\n"
     "or, from a checkout: pip install -e '.[simulate]' (`make install` does this)."
 )
 
-
-# --- the recorded history ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The instants Prometheus was asked for: start, start + step, ..., `points` of them."""
-
-    start: datetime
-    step: timedelta
-    points: int
-
-    def time(self, index: int) -> datetime:
-        return self.start + self.step * index
-
-    @property
-    def end(self) -> datetime:
-        return self.time(self.points - 1)
-
-    def at_or_before(self, moment: datetime) -> int:
-        """The index of the latest grid point at or before `moment` (-1: before the grid)."""
-        if moment < self.start:
-            return -1
-        return min(self.points - 1, int((moment - self.start) / self.step))
-
-
-Samples = Sequence[float | None]  # one per grid point; None: nothing recorded there
-
-
-@dataclass(frozen=True)
-class History:
-    """What Prometheus recorded, on one grid: the samples of each query metric (by name), and of
-    each compare metric's four counting queries (by name, then by path `compare.treatment.errors`...),
-    each sample counting one step's requests."""
-
-    grid: Grid
-    values: Mapping[str, Samples] = field(default_factory=dict)
-    counts: Mapping[str, Mapping[str, Samples]] = field(default_factory=dict)
-
-
-def measure_at(spec: FeatureRolloutSpec, history: History, status: FeatureRolloutStatus,
-               now: datetime) -> dict[str, Measurement]:
-    """Each metric's Measurement at `now`, from the history, as the operator would have measured it."""
-    assert spec.analysis is not None
-    grid = history.grid
-    index = grid.at_or_before(now)
-    out: dict[str, Measurement] = {}
-    for metric in spec.analysis.metrics:
-        if metric.compare is None:
-            samples = history.values.get(metric.name, ())
-            value = samples[index] if 0 <= index < len(samples) else None
-            out[metric.name] = (Measurement.no_data(f"nothing recorded at {_when(now)}") if value is None
-                                else Measurement.of(value))
-            continue
-        # The stage so far: the steps that ended after the stage began, up to now.
-        began = status.stage_started_at or grid.start
-        first = grid.at_or_before(began) + 1
-        values: dict[str, Measurement] = {}
-        recorded_counts = history.counts.get(metric.name)
-        if not recorded_counts:
-            out[metric.name] = Measurement.no_data("no history was fetched for this comparison")
-            continue
-        for path, samples in recorded_counts.items():
-            recorded = [v for v in samples[max(first, 0):index + 1] if v is not None and not math.isnan(v)]
-            values[path] = (Measurement.of(math.fsum(recorded)) if recorded
-                            else Measurement.no_data(f"nothing recorded since the stage began ({_when(began)})"))
-        out[metric.name] = counts_measurement(values)
-    return out
+# What a look measures: (the status before the look, the look's instant) -> a Measurement per metric.
+Measure = Callable[[FeatureRolloutStatus, datetime], Awaitable[Mapping[str, Measurement]]]
 
 
 # --- the replay (pure) -------------------------------------------------------------------------
@@ -160,12 +101,14 @@ class Moment:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One look at every metric: when, at which weight and stage, and each metric's verdict."""
+    """One look that measured: when, at which weight and stage (before the look), each metric's
+    verdict, and the whole status the look left (what the operator would have written)."""
 
     at: datetime
     weight: float
     stage: int
     metrics: tuple[MetricStatus, ...]
+    after: FeatureRolloutStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -216,39 +159,66 @@ def _failed_words(metric: Metric, status: MetricStatus) -> str:
     return f"{metric.name} {value} vs budget {metric.budget()}: failed ({tolerated})"
 
 
-def replay(
+def queries_per_look(spec: FeatureRolloutSpec) -> int:
+    """How many instant queries one look makes: one per query metric, four per compare metric."""
+    metrics = spec.analysis.metrics if spec.analysis is not None else []
+    return sum(4 if metric.compare is not None else 1 for metric in metrics)
+
+
+def planned_looks(spec: FeatureRolloutSpec, start: datetime, end: datetime, step: timedelta | None) -> int:
+    """About how many looks a replay from `start` to `end` makes (analysis intervals, or steps, plus
+    one per stage for its end), for the bound printed and enforced before it starts."""
+    every = step if step is not None else (spec.analysis.every if spec.analysis is not None else end - start)
+    return int((end - start) / max(every, timedelta(seconds=1))) + 1 + len(spec.stages)
+
+
+async def replay(
     spec: FeatureRolloutSpec,
-    history: History,
+    measure: Measure,
     *,
     start: datetime,
     end: datetime,
-    progress: Callable[[datetime], None] | None = None,
+    step: timedelta | None = None,
+    looks: Sequence[datetime] | None = None,
+    held: Mapping[int, datetime] | None = None,
+    progress: Callable[[datetime, int], None] | None = None,
 ) -> Replay:
-    """Run the engine from `start` to `end` as the operator would have, on the recorded history.
+    """Run the engine from `start` to `end` as the operator would have, measuring through `measure`.
 
-    Every SetWeight is taken to apply at once (the target holds the weight from the decision's
-    instant). `progress`, when given, is called with the simulated time now and then.
+    The looks fall where the engine asks for them (`engine.next_check`), or, with `looks` (a live
+    run's looks that measured), exactly at those instants and at those of `held`. A stage's weight
+    is taken to hold from the decision's instant, or, with `held` (stage index -> instant, a live
+    run's stageStartedAt), from when the live target held it. `step`: no look comes sooner than this
+    after the previous one (a coarser, cheaper replay).
+    `progress`, when given, is called with the simulated time and the number of looks now and then.
     """
     # Gates (spec.gates) are taken to open at once: no person approves and no webhook answers in
     # the past; the replay shows what the budgets would have done to the ramp.
     spec = spec.model_copy(update={"gates": None})
     status = FeatureRolloutStatus()
-    now = start
+    measured = set(looks) if looks is not None else None
+    # With the live run's instants: its looks that measured, and those that held a stage (a promotion
+    # decided between two analysis looks is replayed at the instant the target held it).
+    schedule = iter(sorted(measured | set((held or {}).values()))) if measured is not None else None
+    now = next(schedule, start) if schedule is not None else start
     timeline: list[Moment] = []
     evaluations: list[Evaluation] = []
     stages: list[StageSpan] = []
     metrics = {m.name: m for m in spec.analysis.metrics} if spec.analysis is not None else {}
-    # A bound on the loop: at most one look per second of simulated time, plus the stage changes.
-    looks = int((end - start).total_seconds()) + 4 * len(spec.stages) + 10
-    last_progress = start
-    for _ in range(looks):
-        measurements = measure_at(spec, history, status, now) if engine.analysis_due(spec, status, now) else None
+    bound = len(looks) + len(held or {}) if looks is not None else 2 * planned_looks(spec, start, end, step) + 10
+    every = max(200, bound // 40)
+    for count in range(1, bound + 1):
+        due = engine.analysis_due(spec, status, now) and (measured is None or now in measured)
+        measurements = dict(await measure(status, now)) if due else None
         before = status
         decision = engine.decide(spec, status, generation=1, now=now, measurements=measurements)
+        if held and decision.status.stage_started_at == now and decision.status.current_stage in held:
+            # The live target held this stage's weight from then (reconciler: engine.held_from).
+            decision = engine.held_from(spec, decision, held[decision.status.current_stage], 1)
         status = decision.status
         if measurements is not None:
             evaluations.append(Evaluation(now, before.current_weight, before.current_stage,
-                                          tuple(m for m in status.metrics if m.evaluated_at == now)))
+                                          tuple(m for m in status.metrics if m.evaluated_at == now), status))
             for current in status.metrics:
                 if current.evaluated_at == now and current.result == MetricResult.FAILED:
                     timeline.append(Moment(now, "Failed", _failed_words(metrics[current.name], current)))
@@ -260,18 +230,23 @@ def replay(
         ):
             if stages:
                 stages[-1] = StageSpan(stages[-1].stage, stages[-1].weight, stages[-1].start, now)
-            stages.append(StageSpan(status.current_stage, status.current_weight, now, None))
+            stages.append(StageSpan(status.current_stage, status.current_weight,
+                                    status.stage_started_at or now, None))
         if status.terminal and stages and stages[-1].end is None:
             stages[-1] = StageSpan(stages[-1].stage, stages[-1].weight, stages[-1].start, now)
+        if progress is not None and count % every == 0:
+            progress(now, count)
         if status.terminal or status.halt is not None:
             break  # a person would have to act now: the simulation ends here
-        following = engine.next_check(spec, status, now)
+        if schedule is not None:
+            following = next(schedule, None)
+        else:
+            following = engine.next_check(spec, status, now)
+            if following is not None and step is not None:
+                following = max(following, now + step)
         if following is None or following > end:
             break
         now = max(following, now)
-        if progress is not None and now - last_progress >= timedelta(days=1):
-            progress(now)
-            last_progress = now
     return Replay(
         spec=spec, start=start, end=end, phase=status.phase, finished_at=status.finished_at,
         message=status.message or "", timeline=tuple(timeline), evaluations=tuple(evaluations),
@@ -318,73 +293,43 @@ def parse_time(text: str, now: datetime) -> datetime:
     return moment
 
 
-# --- fetching the history (I/O) ----------------------------------------------------------------
+# --- measuring as the operator does (I/O) ------------------------------------------------------
 
 
-class FetchError(RuntimeError):
-    """Prometheus could not give the history of a query (its own words kept)."""
+def operator_measure(spec: FeatureRolloutSpec, *, address: str, name: str, namespace: str,
+                     timeout: str | None = None) -> Measure:
+    """A Measure that asks Prometheus at `address` through the operator's own measuring path
+    (`Reconciler._measure`), every query evaluated at the look's instant. No Secret is read: the
+    spec's `prometheus.auth` is dropped (give a URL that needs none, e.g. a port-forward)."""
+    from featurerollout.kube import Kube
+    from featurerollout.reconciler import Reconciler
 
-
-def _query_range(client: httpx.Client, url: str, query: str, grid: Grid,
-                 progress: Callable[[str], None] | None, label: str) -> list[float | None]:
-    samples: list[float | None] = [None] * grid.points
-    chunks = range(0, grid.points, MAX_POINTS_PER_QUERY)
-    for number, first in enumerate(chunks, 1):
-        last = min(grid.points, first + MAX_POINTS_PER_QUERY) - 1
-        params = {"query": query, "start": f"{grid.time(first).timestamp():.3f}",
-                  "end": f"{grid.time(last).timestamp():.3f}", "step": f"{grid.step.total_seconds():g}"}
-        try:
-            response = client.get(f"{url}/api/v1/query_range", params=params)
-        except httpx.HTTPError as error:
-            raise FetchError(f"Prometheus at {url} is unreachable: {error}") from None
-        try:
-            body: Any = response.json()
-        except ValueError:
-            raise FetchError(f"{url} answered HTTP {response.status_code}, not the Prometheus API: "
-                             f"{response.text.strip()[:200]}") from None
-        if body.get("status") != "success":
-            raise FetchError(f"{label}: Prometheus refused the query ({body.get('errorType')}): {body.get('error')}")
-        result = body["data"]["result"]
-        if len(result) > 1:
-            raise FetchError(f"{label}: the query returned {len(result)} series; it must yield one number: "
-                             "aggregate it, e.g. sum(...)")
-        for point in result[0]["values"] if result else ():
-            index = grid.at_or_before(datetime.fromtimestamp(float(point[0]), UTC) + timedelta(microseconds=1))
-            if 0 <= index < grid.points:
-                samples[index] = float(point[1])
-        if progress is not None and len(chunks) > 1:
-            progress(f"fetched {label}: {number}/{len(chunks)}")
-    return samples
-
-
-def fetch_history(
-    spec: FeatureRolloutSpec, url: str, grid: Grid, *, name: str, namespace: str,
-    progress: Callable[[str], None] | None = None, timeout: float = 60.0,
-    headers: Mapping[str, str] | None = None,
-) -> History:
-    """Every metric's history over the grid, from Prometheus's query_range API."""
-    assert spec.analysis is not None
     analysis = spec.analysis
+    assert analysis is not None
+    where = (analysis.prometheus or PrometheusProvider(address=address)).model_copy(
+        update={"address": address, "auth": None, **({"timeout": timeout} if timeout else {})})
+    measured = spec.model_copy(update={"analysis": analysis.model_copy(update={"prometheus": where})})
+    # Without auth and without templates (refused by the command) the measuring path never calls the
+    # API server: no cluster is needed to replay.
+    reconciler = Reconciler(kube=cast(Kube, None))
+    meta = ObjectMeta(name=name, namespace=namespace)
 
-    def render(template: str) -> str:
-        return render_query(template, flag=spec.flag, name=name, namespace=namespace,
-                            interval=analysis.interval, window=grid.step)
+    async def measure(status: FeatureRolloutStatus, at: datetime) -> Mapping[str, Measurement]:
+        return await reconciler._measure(measured, meta, status, None, at=at)
 
-    values: dict[str, Samples] = {}
-    counts: dict[str, dict[str, Samples]] = {}
-    with httpx.Client(timeout=timeout, headers=dict(headers or {})) as client:
-        for metric in analysis.metrics:
-            if metric.compare is None:
-                values[metric.name] = _query_range(client, url, render(metric.query or ""), grid, progress,
-                                                   metric.name)
-                continue
-            counts[metric.name] = {
-                path: _query_range(client, url, render(template), grid, progress, f"{metric.name} {path}")
-                for path, template in compare_queries(metric.compare).items()
-            }
-            if progress is not None:
-                progress(f"fetched {metric.name}")
-    return History(grid, values, counts)
+    return measure
+
+
+async def reachable(address: str, at: datetime, timeout: str) -> str | None:
+    """Why Prometheus at `address` cannot answer a query at `at` (None: it can)."""
+    from featurerollout.metrics.prometheus import PrometheusMetricProvider
+
+    provider = PrometheusMetricProvider(PrometheusProvider(address=address, timeout=timeout), at=at)
+    try:
+        answer = await provider.measure("vector(1)")
+    finally:
+        await provider.aclose()
+    return answer.detail if answer.kind == MeasurementKind.ERROR else None
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -410,13 +355,15 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "simulate",
         help="replay a FeatureRollout over Prometheus's recorded history: would it have rolled back?",
-        description="Replay a FeatureRollout over a past stretch of time: the operator's own engine decides "
-        "at every analysis interval, on the metric values Prometheus recorded then (query_range). Prints a "
-        "timeline (stages entered, failed evaluations against their budgets, the rollback or the success) "
-        "and, with --png, draws it. Only time, weights and decisions are simulated: the recorded values "
-        "came from whatever exposure was live then.",
+        description="Replay a FeatureRollout over a past stretch of time, look by look: at every analysis "
+        "interval (and each stage's end) it asks Prometheus what the operator would have asked at that "
+        "instant (the same rendered queries and windows, evaluated at that time) and lets the operator's own "
+        "engine decide. Prints how many queries it will make, then a timeline (stages entered, failed "
+        "evaluations against their budgets, the rollback or the success) and, with --png, draws it. Only "
+        "time, weights and decisions are simulated: the recorded values came from whatever exposure was "
+        "live then.",
         epilog="Example: featurerollout simulate -f rollout.yaml --prometheus http://localhost:9090 "
-        "--from -7d --to now --png week.png",
+        "--from -7d --to now --step 10m --png week.png",
     )
     # `--from -7d`: argparse takes an argument that starts with "-" for an option unless it looks like
     # a negative number; teach this parser that a relative time is one (argparse has no public hook).
@@ -430,13 +377,16 @@ def add_parser(subparsers: Any) -> None:
                         "relative: -7d, -36h, -30m")
     parser.add_argument("--to", dest="end", default="now", metavar="TIME", help="where it ends (default: now)")
     parser.add_argument("--step", metavar="DURATION",
-                        help="the resolution of the history fetched, Go-style (30s, 1m, 5m; default: "
-                        "spec.analysis.interval)")
+                        help="look no more often than this, Go-style (10m, 1h): fewer queries, no longer the "
+                        "operator's exact decisions (default: every analysis interval, as the operator)")
+    parser.add_argument("--max-queries", type=int, default=MAX_QUERIES, metavar="N",
+                        help=f"refuse a replay that would make more instant queries than this (default: "
+                        f"{MAX_QUERIES:,}); use --step or a shorter range")
     parser.add_argument("--png", type=Path, metavar="FILE",
                         help="draw the simulation: one panel per metric against its budget, the stages, "
                         "the weight and the rollback (needs the 'simulate' extra: matplotlib)")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="per-request timeout for Prometheus (default: 60)")
+                        help="per-query timeout for Prometheus (default: 60)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(func=run)
 
@@ -464,11 +414,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail("spec.analysis is not set: without metrics the rollout progresses on time alone, "
                      "and there is nothing to replay")
     try:
-        step = parse_duration(args.step) if args.step else spec.analysis.every
+        step = parse_duration(args.step) if args.step else None
     except ValueError as error:
         return _fail(f"--step: {error}")
-    if step < timedelta(seconds=1):
+    if step is not None and step < timedelta(seconds=1):
         return _fail(f"--step: {args.step!r} is shorter than the minimum of 1s")
+    if step is not None and step <= spec.analysis.every:
+        step = None  # the operator looks at every interval anyway
     address = args.prometheus or (spec.analysis.prometheus.address if spec.analysis.prometheus else None)
     if address is None:
         return _fail("no Prometheus to ask: spec.analysis.prometheus is not set; give --prometheus URL")
@@ -481,22 +433,33 @@ def run(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             return _fail(SIMULATE_EXTRA_MESSAGE)
-    grid = Grid(start, step, int((end - start) / step) + 1)
 
     def say(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    say(f"fetching {len(spec.analysis.metrics)} metric(s) from {url}: {_when(start)} .. {_when(end)}, "
-        f"step {step.total_seconds():g}s ({grid.points} points per series)")
-    try:
-        history = fetch_history(spec, url, grid, name=name, namespace=namespace, progress=say,
-                                timeout=args.timeout)
-    except (FetchError, ValueError) as error:
-        return _fail(str(error))
-    result = replay(spec, history, start=start, end=end,
-                    progress=lambda moment: say(f"replayed up to {_when(moment)}"))
-    print(f"simulating FeatureRollout {namespace}/{name} (flag {spec.flag}) from {_when(start)} to {_when(end)}")
+    looks = planned_looks(spec, start, end, step)
+    per_look = queries_per_look(spec)
+    every = step or spec.analysis.every
+    say(f"replaying {_when(start)} .. {_when(end)} against {url}: about {looks:,} looks (one every "
+        f"{every.total_seconds():g}s{'' if step else ', as the operator'}) x {per_look} instant queries = "
+        f"about {looks * per_look:,} queries")
+    if looks * per_look > args.max_queries:
+        coarser = max(every * 2, (end - start) * per_look / max(args.max_queries, 1))
+        return _fail(f"that is more than --max-queries ({args.max_queries:,}): look less often with --step "
+                     f"(e.g. --step {max(1, round(coarser.total_seconds() / 60))}m), shorten --from/--to, or raise "
+                     "--max-queries")
+    timeout = f"{args.timeout:g}s"
+    problem = asyncio.run(reachable(url, start, timeout))
+    if problem is not None:
+        return _fail(problem)
+    measure = operator_measure(spec, address=url, name=name, namespace=namespace, timeout=timeout)
+    result = asyncio.run(replay(
+        spec, measure, start=start, end=end, step=step,
+        progress=lambda moment, count: say(f"replayed up to {_when(moment)} ({count:,} of about {looks:,} looks)"),
+    ))
+    print(f"simulating FeatureRollout {namespace}/{name} (flag {spec.flag}) from {_when(start)} to {_when(end)}"
+          + (f", looking every {every.total_seconds():g}s (--step: coarser than the operator)" if step else ""))
     print(HONESTY_NOTE)
     for line in timeline_text(result):
         print(line)
@@ -504,6 +467,6 @@ def run(args: argparse.Namespace) -> int:
     if args.png is not None:
         from featurerollout.simulate_picture import draw
 
-        draw(result, history, args.png)
+        draw(result, args.png)
         print(f"picture: {args.png}")
     return 0

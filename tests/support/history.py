@@ -24,6 +24,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from tests.support.prometheus import PrometheusServer, start_prometheus
 
@@ -142,4 +143,54 @@ def week_prometheus(directory: Path, *, bad_hour: datetime | None) -> Iterator[P
     backfill(source, data_dir)
     with start_prometheus(directory / "server", data_dir=data_dir, retention="3650d",
                           extra_args=["--query.max-samples=200000000"]) as server:
+        yield server
+
+
+# --- a short history around now, for the live operator and the replay on the same data ----------
+
+
+def write_lazy_history(path: Path, *, flag: str, start: datetime, end: datetime, scrape: timedelta,
+                       treatment_share: float, rps: float, control_errors: float, bad_from: datetime,
+                       bad_rate: float) -> None:
+    """The counters of a lazily instrumented app as Prometheus scraped them every `scrape` from `start`
+    to `end` (which may lie in the future: Prometheus then answers each instant with what was
+    scraped by then). As client libraries do, a `code="500"` series exists only from the first scrape
+    after its first error: the treatment has none before `bad_from`, from when it fails `bad_rate`
+    of its requests; the control fails `control_errors` throughout. Deterministic (floors of the
+    expected cumulative counts)."""
+    steps = int((end - start) / scrape) + 1
+    lines = ["# HELP http_requests Requests served, by flag, variant and status code.",
+             "# TYPE http_requests counter"]
+    for variant, share in (("on", treatment_share), ("off", 1 - treatment_share)):
+        requests_total = errors_total = 0.0
+        ok: list[str] = []
+        failed: list[str] = []
+        for index in range(steps):
+            moment = start + scrape * index
+            if index > 0:
+                requests = rps * share * scrape.total_seconds()
+                rate = control_errors if variant == "off" else (bad_rate if moment > bad_from else 0.0)
+                requests_total += requests
+                errors_total += requests * rate
+            errors = math.floor(errors_total)
+            stamp = f"{moment.timestamp():.0f}"
+            labels = f'flag="{flag}",variant="{variant}"'
+            ok.append(f'http_requests_total{{{labels},code="200"}} {math.floor(requests_total) - errors} {stamp}')
+            if errors > 0:  # created at its first increment
+                failed.append(f'http_requests_total{{{labels},code="500"}} {errors} {stamp}')
+        lines.extend(ok)
+        lines.extend(failed)
+    lines.append("# EOF")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@contextlib.contextmanager
+def history_prometheus(directory: Path, **history: Any) -> Iterator[PrometheusServer]:
+    """A real Prometheus serving `write_lazy_history(**history)` from backfilled blocks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    source = directory / "history.om.txt"
+    write_lazy_history(source, **history)
+    data_dir = directory / "tsdb"
+    backfill(source, data_dir)
+    with start_prometheus(directory / "server", data_dir=data_dir, retention="3650d") as server:
         yield server

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from featurerollout.api import PrometheusProvider
 from featurerollout.metrics.prometheus import (
     InvalidCredentials,
@@ -31,7 +33,8 @@ __all__ = [
 
 
 def provider_for(
-    spec: PrometheusProvider, credentials: PrometheusCredentials | None = None
+    spec: PrometheusProvider, credentials: PrometheusCredentials | None = None, at: datetime | None = None
 ) -> MetricProvider:
-    """The provider for a rollout's `spec.analysis.prometheus` (the factory more backends will join)."""
-    return PrometheusMetricProvider(spec, credentials)
+    """The provider for a rollout's `spec.analysis.prometheus` (the factory more backends will join),
+    its queries evaluated at the instant `at` (None: the backend's now)."""
+    return PrometheusMetricProvider(spec, credentials, at=at)

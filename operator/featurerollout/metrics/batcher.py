@@ -13,6 +13,11 @@ Rollouts due within `window` seconds of each other hand their queries to one rou
 
 Every answer is the one the rollout's own query would have given at that moment: the conditions
 are in grouping.py, and tests/metrics/test_query_batching.py compares both on a real Prometheus.
+
+Each ask carries the instant it is evaluated at (the look's instant, sent as Prometheus's `time`, so
+that `featurerollout simulate` can ask the same question later); only asks at the same instant share
+a query. So that rollouts due together still do, `QueryBatcher.instant` hands every look that starts
+within `window` of the first one that instant.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from featurerollout.api import PrometheusProvider
@@ -41,6 +47,7 @@ class Ask:
     query: str
     shape: str | None = None
     flag: str | None = None
+    at: datetime | None = None  # the instant to evaluate at; None: Prometheus's now
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,16 @@ class QueryBatcher:
     _rounds: dict[Hashable, _Round] = field(default_factory=dict)
     _providers: dict[Hashable, PrometheusMetricProvider] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _instant: datetime | None = None
+
+    def instant(self, now: datetime) -> datetime:
+        """The instant a look that starts at `now` evaluates its queries at: the instant of the
+        looks that started less than `window` seconds before it (so that they share a round's
+        queries), else `now`. Never later than `now`."""
+        if self._instant is not None and timedelta(0) <= now - self._instant < timedelta(seconds=self.window):
+            return self._instant
+        self._instant = now
+        return now
 
     def provider(self, key: Hashable, make: Any) -> PrometheusMetricProvider:
         """One provider (one HTTP session, its connections kept alive) per Prometheus and credentials."""
@@ -133,16 +150,28 @@ class QueryBatcher:
 
 
 async def answer_round(provider: PrometheusMetricProvider, asks: list[Ask]) -> dict[Ask, Measurement]:
-    """Send the round's plan and hand each ask its answer."""
+    """Send the round's plan and hand each ask its answer: one plan per instant asked about."""
+    by_instant: dict[datetime | None, list[Ask]] = defaultdict(list)
+    for ask in asks:
+        by_instant[ask.at].append(ask)
+    out: dict[Ask, Measurement] = {}
+    for answers in await asyncio.gather(*(_answer_at(provider, group, at) for at, group in by_instant.items())):
+        out.update(answers)
+    return out
+
+
+async def _answer_at(
+    provider: PrometheusMetricProvider, asks: list[Ask], at: datetime | None
+) -> dict[Ask, Measurement]:
     plan = plan_round(asks)
     plain_answers: dict[str, Measurement] = {}
     by_flag: dict[tuple[str, str], Measurement] = {}
 
     async def plain(query: str) -> None:
-        plain_answers[query] = await provider.measure(query)
+        plain_answers[query] = await provider.measure(query, at)
 
     async def grouped(shape: Shape, flags: tuple[str, ...]) -> None:
-        answers = await provider.measure_grouped(shape.grouped(list(flags)), shape.label, flags)
+        answers = await provider.measure_grouped(shape.grouped(list(flags)), shape.label, flags, at)
         if answers is None:  # the grouped query failed: each flag's own query says why
             return
         for flag, measurement in answers.items():
@@ -168,14 +197,15 @@ class BatchedProvider:
     batcher: QueryBatcher
     key: Hashable
     provider: PrometheusMetricProvider
+    at: datetime | None = None  # the look's instant (QueryBatcher.instant); None: Prometheus's now
 
     async def measure(self, query: str) -> Measurement:
-        return await self.batcher.ask(self.key, self.provider, Ask(query))
+        return await self.batcher.ask(self.key, self.provider, Ask(query, at=self.at))
 
     async def measure_for_flag(self, query: str, shape: str, flag: str) -> Measurement:
         """`query` as rendered for this rollout, and `shape`: the same template rendered with
         grouping.SENTINEL for `{{flag}}`, so that rollouts differing only in their flag share a query."""
-        return await self.batcher.ask(self.key, self.provider, Ask(query, shape, flag))
+        return await self.batcher.ask(self.key, self.provider, Ask(query, shape, flag, self.at))
 
     async def is_online(self) -> bool:
         return await self.provider.is_online()
@@ -185,10 +215,11 @@ class BatchedProvider:
 
 
 def batched_provider(
-    batcher: QueryBatcher, where: PrometheusProvider, credentials: PrometheusCredentials | None
+    batcher: QueryBatcher, where: PrometheusProvider, credentials: PrometheusCredentials | None,
+    at: datetime | None = None,
 ) -> BatchedProvider:
     """A rollout's provider for one Prometheus, in the batcher's shared round for that server and
-    credentials (one HTTP session each)."""
+    credentials (one HTTP session each), its queries evaluated at `at`."""
     key = (where.model_dump_json(), credentials)  # in memory only: credentials never leave it
     shared = batcher.provider(key, lambda: PrometheusMetricProvider(where, credentials))
-    return BatchedProvider(batcher, key, shared)
+    return BatchedProvider(batcher, key, shared, at)

@@ -27,6 +27,7 @@ import tempfile
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -171,6 +172,12 @@ def split_grouped(result: Any, label: str, values: tuple[str, ...]) -> dict[str,
     return {value: found.get(value, empty) for value in values}
 
 
+def evaluation_time(at: datetime) -> str:
+    """An instant as the query API's `time` parameter: Unix seconds to the millisecond, which is
+    Prometheus's own resolution (a look and its replay send the same text)."""
+    return f"{at.timestamp():.3f}"
+
+
 _STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((b(?:'.*'|\".*\"))\)$", re.DOTALL)
 
 
@@ -228,8 +235,12 @@ class PrometheusMetricProvider:
         credentials: PrometheusCredentials | None = None,
         *,
         executor: Executor | None = None,
+        at: datetime | None = None,
     ) -> None:
         self.address = spec.address.rstrip("/")
+        # The instant every query is evaluated at (Prometheus's `time`): a look's own instant, so that
+        # `featurerollout simulate` can ask the very same question later. None: Prometheus's now.
+        self.at = at
         self.timeout_text = spec.timeout
         self.timeout = parse_duration(spec.timeout).total_seconds()
         self._executor = executor
@@ -275,20 +286,23 @@ class PrometheusMetricProvider:
     def _timed_out(self) -> Measurement:
         return Measurement.error(f"query timed out after {self.timeout_text} (Prometheus at {self.address})")
 
-    def _query(self, query: str) -> Any:
+    def _query(self, query: str, at: datetime | None) -> Any:
         # The server-side timeout, in float seconds (PromQL durations take no fractions).
-        options: dict[str, Any] = {"params": {"timeout": f"{self.timeout:g}"}, "timeout": self.timeout}
+        params = {"timeout": f"{self.timeout:g}"}
+        if at is not None:
+            params["time"] = evaluation_time(at)
+        options: dict[str, Any] = {"params": params, "timeout": self.timeout}
         return self._connect.custom_query(query, **options)
 
-    def _run(self, query: str) -> Measurement:
+    def _run(self, query: str, at: datetime | None = None) -> Measurement:
         """Blocking: one query, classified. Runs in a worker thread."""
-        result = self._fetch(query)
+        result = self._fetch(query, at)
         return result if isinstance(result, Measurement) else classify_result(result)
 
-    def _fetch(self, query: str) -> Any:
+    def _fetch(self, query: str, at: datetime | None = None) -> Any:
         """Blocking: one query's `data.result`, or the Error measurement it came to."""
         try:
-            return self._query(query)
+            return self._query(query, at or self.at)
         except PrometheusApiClientException as error:
             return _api_error(error, self.address, self.timeout_text)
         except requests.exceptions.ConnectTimeout as error:
@@ -309,20 +323,21 @@ class PrometheusMetricProvider:
                 f"{type(error).__name__}: {error}"
             )
 
-    async def measure(self, query: str) -> Measurement:
-        """Run one instant query in a worker thread; a query that outlasts the timeout is an Error."""
+    async def measure(self, query: str, at: datetime | None = None) -> Measurement:
+        """Run one instant query in a worker thread, evaluated at `at` (else the provider's instant,
+        else Prometheus's now); a query that outlasts the timeout is an Error."""
         telemetry.prometheus_queries.labels("false").inc()
         loop = asyncio.get_running_loop()
         executor = self._executor or query_executor()
         try:
             return await asyncio.wait_for(
-                loop.run_in_executor(executor, self._run, query), self.timeout + TIMEOUT_GRACE_SECONDS
+                loop.run_in_executor(executor, self._run, query, at), self.timeout + TIMEOUT_GRACE_SECONDS
             )
         except TimeoutError:
             return self._timed_out()
 
     async def measure_grouped(
-        self, query: str, label: str, values: tuple[str, ...]
+        self, query: str, label: str, values: tuple[str, ...], at: datetime | None = None
     ) -> dict[str, Measurement] | None:
         """Run one query grouped by `label` (metrics/grouping.py built it); each of `values` gets the
         Measurement its own query would have given: the number of its one series, NoData without
@@ -333,7 +348,7 @@ class PrometheusMetricProvider:
         executor = self._executor or query_executor()
         try:
             result = await asyncio.wait_for(
-                loop.run_in_executor(executor, self._fetch, query), self.timeout + TIMEOUT_GRACE_SECONDS
+                loop.run_in_executor(executor, self._fetch, query, at), self.timeout + TIMEOUT_GRACE_SECONDS
             )
         except TimeoutError:
             return None
