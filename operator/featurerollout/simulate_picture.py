@@ -46,7 +46,7 @@ PANEL_IN = 2.8
 MARGIN_IN = 0.8
 ROLLBACK_COLOR = "#d62728"
 VALUE_COLOR = "#1f77b4"
-CONTROL_COLOR = "#555555"
+CONTROL_COLOR = "#a0a0a0"
 BUDGET_COLOR = "#ff7f0e"
 WEIGHT_COLOR = "#2ca02c"
 FAILED_COLOR = "#9467bd"
@@ -115,7 +115,7 @@ def _title(metric: Metric, every: timedelta) -> str:
     look = f"looked at every {every.total_seconds():g}s"
     if metric.compare is not None:
         budget = (f"control x {metric.compare.max_ratio:g}" if metric.compare.max_ratio is not None
-                  else f"control + {(metric.compare.max_increase or 0.0) * 100:g} points")
+                  else f"control + {(metric.compare.max_increase or 0.0) * 100:g} percentage points")
         return (f"{metric.name}: error rate over the stage so far ({{{{window}}}}: stage start .. look), {look}; "
                 f"budget {budget}")
     windows = _windows(metric.query or "")
@@ -125,7 +125,7 @@ def _title(metric: Metric, every: timedelta) -> str:
 
 def _draw_query(ax: Axes, metric: Metric, result: Replay, scale: float) -> None:
     points = [(t, m.value) for t, m in _statuses(result, metric.name) if m.value is not None]
-    ax.plot(_x([t for t, _ in points]), [v * scale for _, v in points], color=VALUE_COLOR, linewidth=1.0,
+    ax.plot(_x([t for t, _ in points]), [v * scale for _, v in points], color=VALUE_COLOR, linewidth=0.7,
             label="value at each look")
     for bound in (metric.max, metric.min):
         if bound is not None:
@@ -147,9 +147,10 @@ def _draw_compare(ax: Axes, metric: Metric, result: Replay, scale: float) -> Non
         control.append(c * scale)
         budget.append((c * metric.compare.max_ratio if metric.compare.max_ratio is not None
                        else c + (metric.compare.max_increase or 0.0)) * scale)
+    # The control is drawn wide beneath the treatment, so that it shows beside it when the two agree.
     ax.plot(_x(times), budget, color=BUDGET_COLOR, linewidth=1.5, linestyle="--", label="budget", zorder=3)
-    ax.plot(_x(times), control, color=CONTROL_COLOR, linewidth=1.6, label="control", zorder=3)
-    ax.plot(_x(times), treatment, color=VALUE_COLOR, linewidth=1.2, label="treatment", zorder=4)
+    ax.plot(_x(times), control, color=CONTROL_COLOR, linewidth=3.5, label="control", zorder=3)
+    ax.plot(_x(times), treatment, color=VALUE_COLOR, linewidth=1.0, label="treatment", zorder=4)
 
 
 def _failed(result: Replay, metric: Metric, scale: float) -> tuple[list[datetime], list[float]]:
@@ -182,7 +183,7 @@ def draw(result: Replay, path: Path) -> Layout:
     # Fixed margins (no tight layout), so that the size and the panels' places follow from the count;
     # room above each panel for its title and legend.
     fig.subplots_adjust(left=0.07, right=0.93, top=1 - 0.75 / (height / DPI), bottom=0.35 / (height / DPI),
-                        hspace=0.55)
+                        hspace=0.42)
     outcome = {"RolledBack": "rolled back", "Succeeded": "succeeded"}.get(str(result.phase), str(result.phase))
     end = view_end(result)
     cut = " (the axis ends shortly after: nothing later was simulated)" if end < result.end else ""

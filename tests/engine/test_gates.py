@@ -378,10 +378,15 @@ def test_gates_pure_helpers() -> None:
 
 
 def test_simulate_takes_gates_as_open() -> None:
-    from featurerollout.simulate import Grid, History, replay
+    import asyncio
+
+    from featurerollout.simulate import replay
+
+    async def nothing_measured(status: object, at: object) -> dict[str, object]:
+        return {}
 
     spec = gated_spec(SMOKE, OK_50, stages=((10, "1m"), (50, "1m"), (100, None)))
-    result = replay(spec, History(grid=Grid(T0, seconds(60), 10)), start=T0, end=T0 + seconds(600))
+    result = asyncio.run(replay(spec, nothing_measured, start=T0, end=T0 + seconds(600)))
     assert result.phase == Phase.SUCCEEDED
 
 

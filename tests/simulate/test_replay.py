@@ -1,17 +1,31 @@
-"""The pure replay of `featurerollout simulate`: the engine over a recorded history, with no I/O.
-
-The histories are built here in memory (a grid of samples); tests/simulate/test_simulate_prometheus.py
-runs the same replay on a real Prometheus.
-"""
+"""The replay loop of `featurerollout simulate`: the pure engine over simulated time, measuring through
+an injected `Measure`. Here the numbers come from in-memory functions of (status, instant), so that
+what the loop hands the measuring path (the look's instant, the stage start) can be checked;
+tests/simulate/test_simulate_prometheus.py and test_live_vs_replay.py measure through the operator's
+own path on a real Prometheus."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from featurerollout.api import FeatureRolloutSpec, FeatureRolloutStatus, MetricResult, Phase, parse_spec
-from featurerollout.simulate import Grid, History, measure_at, parse_time, replay, summary, timeline_text
+from featurerollout.measurement import Measurement
+from featurerollout.simulate import (
+    Measure,
+    Replay,
+    parse_time,
+    planned_looks,
+    queries_per_look,
+    replay,
+    summary,
+    timeline_text,
+)
+from featurerollout.stats.sequential import Arm
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -35,13 +49,20 @@ def spec(*, failure_limit: int = 1, on_no_data: str = "Hold", compare: bool = Fa
     })
 
 
-def values(points: int, good: float = 0.01, bad: float = 0.5, bad_from: int | None = None) -> list[float | None]:
-    return [bad if bad_from is not None and i >= bad_from else good for i in range(points)]
+def by_minute(value: Callable[[int], float | None]) -> Measure:
+    """`err` at each instant: value(minutes since START), None for no data."""
+    async def measure(status: FeatureRolloutStatus, at: datetime) -> Mapping[str, Measurement]:
+        found = value(int((at - START) / MINUTE))
+        return {"err": Measurement.no_data("nothing") if found is None else Measurement.of(found)}
+    return measure
+
+
+def run(s: FeatureRolloutSpec, measure: Measure, minutes: int = 240, step: timedelta | None = None) -> Replay:
+    return asyncio.run(replay(s, measure, start=START, end=START + MINUTE * minutes, step=step))
 
 
 def test_a_healthy_history_succeeds_when_the_stages_have_held() -> None:
-    grid = Grid(START, MINUTE, 4 * 60)
-    result = replay(spec(), History(grid, {"err": values(grid.points)}), start=START, end=grid.end)
+    result = run(spec(), by_minute(lambda _: 0.01))
     assert result.phase == Phase.SUCCEEDED
     # 1h at 10%, 1h at 50%, then 100% without a duration: done at its first fresh evaluation.
     assert result.finished_at == START + timedelta(hours=2, minutes=1)
@@ -49,14 +70,14 @@ def test_a_healthy_history_succeeds_when_the_stages_have_held() -> None:
         (10, START), (50, START + timedelta(hours=1)), (100, START + timedelta(hours=2))]
     assert "SUCCEEDED" in summary(result)
     assert not [m for m in result.timeline if m.kind == "Failed"]
+    # One look a minute, as the operator: the first at the start.
+    assert [e.at for e in result.evaluations[:3]] == [START, START + MINUTE, START + 2 * MINUTE]
 
 
 @pytest.mark.parametrize("failure_limit", [0, 1, 3])
 def test_a_bad_stretch_rolls_back_at_the_evaluation_past_the_failure_limit(failure_limit: int) -> None:
-    grid = Grid(START, MINUTE, 4 * 60)
     bad_from = 90  # minute 90: in the 50% stage
-    history = History(grid, {"err": values(grid.points, bad_from=bad_from)})
-    result = replay(spec(failure_limit=failure_limit), history, start=START, end=grid.end)
+    result = run(spec(failure_limit=failure_limit), by_minute(lambda m: 0.5 if m >= bad_from else 0.01))
     assert result.phase == Phase.ROLLED_BACK
     assert result.rolled_back_at == START + MINUTE * (bad_from + failure_limit)
     failed = [m for m in result.timeline if m.kind == "Failed"]
@@ -64,64 +85,84 @@ def test_a_bad_stretch_rolls_back_at_the_evaluation_past_the_failure_limit(failu
     assert "0.5 vs budget <= 0.05" in failed[0].text
     assert result.timeline[-1].kind == "RolledBack"
     assert result.stages[-1].end == result.rolled_back_at
-    lines = timeline_text(result)
-    assert lines[-1].startswith((START + MINUTE * (bad_from + failure_limit)).isoformat()[:16])
+    assert timeline_text(result)[-1].startswith((START + MINUTE * (bad_from + failure_limit)).isoformat()[:16])
 
 
-def test_missing_samples_are_no_data_and_hold_the_stage() -> None:
-    grid = Grid(START, MINUTE, 4 * 60)
-    samples = values(grid.points)
-    for i in range(50, 80):  # half an hour with nothing recorded, across the end of the first stage
-        samples[i] = None
-    result = replay(spec(), History(grid, {"err": samples}), start=START, end=grid.end)
+def test_missing_data_holds_the_stage() -> None:
+    result = run(spec(), by_minute(lambda m: None if 50 <= m < 80 else 0.01))
     # The first stage could not advance at 1h (no data): it advances at the first fresh pass, minute 80.
     assert result.stages[1].start == START + MINUTE * 80
     assert result.phase == Phase.SUCCEEDED
 
 
 def test_the_end_of_the_range_stops_a_rollout_in_progress() -> None:
-    grid = Grid(START, MINUTE, 90)
-    result = replay(spec(), History(grid, {"err": values(grid.points)}), start=START, end=grid.end)
+    result = run(spec(), by_minute(lambda _: 0.01), minutes=90)
     assert result.phase == Phase.PROGRESSING
     assert "still Progressing" in summary(result)
 
 
-def test_compare_counts_are_summed_over_the_stage_so_far() -> None:
-    grid = Grid(START, MINUTE, 4 * 60)
-    s = spec(compare=True)
-    per_step = {"compare.treatment.errors": [1.0] * grid.points, "compare.treatment.total": [100.0] * grid.points,
-                "compare.control.errors": [1.0] * grid.points, "compare.control.total": [900.0] * grid.points}
-    history = History(grid, counts={"vs": per_step})
-    result = replay(s, history, start=START, end=grid.end)
+def test_each_look_is_measured_with_the_facts_the_operator_has_then() -> None:
+    """The measuring path gets the look's instant and the status before the look: its stage and the
+    stage's start, from which the operator renders {{window}} (the stage so far)."""
+    seen: list[tuple[datetime, datetime | None, int]] = []
+
+    async def measure(status: FeatureRolloutStatus, at: datetime) -> Mapping[str, Measurement]:
+        seen.append((at, status.stage_started_at, status.current_stage))
+        minutes = (at - (status.stage_started_at or at)) / MINUTE
+        return {"vs": Measurement.of_counts(Arm(1 * minutes, 100 * minutes), Arm(1 * minutes, 900 * minutes))}
+
+    result = run(spec(compare=True), measure)
     assert result.phase == Phase.SUCCEEDED
-    # At minute 30 of the second stage (it began at 1h), the counts are 30 steps' worth.
     at = START + timedelta(hours=1, minutes=30)
-    evaluation = next(e for e in result.evaluations if e.at == at)
-    status = evaluation.metrics[0]
+    assert (at, START + timedelta(hours=1), 1) in seen
+    status = next(e for e in result.evaluations if e.at == at).metrics[0]
     assert status.treatment is not None and status.control is not None
     assert (status.treatment.errors, status.treatment.total) == (30, 3000)
     assert (status.control.errors, status.control.total) == (30, 27000)
 
 
 def test_compare_fails_when_the_treatment_is_clearly_worse() -> None:
-    grid = Grid(START, MINUTE, 4 * 60)
-    per_step = {"compare.treatment.errors": [20.0] * grid.points, "compare.treatment.total": [100.0] * grid.points,
-                "compare.control.errors": [1.0] * grid.points, "compare.control.total": [900.0] * grid.points}
-    result = replay(spec(compare=True), History(grid, counts={"vs": per_step}), start=START,
-                    end=grid.end)
+    async def measure(status: FeatureRolloutStatus, at: datetime) -> Mapping[str, Measurement]:
+        minutes = (at - (status.stage_started_at or at)) / MINUTE
+        return {"vs": Measurement.of_counts(Arm(20 * minutes, 100 * minutes), Arm(1 * minutes, 900 * minutes))}
+
+    result = run(spec(compare=True), measure)
     assert result.phase == Phase.ROLLED_BACK
-    evaluation = result.evaluations[-1]
-    assert evaluation.metrics[0].result == MetricResult.FAILED
-    # 100 treatment requests a step: minSamplePerArm (100) is met at the first fresh look, and 20%
-    # against 0.1% is harm the test sees within minutes.
+    assert result.evaluations[-1].metrics[0].result == MetricResult.FAILED
     assert result.rolled_back_at is not None and result.rolled_back_at <= START + timedelta(minutes=10)
 
 
-def test_measure_at_reads_the_latest_sample_at_or_before_now() -> None:
-    grid = Grid(START, MINUTE, 10)
-    history = History(grid, {"err": [float(i) for i in range(10)]})
-    out = measure_at(spec(), history, FeatureRolloutStatus(), START + timedelta(minutes=3, seconds=59))
-    assert out["err"].value == 3
+def test_a_live_runs_instants_are_replayed_exactly() -> None:
+    """With `looks` and `held` (a live run's), the replay measures at those instants only and holds each
+    stage from when the live target held it."""
+    looks = [START + timedelta(seconds=1 + 61 * i) for i in range(130)]
+    held = {0: START, 1: START + timedelta(hours=1, seconds=3)}
+    instants: list[datetime] = []
+
+    async def measure(status: FeatureRolloutStatus, at: datetime) -> Mapping[str, Measurement]:
+        instants.append(at)
+        return {"err": Measurement.of(0.01)}
+
+    result = asyncio.run(replay(spec(), measure, start=START, end=START + timedelta(hours=3), looks=looks,
+                                held=held))
+    assert instants == looks[:len(instants)] and len(instants) > 100
+    assert [(s.stage, s.start) for s in result.stages][:2] == sorted(held.items())
+
+
+def test_step_looks_less_often_and_the_count_is_known_before() -> None:
+    s = spec()
+    instants: list[datetime] = []
+
+    async def measure(status: FeatureRolloutStatus, at: datetime) -> Mapping[str, Measurement]:
+        instants.append(at)
+        return {"err": Measurement.of(0.01)}
+
+    result = run(s, measure, step=10 * MINUTE)
+    assert result.phase == Phase.SUCCEEDED
+    assert all(b - a >= 10 * MINUTE for a, b in itertools.pairwise(instants))
+    assert len(instants) <= planned_looks(s, START, START + 240 * MINUTE, 10 * MINUTE)
+    assert planned_looks(s, START, START + 240 * MINUTE, None) == 241 + 3
+    assert queries_per_look(s) == 1 and queries_per_look(spec(compare=True)) == 4
 
 
 def test_times_rfc3339_now_and_relative() -> None:
@@ -137,9 +178,7 @@ def test_times_rfc3339_now_and_relative() -> None:
 
 
 def test_without_automatic_rollback_it_pauses_for_a_person_and_stops_there() -> None:
-    grid = Grid(START, MINUTE, 4 * 60)
-    history = History(grid, {"err": values(grid.points, bad_from=30)})
-    result = replay(spec(failure_limit=0, automatic=False), history, start=START, end=grid.end)
+    result = run(spec(failure_limit=0, automatic=False), by_minute(lambda m: 0.5 if m >= 30 else 0.01))
     assert result.phase == Phase.PAUSED
     assert result.rolled_back_at is None
     assert result.evaluations[-1].at == START + MINUTE * 30
