@@ -115,12 +115,16 @@ def _title(metric: Metric, every: timedelta) -> str:
     look = f"looked at every {every.total_seconds():g}s"
     if metric.compare is not None:
         budget = (f"control x {metric.compare.max_ratio:g}" if metric.compare.max_ratio is not None
-                  else f"control + {(metric.compare.max_increase or 0.0) * 100:g} percentage points")
+                  else f"control + {(metric.compare.max_increase or 0.0) * 100:g} percentage point(s)")
         return (f"{metric.name}: error rate over the stage so far ({{{{window}}}}: stage start .. look), {look}; "
                 f"budget {budget}")
     windows = _windows(metric.query or "")
     covers = f", each value over the query's window {windows}" if windows else ""
-    return f"{metric.name}: the value at each look, {look}{covers}; budget {metric.budget()}"
+    budget = metric.budget()
+    if in_percent(metric):
+        budget = " and ".join(f"{sign} {bound * 100:g}%" for sign, bound in ((">=", metric.min), ("<=", metric.max))
+                              if bound is not None)
+    return f"{metric.name}: the value at each look, {look}{covers}; budget {budget}"
 
 
 def _draw_query(ax: Axes, metric: Metric, result: Replay, scale: float) -> None:

@@ -21,7 +21,7 @@ import contextlib
 import math
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,33 +85,50 @@ def _baseline(moment: datetime) -> float:
     return 0.006 + 0.002 * math.sin(2 * math.pi * (day - 0.25))
 
 
-def write_openmetrics(path: Path, bad_hour: datetime | None) -> None:
-    """The week's counters as OpenMetrics text (each series' samples together, in time order)."""
-    steps = int((WEEK_END - WEEK_START) / SCRAPE) + 1
+ErrorRate = Callable[[str, datetime], float]  # (variant, moment) -> the share of its requests that fail
+
+
+def write_counters(path: Path, *, flag: str, start: datetime, end: datetime, scrape: timedelta,
+                   shares: dict[str, float], rps: Callable[[datetime], float], error_rate: ErrorRate,
+                   lazy: bool) -> None:
+    """`http_requests_total{flag,variant,code}` as Prometheus scraped it every `scrape` from `start` to
+    `end`, as OpenMetrics text (each series' samples together, in time order). Deterministic: each
+    counter is the floor of its expected cumulative count. `lazy`: a `code="500"` series exists only
+    from the first scrape after its first error, as client libraries create a labelled counter."""
+    steps = int((end - start) / scrape) + 1
     lines = ["# HELP http_requests Requests served, by flag, variant and status code.",
              "# TYPE http_requests counter"]
-    for variant, share in (("on", LIVE_SHARE), ("off", 1 - LIVE_SHARE)):
+    for variant, share in shares.items():
         requests_total = errors_total = 0.0
         ok: list[str] = []
         failed: list[str] = []
         for index in range(steps):
-            moment = WEEK_START + SCRAPE * index
+            moment = start + scrape * index
             if index > 0:  # what the scrape interval that ends now served
-                requests = _rps(moment) * share * SCRAPE.total_seconds()
-                rate = _baseline(moment)
-                if variant == "on" and bad_hour is not None and bad_hour < moment <= bad_hour + timedelta(hours=1):
-                    rate = BAD_RATE
+                requests = rps(moment) * share * scrape.total_seconds()
                 requests_total += requests
-                errors_total += requests * rate
+                errors_total += requests * error_rate(variant, moment)
             errors = math.floor(errors_total)
             stamp = f"{moment.timestamp():.0f}"
-            labels = f'flag="{FLAG}",variant="{variant}"'
+            labels = f'flag="{flag}",variant="{variant}"'
             ok.append(f'http_requests_total{{{labels},code="200"}} {math.floor(requests_total) - errors} {stamp}')
-            failed.append(f'http_requests_total{{{labels},code="500"}} {errors} {stamp}')
+            if errors > 0 or not lazy:
+                failed.append(f'http_requests_total{{{labels},code="500"}} {errors} {stamp}')
         lines.extend(ok)
         lines.extend(failed)
     lines.append("# EOF")
     path.write_text("\n".join(lines) + "\n")
+
+
+def write_openmetrics(path: Path, bad_hour: datetime | None) -> None:
+    """The week's counters (every series created up front)."""
+    def error_rate(variant: str, moment: datetime) -> float:
+        if variant == "on" and bad_hour is not None and bad_hour < moment <= bad_hour + timedelta(hours=1):
+            return BAD_RATE
+        return _baseline(moment)
+
+    write_counters(path, flag=FLAG, start=WEEK_START, end=WEEK_END, scrape=SCRAPE,
+                   shares={"on": LIVE_SHARE, "off": 1 - LIVE_SHARE}, rps=_rps, error_rate=error_rate, lazy=False)
 
 
 def find_promtool() -> str | None:
@@ -134,16 +151,23 @@ def backfill(openmetrics: Path, data_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def week_prometheus(directory: Path, *, bad_hour: datetime | None) -> Iterator[PrometheusServer]:
-    """A real Prometheus serving the week (with the bad hour, if given) from backfilled blocks."""
+def serving(directory: Path, write: Callable[[Path], None]) -> Iterator[PrometheusServer]:
+    """A real Prometheus serving, from backfilled blocks, what `write` writes as OpenMetrics."""
     directory.mkdir(parents=True, exist_ok=True)
-    source = directory / "week.om.txt"
-    write_openmetrics(source, bad_hour)
+    source = directory / "history.om.txt"
+    write(source)
     data_dir = directory / "tsdb"
     backfill(source, data_dir)
     with start_prometheus(directory / "server", data_dir=data_dir, retention="3650d",
                           extra_args=["--query.max-samples=200000000"]) as server:
         yield server
+
+
+def week_prometheus(
+    directory: Path, *, bad_hour: datetime | None
+) -> contextlib.AbstractContextManager[PrometheusServer]:
+    """A real Prometheus serving the week (with the bad hour, if given)."""
+    return serving(directory, lambda path: write_openmetrics(path, bad_hour))
 
 
 # --- a short history around now, for the live operator and the replay on the same data ----------
@@ -152,45 +176,20 @@ def week_prometheus(directory: Path, *, bad_hour: datetime | None) -> Iterator[P
 def write_lazy_history(path: Path, *, flag: str, start: datetime, end: datetime, scrape: timedelta,
                        treatment_share: float, rps: float, control_errors: float, bad_from: datetime,
                        bad_rate: float) -> None:
-    """The counters of a lazily instrumented app as Prometheus scraped them every `scrape` from `start`
-    to `end` (which may lie in the future: Prometheus then answers each instant with what was
-    scraped by then). As client libraries do, a `code="500"` series exists only from the first scrape
-    after its first error: the treatment has none before `bad_from`, from when it fails `bad_rate`
-    of its requests; the control fails `control_errors` throughout. Deterministic (floors of the
-    expected cumulative counts)."""
-    steps = int((end - start) / scrape) + 1
-    lines = ["# HELP http_requests Requests served, by flag, variant and status code.",
-             "# TYPE http_requests counter"]
-    for variant, share in (("on", treatment_share), ("off", 1 - treatment_share)):
-        requests_total = errors_total = 0.0
-        ok: list[str] = []
-        failed: list[str] = []
-        for index in range(steps):
-            moment = start + scrape * index
-            if index > 0:
-                requests = rps * share * scrape.total_seconds()
-                rate = control_errors if variant == "off" else (bad_rate if moment > bad_from else 0.0)
-                requests_total += requests
-                errors_total += requests * rate
-            errors = math.floor(errors_total)
-            stamp = f"{moment.timestamp():.0f}"
-            labels = f'flag="{flag}",variant="{variant}"'
-            ok.append(f'http_requests_total{{{labels},code="200"}} {math.floor(requests_total) - errors} {stamp}')
-            if errors > 0:  # created at its first increment
-                failed.append(f'http_requests_total{{{labels},code="500"}} {errors} {stamp}')
-        lines.extend(ok)
-        lines.extend(failed)
-    lines.append("# EOF")
-    path.write_text("\n".join(lines) + "\n")
+    """A lazily instrumented app's counters, scraped every `scrape` from `start` to `end` (which may lie
+    in the future: Prometheus then answers each instant with what was scraped by then). The treatment
+    (`on`) has no error series before `bad_from`, from when it fails `bad_rate` of its requests; the
+    control fails `control_errors` throughout."""
+    def error_rate(variant: str, moment: datetime) -> float:
+        if variant == "off":
+            return control_errors
+        return bad_rate if moment > bad_from else 0.0
+
+    write_counters(path, flag=flag, start=start, end=end, scrape=scrape,
+                   shares={"on": treatment_share, "off": 1 - treatment_share}, rps=lambda _: rps,
+                   error_rate=error_rate, lazy=True)
 
 
-@contextlib.contextmanager
-def history_prometheus(directory: Path, **history: Any) -> Iterator[PrometheusServer]:
-    """A real Prometheus serving `write_lazy_history(**history)` from backfilled blocks."""
-    directory.mkdir(parents=True, exist_ok=True)
-    source = directory / "history.om.txt"
-    write_lazy_history(source, **history)
-    data_dir = directory / "tsdb"
-    backfill(source, data_dir)
-    with start_prometheus(directory / "server", data_dir=data_dir, retention="3650d") as server:
-        yield server
+def history_prometheus(directory: Path, **history: Any) -> contextlib.AbstractContextManager[PrometheusServer]:
+    """A real Prometheus serving `write_lazy_history(**history)`."""
+    return serving(directory, lambda path: write_lazy_history(path, **history))
