@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from featurerollout.children import spawn
 from featurerollout.demo.stack import find_prometheus
 
 pytestmark = [
@@ -60,7 +61,7 @@ class Demo:
     def __init__(self, workdir: Path, *args: str) -> None:
         self.workdir = workdir
         self.lines: list[str] = []
-        self.popen = subprocess.Popen(
+        self.popen = spawn(
             [sys.executable, "-m", "featurerollout.demo", "--workdir", str(workdir), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
         )

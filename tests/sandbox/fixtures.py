@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from featurerollout.children import spawn
 from featurerollout.sandbox.client import SandboxControl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +108,7 @@ class SandboxProcess:
     def __enter__(self) -> SandboxProcess:
         self.kubeconfig.unlink(missing_ok=True)
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            self.process = spawn(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         try:
             wait_for(lambda: self.kubeconfig.exists() or self.process.poll() is not None, 30, what="the kubeconfig")
             if self.process.poll() is not None:

@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from featurerollout.children import spawn
+
 T = TypeVar("T")
 
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
@@ -225,7 +227,7 @@ class Stack:
         """Start a child in its own session, output to WORKDIR/NAME.log; it is stopped on exit."""
         log_path = self.workdir / f"{name}.log"
         with self.holding_signals(), log_path.open("ab") as log:
-            popen = subprocess.Popen(
+            popen = spawn(
                 list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.workdir, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                 start_new_session=True,
