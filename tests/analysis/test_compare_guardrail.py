@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -19,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import watch
 from tests.rollouts.test_rollout import document, make_configmap, make_rollout, wait_phase, wait_rolled_back
 from tests.support.cluster import Cluster, OperatorFactory, Process, featurerollout_command, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus
+from tests.support.watching import values_seen
 
 from featurerollout.flagd import read_flag_weight
 
@@ -84,33 +83,11 @@ def absolute_metric(max_: float) -> dict[str, Any]:
 @contextmanager
 def statuses_recorded(cluster: Cluster, name: str) -> Iterator[list[dict[str, Any]]]:
     """Every status of rollout `name` the API server stored, in order (a watch from before it exists)."""
-    seen: list[dict[str, Any]] = []
     args = ("featurerollout.io", "v1alpha1", "default", "featurerollouts")
     start = cluster.custom.list_namespaced_custom_object(*args)["metadata"]["resourceVersion"]
-    stream = watch.Watch()
-    stopping = threading.Event()
-    failed: list[BaseException] = []
-
-    def follow() -> None:
-        try:
-            for event in stream.stream(cluster.custom.list_namespaced_custom_object, *args, resource_version=start,
-                                       field_selector=f"metadata.name={name}", timeout_seconds=600):
-                current = event["object"].get("status") or {}
-                if not seen or seen[-1] != current:
-                    seen.append(current)
-        except Exception as error:  # an error after the block ended is the stream being closed
-            if not stopping.is_set():
-                failed.append(error)
-
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    try:
+    with values_seen(cluster.custom.list_namespaced_custom_object, *args, name=name, start=start,
+                     value=lambda obj: obj.get("status") or {}) as seen:
         yield seen
-    finally:
-        stopping.set()
-        stream.stop()
-    if failed:
-        raise AssertionError(f"the watch of {name} failed during the test: {failed[0]!r}")
 
 
 def promotions(statuses: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
