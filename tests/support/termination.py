@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import Any
 
@@ -42,6 +43,8 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if threading.current_thread() is not threading.main_thread():  # pytest run from a thread: no signals
+        return
     for signum in SIGNALS:
         _previous[signum] = signal.signal(signum, _on_signal)
 
