@@ -7,8 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support.missing import skip_or_fail
 
-pytest.importorskip("numpy", reason="the simulations need numpy: pip install -e '.[simulate]'")
+try:
+    import numpy  # noqa: F401 - the simulations need it
+except ImportError:
+    skip_or_fail("the simulations need numpy: pip install -e '.[simulate]'", module=True)
 
 from featurerollout.stats import report
 from featurerollout.stats.simulation import Guardrail, Traffic, simulate
