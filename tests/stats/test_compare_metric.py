@@ -131,10 +131,23 @@ def test_four_counts_make_one_measurement() -> None:
     values = four(3, 300, 27, 2700)
     values["compare.control.total"] = Measurement.error("Prometheus rejected the query: parse error")
     assert counts_measurement(values).detail == "compare.control.total: Prometheus rejected the query: parse error"
+    wrong = counts_measurement(four(400, 300, 27, 2700))
+    assert wrong.kind == MeasurementKind.ERROR and "more errors (400) than requests (300)" in wrong.detail
+
+
+def test_an_absent_errors_series_is_zero_errors_when_the_total_has_data() -> None:
+    # A client library creates the error counter at the first error: none yet is none counted.
     values = four(3, 300, 27, 2700)
     values["compare.treatment.errors"] = Measurement.no_data("the query returned no series")
+    counted = counts_measurement(values)
+    assert counted.kind == MeasurementKind.VALUE and counted.counts == (Arm(0, 300), Arm(27, 2700))
+    # Without a total there is nothing to compare: NoData names the total, not the errors.
+    values["compare.treatment.total"] = Measurement.no_data("the query returned no series")
     missing = counts_measurement(values)
-    assert missing.kind == MeasurementKind.NO_DATA and missing.detail.startswith("compare.treatment.errors")
+    assert missing.kind == MeasurementKind.NO_DATA and missing.detail.startswith("compare.treatment.total")
+
+
+def test_the_old_errors_check_still_applies() -> None:
     wrong = counts_measurement(four(400, 300, 27, 2700))
     assert wrong.kind == MeasurementKind.ERROR and "more errors (400) than requests (300)" in wrong.detail
 
