@@ -37,8 +37,8 @@ import numpy as np
 
 from featurerollout.stats.sequential import TIGHT_AT_MULTIPLE, stage_alpha
 
-__all__ = ["METHODS", "Guardrail", "Outcome", "Timeline", "Traffic", "counted", "sequential_fails", "simulate",
-           "timeline", "wilson"]
+__all__ = ["METHODS", "Guardrail", "Outcome", "StageCounts", "Timeline", "Traffic", "counted", "sequential_fails",
+           "simulate", "stage_counts", "timeline", "wilson"]
 
 METHODS: tuple[str, ...] = ("sequential", "z-test", "threshold")
 
@@ -218,6 +218,36 @@ def _z_fails(te: Array, tn: Array, ce: Array, cn: Array, guardrail: Guardrail) -
     return result
 
 
+@dataclass(frozen=True)
+class StageCounts:
+    """The four counts of one stage at each of its looks, per rollout: shape (rollouts, looks); and
+    the looks' moments (seconds from the start of the ramp)."""
+
+    treatment_errors: Array
+    treatment_total: Array
+    control_errors: Array
+    control_total: Array
+    moments: Array
+
+
+def stage_counts(drawn: Timeline, traffic: Traffic, stage: int) -> StageCounts:
+    """What the operator counts (metrics/compare.py) at each look of one stage of the timeline: the
+    scrapes since the stage's start (which is at a scrape), as seen at each look."""
+    begin = sum(duration for _, duration in traffic.stages[:stage])
+    start = round(begin / traffic.scrape_s)
+    looks = np.arange(1, round(traffic.stages[stage][1] / traffic.interval_s) + 1) * traffic.interval_s
+    seen = np.floor(looks / traffic.scrape_s + 1e-9).astype(int)  # scrapes since the start, per look
+    index = np.maximum(seen, 1) - 1
+
+    def at_looks(variant: str, code: str) -> Array:
+        cumulative = counted(drawn.values[(variant, code)], start)
+        result: Array = np.where(seen >= 1, cumulative[:, index], 0.0)
+        return result
+
+    te, ce = at_looks("on", "500"), at_looks("off", "500")
+    return StageCounts(te, te + at_looks("on", "200"), ce, ce + at_looks("off", "200"), begin + looks)
+
+
 def simulate(
     traffic: Traffic,
     guardrail: Guardrail,
@@ -228,26 +258,12 @@ def simulate(
     progress: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Simulate `rollouts` ramps (seeded) and apply each rule to the same counts at every look."""
-    rng = np.random.default_rng(seed)
-    drawn = timeline(traffic, rollouts, rng)
+    drawn = timeline(traffic, rollouts, np.random.default_rng(seed))
     outcome = Outcome(rollouts)
     first: dict[str, Array] = {m: np.full(rollouts, np.inf) for m in methods}
-    begin = 0.0
-    for _, duration in traffic.stages:
-        start = round(begin / traffic.scrape_s)
-        looks = np.arange(1, round(duration / traffic.interval_s) + 1) * traffic.interval_s
-        seen = np.floor(looks / traffic.scrape_s + 1e-9).astype(int)  # scrapes since the start, per look
-        valid = seen >= 1
-        index = np.maximum(seen, 1) - 1
-
-        def at_looks(variant: str, code: str, start: int = start, index: Array = index, valid: Array = valid) -> Array:
-            cumulative = counted(drawn.values[(variant, code)], start)
-            result: Array = np.where(valid, cumulative[:, index], 0.0)
-            return result
-
-        te, ce = at_looks("on", "500"), at_looks("off", "500")
-        tn, cn = te + at_looks("on", "200"), ce + at_looks("off", "200")
-        moments = begin + looks
+    for stage in range(len(traffic.stages)):
+        counts = stage_counts(drawn, traffic, stage)
+        te, tn, ce, cn = counts.treatment_errors, counts.treatment_total, counts.control_errors, counts.control_total
         for method in methods:
             if method == "sequential":
                 failed = sequential_fails(te, tn, ce, cn, guardrail, len(traffic.stages))
@@ -257,9 +273,8 @@ def simulate(
                 last_e, last_n = np.diff(te, axis=1, prepend=0.0), np.diff(tn, axis=1, prepend=0.0)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     failed = (last_n > 0) & (last_e / np.where(last_n > 0, last_n, 1) > guardrail.threshold)
-            when = np.where(failed.any(axis=1), moments[np.argmax(failed, axis=1)], np.inf)
+            when = np.where(failed.any(axis=1), counts.moments[np.argmax(failed, axis=1)], np.inf)
             first[method] = np.minimum(first[method], when)
-        begin += duration
     for method in methods:
         outcome.times[method] = sorted(float(t) for t in first[method] if np.isfinite(t))
     if progress is not None:
