@@ -84,6 +84,8 @@ def test_a_compare_metric_is_accepted_with_its_defaults() -> None:
          "Input should be greater than or equal to 1", "0.5 is less than the minimum of 1"),
         (lambda m: m["compare"].update(minSamplePerArm=0), "spec.analysis.metrics[0].compare.minSamplePerArm",
          "Input should be greater than or equal to 1", "0 is less than the minimum of 1"),
+        (lambda m: m["compare"].update(varianceInflation=0.5), "spec.analysis.metrics[0].compare.varianceInflation",
+         "Input should be greater than or equal to 1", "0.5 is less than the minimum of 1"),
         (lambda m: m["compare"]["control"].pop("total"), "spec.analysis.metrics[0].compare.control.total",
          "Field required", "'total' is a required property"),
     ],
@@ -190,6 +192,17 @@ def test_clear_harm_rolls_back_with_the_evidence_in_words() -> None:
     assert message.startswith("errors-vs-control failed its comparison: treatment 2.5% of 4000 vs control 1% of 18000: "
                               "worse than the budget allows, 99% confidence")
     assert "at 10% (stage 1/4)" in message and "RolledBack" in reasons(roll.decisions[-1])
+
+
+def test_variance_inflation_asks_for_more_evidence_from_clumped_counts() -> None:
+    # 2.5% vs 1% on 4000 treatment requests is harm for independent requests; if those requests
+    # came from few users (a design effect of 8), the same counts are not evidence enough.
+    independent, clumped = rollout(), rollout(varianceInflation=8, maxIncrease=0)
+    independent.tick(10, counts(100, 4000, 180, 18000))
+    clumped.tick(10, counts(100, 4000, 180, 18000))
+    assert independent.status.phase == api.Phase.ROLLED_BACK
+    assert clumped.status.phase == api.Phase.PROGRESSING
+    assert clumped.status.metrics[0].result == api.MetricResult.PASSED
 
 
 def test_equal_rates_promote_at_the_end_of_each_stage_and_succeed_at_100() -> None:

@@ -19,7 +19,8 @@ from tests.support.history import backfill, find_promtool
 from tests.support.prometheus import PrometheusServer, find_prometheus, start_prometheus
 
 from featurerollout.api import Compare, PrometheusProvider
-from featurerollout.measurement import MeasurementKind
+from featurerollout.measurement import Measurement, MeasurementKind
+from featurerollout.metrics import compare
 from featurerollout.metrics.compare import measure_compare
 from featurerollout.metrics.prometheus import PrometheusMetricProvider
 from featurerollout.metrics.queries import render_query
@@ -156,3 +157,47 @@ def test_an_expression_run_as_written_is_extrapolated(
     look = LOOKS[0]
     _, control = measure(server, compare_spec("as written"), look)
     assert control.total > 1.1 * counted(requests, "off", False, look)
+
+
+def test_a_count_beyond_the_sample_cap_is_an_error_naming_the_cap(
+    history: tuple[Requests, PrometheusServer], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, server = history
+    provider = PrometheusMetricProvider(PrometheusProvider(address=server.url))
+    monkeypatch.setattr(compare, "MAX_SAMPLES", 100)  # the stage holds ~4 series x 130 scrapes
+    look = LOOKS[-1]
+
+    def render(template: str) -> str:
+        return render_query(template, flag="new-checkout", name="r", namespace="d", interval="1m")
+
+    async def run() -> Measurement:
+        try:
+            return await compare.measure_compare(provider, compare_spec("selector"), render, start=STAGE_START, at=look)
+        finally:
+            await provider.aclose()
+
+    found = asyncio.run(run())
+    assert found.kind == MeasurementKind.ERROR, found
+    assert found.detail.startswith("compare.treatment.errors: ") or found.detail.startswith("compare.treatment.total: ")
+    assert "more than the 100 the operator reads for one count (compare.MAX_SAMPLES)" in found.detail
+
+
+def test_a_selector_without_a_stage_is_an_error_and_the_older_form_runs_as_written(
+    history: tuple[Requests, PrometheusServer],
+) -> None:
+    _, server = history
+    provider = PrometheusMetricProvider(PrometheusProvider(address=server.url))
+
+    def render(template: str) -> str:
+        return render_query(template, flag="new-checkout", name="r", namespace="d", interval="1m")
+
+    async def run(form: str) -> Measurement:
+        try:
+            return await compare.measure_compare(provider, compare_spec(form), render)
+        finally:
+            await provider.aclose()
+
+    refused = asyncio.run(run("selector"))
+    assert refused.kind == MeasurementKind.ERROR and "no stage has begun" in refused.detail
+    # The backfilled history is long past: its 1m window now holds nothing.
+    assert asyncio.run(run("windowed")).kind == MeasurementKind.NO_DATA

@@ -91,3 +91,18 @@ def test_clustered_users_break_the_request_level_test_and_the_inflation_mends_it
                         seed=1411, methods=("sequential",))
     assert plain.interval("sequential")[0] > 1 - CONFIDENCE  # the assumption matters
     assert inflated.interval("sequential")[1] <= 1 - CONFIDENCE
+
+
+@pytest.mark.parametrize("rps", [2, 1000])
+@pytest.mark.parametrize("scrape_s", [15, 30, 60])
+@pytest.mark.parametrize("look_s", [10, 60])
+def test_a_a_through_the_operators_counts_stays_within_one_minus_confidence(
+    rps: float, scrape_s: float, look_s: float
+) -> None:
+    """Counters as an app exports them, scraped as Prometheus does, counted as the operator does
+    (verified against a real Prometheus in test_simulation_prometheus.py): the upper 95% bound of
+    the false-rollback rate is within 1 - confidence."""
+    traffic = Traffic(0.02, 0.02, rps=rps, scrape_s=scrape_s, interval_s=look_s)
+    outcome = simulate(traffic, Guardrail(max_increase=0.0, confidence=CONFIDENCE), rollouts=2000,
+                       seed=1420 + scrape_s + look_s + rps, methods=("sequential",))
+    assert outcome.interval("sequential")[1] <= 1 - CONFIDENCE, outcome.times["sequential"]
