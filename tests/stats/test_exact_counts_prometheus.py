@@ -7,7 +7,6 @@ counts; an expression run as written (extrapolated by `increase()`) does not."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,22 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.support.history import backfill, find_promtool
-from tests.support.prometheus import PrometheusServer, find_prometheus, start_prometheus
+from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operator_measures
+from tests.support.history import backfill
+from tests.support.prometheus import PrometheusServer, start_prometheus
 
-from featurerollout.api import Compare, PrometheusProvider
-from featurerollout.measurement import Measurement, MeasurementKind
+from featurerollout.api import Compare
+from featurerollout.measurement import MeasurementKind
 from featurerollout.metrics import compare
-from featurerollout.metrics.compare import measure_compare
-from featurerollout.metrics.prometheus import PrometheusMetricProvider
-from featurerollout.metrics.queries import render_query
 from featurerollout.stats.sequential import Arm
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(find_prometheus() is None or find_promtool() is None,
-                       reason="needs prometheus and promtool (make prometheus)"),
-]
+pytestmark = NEEDS_PROMETHEUS
 
 ORIGIN = datetime(2026, 11, 2, tzinfo=UTC)
 SCRAPE = 15
@@ -105,36 +98,10 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Requests
         yield requests, server
 
 
-SELECTOR = 'http_requests_total{flag="{{flag}}",variant="%s"%s}'
-
-
-def compare_spec(form: str) -> Compare:
-    def part(variant: str, errors: bool) -> str:
-        selector = SELECTOR % (variant, ',code="500"' if errors else "")
-        return {"selector": selector, "windowed": f"sum(increase({selector}[{{{{window}}}}]))",
-                "as written": f"sum(increase({selector}[{{{{window}}}}])) * 1"}[form]
-
-    arms = {arm: {"errors": part(variant, True), "total": part(variant, False)}
-            for arm, variant in (("treatment", "on"), ("control", "off"))}
-    return Compare.model_validate({**arms, "maxIncrease": 0})
-
-
 def measure(server: PrometheusServer, spec: Compare, look: datetime) -> tuple[Arm, Arm]:
-    provider = PrometheusMetricProvider(PrometheusProvider(address=server.url))
-
-    def render(template: str) -> str:
-        return render_query(template, flag="new-checkout", name="r", namespace="d", interval="1m",
-                            window=look - STAGE_START)
-
-    async def run() -> tuple[Arm, Arm]:
-        try:
-            found = await measure_compare(provider, spec, render, start=STAGE_START, at=look)
-        finally:
-            await provider.aclose()
-        assert found.kind == MeasurementKind.VALUE and found.counts is not None, found.detail
-        return found.counts
-
-    return asyncio.run(run())
+    found = operator_measures(server, spec, "new-checkout", STAGE_START, look)
+    assert found.kind == MeasurementKind.VALUE and found.counts is not None, found.detail
+    return found.counts
 
 
 @pytest.mark.parametrize("form", ["selector", "windowed"])
@@ -163,22 +130,10 @@ def test_a_count_beyond_the_sample_cap_is_an_error_naming_the_cap(
     history: tuple[Requests, PrometheusServer], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, server = history
-    provider = PrometheusMetricProvider(PrometheusProvider(address=server.url))
     monkeypatch.setattr(compare, "MAX_SAMPLES", 100)  # the stage holds ~4 series x 130 scrapes
-    look = LOOKS[-1]
-
-    def render(template: str) -> str:
-        return render_query(template, flag="new-checkout", name="r", namespace="d", interval="1m")
-
-    async def run() -> Measurement:
-        try:
-            return await compare.measure_compare(provider, compare_spec("selector"), render, start=STAGE_START, at=look)
-        finally:
-            await provider.aclose()
-
-    found = asyncio.run(run())
+    found = operator_measures(server, compare_spec(), "new-checkout", STAGE_START, LOOKS[-1])
     assert found.kind == MeasurementKind.ERROR, found
-    assert found.detail.startswith("compare.treatment.errors: ") or found.detail.startswith("compare.treatment.total: ")
+    assert found.detail.startswith(("compare.treatment.errors: ", "compare.treatment.total: "))
     assert "more than the 100 the operator reads for one count (compare.MAX_SAMPLES)" in found.detail
 
 
@@ -186,18 +141,8 @@ def test_a_selector_without_a_stage_is_an_error_and_the_older_form_runs_as_writt
     history: tuple[Requests, PrometheusServer],
 ) -> None:
     _, server = history
-    provider = PrometheusMetricProvider(PrometheusProvider(address=server.url))
-
-    def render(template: str) -> str:
-        return render_query(template, flag="new-checkout", name="r", namespace="d", interval="1m")
-
-    async def run(form: str) -> Measurement:
-        try:
-            return await compare.measure_compare(provider, compare_spec(form), render)
-        finally:
-            await provider.aclose()
-
-    refused = asyncio.run(run("selector"))
+    refused = operator_measures(server, compare_spec(), "new-checkout", None, None)
     assert refused.kind == MeasurementKind.ERROR and "no stage has begun" in refused.detail
     # The backfilled history is long past: its 1m window now holds nothing.
-    assert asyncio.run(run("windowed")).kind == MeasurementKind.NO_DATA
+    windowed = operator_measures(server, compare_spec("windowed"), "new-checkout", None, None)
+    assert windowed.kind == MeasurementKind.NO_DATA

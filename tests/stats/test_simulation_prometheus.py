@@ -6,7 +6,6 @@ simulation's emulation (stats/simulation.stage_counts) gives, so their decisions
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,22 +14,15 @@ import pytest
 
 np = pytest.importorskip("numpy", reason="the simulations need numpy: pip install -e '.[simulate]'")
 
-from tests.support.history import backfill, find_promtool  # noqa: E402
-from tests.support.prometheus import PrometheusServer, find_prometheus, start_prometheus  # noqa: E402
+from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operator_measures  # noqa: E402
+from tests.support.history import backfill  # noqa: E402
+from tests.support.prometheus import PrometheusServer, start_prometheus  # noqa: E402
 
-from featurerollout.api import Compare, PrometheusProvider  # noqa: E402
 from featurerollout.measurement import MeasurementKind  # noqa: E402
-from featurerollout.metrics.compare import measure_compare  # noqa: E402
-from featurerollout.metrics.prometheus import PrometheusMetricProvider  # noqa: E402
-from featurerollout.metrics.queries import render_query  # noqa: E402
 from featurerollout.stats.sequential import Arm  # noqa: E402
 from featurerollout.stats.simulation import Timeline, Traffic, stage_counts, timeline  # noqa: E402
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(find_prometheus() is None or find_promtool() is None,
-                       reason="needs prometheus and promtool (make prometheus)"),
-]
+pytestmark = NEEDS_PROMETHEUS
 
 ORIGIN = datetime(2026, 10, 5, tzinfo=UTC)
 ROLLOUTS = 4
@@ -68,26 +60,9 @@ def simulated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         yield shape, drawn, server
 
 
-SELECTOR = 'http_requests_total{flag="{{flag}}",variant="%s"%s}'
-SPEC = Compare.model_validate({
-    arm: {"errors": SELECTOR % (variant, ',code="500"'), "total": SELECTOR % (variant, "")}
-    for arm, variant in (("treatment", "on"), ("control", "off"))
-} | {"maxIncrease": 0})
-
-
-async def operator_counts(
-    server: PrometheusServer, flag: str, start: datetime, at: datetime
-) -> tuple[Arm, Arm] | None:
+def operator_counts(server: PrometheusServer, flag: str, start: datetime, at: datetime) -> tuple[Arm, Arm] | None:
     """The operator's counts, or None for its NoData: an arm with no series yet (nothing counted)."""
-    provider = PrometheusMetricProvider(PrometheusProvider(address=server.url))
-
-    def render(template: str) -> str:
-        return render_query(template, flag=flag, name="r", namespace="d", interval="1m", window=at - start)
-
-    try:
-        found = await measure_compare(provider, SPEC, render, start=start, at=at)
-    finally:
-        await provider.aclose()
+    found = operator_measures(server, compare_spec(), flag, start, at)
     if found.kind == MeasurementKind.NO_DATA and "total: no series matched" in found.detail:
         return None
     assert found.kind == MeasurementKind.VALUE and found.counts is not None, found.detail
@@ -112,7 +87,7 @@ def test_the_emulated_counts_are_the_operators_through_prometheus(
                     Arm(emulated.treatment_errors[rollout, look], emulated.treatment_total[rollout, look]),
                     Arm(emulated.control_errors[rollout, look], emulated.control_total[rollout, look]),
                 )
-                got = asyncio.run(operator_counts(server, f"r{rollout}", start, at))
+                got = operator_counts(server, f"r{rollout}", start, at)
                 if got is None:  # NoData, as the emulation's empty arm is to the test (below minSample)
                     assert min(arm.total for arm in expected) == 0, (stage, look, rollout, expected)
                 else:
