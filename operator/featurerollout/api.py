@@ -335,19 +335,24 @@ class PrometheusProvider(Model):
 
 
 class ArmQueries(Model):
-    """Two PromQL queries that count one arm's requests over the current stage."""
+    """What counts one arm's requests over the current stage: counter selectors, counted exactly by the
+    operator, or PromQL expressions run as written."""
 
     errors: str = Field(
         min_length=1,
         max_length=MAX_QUERY_LENGTH,
-        description="PromQL yielding the number of failed requests, e.g. "
-        'sum(increase(http_requests_total{flag="{{flag}}",variant="on",code=~"5.."}[{{window}}])). '
-        "{{window}} is the time since the stage began: the comparison is over the whole stage so far.",
+        description="The counter of failed requests, as a selector, e.g. "
+        'http_requests_total{flag="{{flag}}",variant="on",code=~"5.."}: the operator counts exactly what '
+        "it counted since the stage began (counter resets handled; a series created mid-stage counts "
+        "from 0; none at all is 0 errors when the total has data). "
+        "sum(increase(SELECTOR[{{window}}])) means the same and is counted the same way; any other PromQL "
+        "expression yielding one number is run as written ({{window}}: the time since the stage began).",
     )
     total: str = Field(
         min_length=1,
         max_length=MAX_QUERY_LENGTH,
-        description="PromQL yielding the number of all requests over the same window.",
+        description="The counter of all requests, written as errors is, e.g. "
+        'http_requests_total{flag="{{flag}}",variant="on"}.',
     )
 
 
@@ -386,6 +391,14 @@ class Compare(Model):
         le=1_000_000_000,
         description="Requests each arm needs in the stage before any decision. Below it the metric "
         "reports NoData and holds the stage, whatever onNoData says.",
+    )
+    variance_inflation: float = Field(
+        default=1.0,
+        ge=1,
+        le=1000,
+        description="How many times the counts' variance exceeds that of independent requests (the design "
+        "effect). flagd assigns users, not requests, to variants: when a few users fail many requests "
+        "(a broken client), set it as docs/guardrails.md says; 1 assumes independent requests.",
     )
 
     @model_validator(mode="after")

@@ -345,12 +345,14 @@ class Reconciler:
         analysis = spec.analysis
         assert analysis is not None
         # {{window}}: the stage so far, for the counts a compare metric's sequential test needs.
-        window = self.clock() - status.stage_started_at if status.stage_started_at is not None else None
+        # `now` too: a compare metric's exact counts are queries evaluated at that moment.
+        now = self.clock()
+        window = now - status.stage_started_at if status.stage_started_at is not None else None
         if resolution is not None or analysis.prometheus is None:
             return await measure_resolution(
                 resolution or resolve(spec, {}, meta.namespace), default_address=self.prometheus_address,
                 credentials_for=self._credentials, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                window=window, make_provider=self._provider,
+                window=window, now=now, make_provider=self._provider,
             )
         try:
             credentials = await self._credentials(analysis.prometheus, meta.namespace)
@@ -360,7 +362,7 @@ class Reconciler:
         try:
             return await measure_all(
                 provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                interval=analysis.interval, window=window,
+                interval=analysis.interval, window=window, now=now,
             )
         finally:
             await provider.aclose()

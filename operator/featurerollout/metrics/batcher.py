@@ -21,6 +21,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from featurerollout.api import PrometheusProvider
@@ -176,6 +177,10 @@ class BatchedProvider:
         """`query` as rendered for this rollout, and `shape`: the same template rendered with
         grouping.SENTINEL for `{{flag}}`, so that rollouts differing only in their flag share a query."""
         return await self.batcher.ask(self.key, self.provider, Ask(query, shape, flag))
+
+    async def query_at(self, query: str, at: datetime | None) -> Any:
+        """Raw answers (an exact count's samples) are per rollout: asked directly, not batched."""
+        return await self.provider.query_at(query, at)
 
     async def is_online(self) -> bool:
         return await self.provider.is_online()

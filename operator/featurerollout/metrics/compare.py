@@ -1,19 +1,56 @@
-"""Measuring a compare metric: its four counting queries (errors and totals of treatment and
-control), run concurrently, as one Measurement that carries the counts.
+"""Measuring a compare metric: its four counts (errors and totals of treatment and control) over the
+stage so far, as one Measurement that carries them.
 
-Any query that errors makes the whole measurement an Error naming that query; any without data
-makes it NoData naming it. The statistics are not done here: the engine does them (featurerollout.guardrail).
+Two ways to write a count:
+
+ * **A counter selector** (`http_requests_total{flag="{{flag}}",variant="on",code=~"5.."}`), or the
+   older `sum(increase(SELECTOR[{{window}}]))`, which means the same: the operator reads the
+   selector's raw samples from the stage's start (and up to LOOKBACK before it, for a baseline) to
+   `now`, and counts exactly what the counters counted (stats/counters.py: resets handled, series
+   created mid-stage counted from 0), without `increase()`'s extrapolation. These are queries
+   evaluated at the time `now`: `count_queries` says which, for a replay at any moment.
+ * **Any other PromQL expression** yielding one number: run as written (the old meaning; an
+   `increase()` in it extrapolates, and docs/guardrails.md says what that costs).
+
+An errors count without data (no error series yet: client libraries create a labelled counter at
+its first increment) is 0 errors when that arm's total has data. Any part that errors makes the
+whole measurement an Error naming it; a total without data makes it NoData naming it. The
+statistics are not done here: the engine does them (featurerollout.guardrail).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from featurerollout.api import Compare
 from featurerollout.measurement import Measurement, MeasurementKind
+from featurerollout.metrics.prometheus import classify_result
 from featurerollout.metrics.provider import MetricProvider
+from featurerollout.stats.counters import Sample, stage_increase
 from featurerollout.stats.sequential import Arm
+
+# How far before the stage's start a series' last sample may lie to be its baseline: Prometheus's
+# own lookback for instant queries. A series with no sample in it counts from 0.
+LOOKBACK = timedelta(minutes=5)
+# The most raw samples one count may read (series x scrapes over the stage): beyond it the count is
+# an Error naming the cap, checked by a cheap count_over_time before the samples are fetched.
+MAX_SAMPLES = 250_000
+
+# A PromQL vector selector: a metric name, label matchers in braces, or both; nothing else.
+_STRING = r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`'
+_SELECTOR_RE = re.compile(
+    rf"^\s*(?:[a-zA-Z_:][a-zA-Z0-9_:]*\s*(?:\{{(?:[^{{}}\"'`]|{_STRING})*\}})?|\{{(?:[^{{}}\"'`]|{_STRING})*\}})\s*$"
+)
+# The older form, which asks for exactly what the selector's exact count gives (without extrapolation).
+_WINDOWED_RE = re.compile(
+    r"^\s*sum\s*\(\s*increase\s*\(\s*(?P<selector>.+?)\s*\[\s*\{\{\s*window\s*\}\}\s*\]\s*\)\s*\)\s*$", re.DOTALL
+)
 
 # The four queries, by their path in the spec under the metric.
 PARTS: tuple[tuple[str, str], ...] = (
@@ -31,15 +68,108 @@ def compare_queries(compare: Compare) -> dict[str, str]:
     }
 
 
+def is_selector(query: str) -> bool:
+    """Whether a (rendered) query is a bare vector selector, counted exactly by the operator."""
+    return _SELECTOR_RE.match(query) is not None
+
+
+def counter_selector(template: str) -> str | None:
+    """The counter selector a count template asks about, when the operator counts it exactly: the
+    template itself if it is a selector, or SELECTOR in `sum(increase(SELECTOR[{{window}}]))`."""
+    found = _WINDOWED_RE.match(template)
+    candidate = found.group("selector") if found else template
+    # Test the shape with placeholders filled by something inert ({{flag}} sits inside quotes).
+    return candidate.strip() if is_selector(re.sub(r"\{\{[^{}]*\}\}", "x", candidate)) else None
+
+
+@dataclass(frozen=True)
+class CountQuery:
+    """One exact count: the raw samples of `selector` from LOOKBACK before `start` to `at`."""
+
+    selector: str  # rendered
+    start: datetime
+    at: datetime
+
+    @property
+    def range_seconds(self) -> int:
+        return max(1, math.ceil((self.at - self.start + LOOKBACK).total_seconds()))
+
+    def samples_query(self) -> str:
+        """The instant query (at `at`) that returns the raw samples."""
+        return f"{self.selector}[{self.range_seconds}s]"
+
+    def size_query(self) -> str:
+        """The instant query (at `at`) that counts them, before they are fetched."""
+        return f"sum(count_over_time({self.selector}[{self.range_seconds}s]))"
+
+
+def count_queries(
+    compare: Compare, render: Callable[[str], str], *, start: datetime, at: datetime
+) -> dict[str, CountQuery | str]:
+    """Per part (`compare.treatment.errors`, ...): its exact CountQuery, or the rendered expression
+    that is run as written. Pure: what the operator asks Prometheus at the time `at` for a stage that
+    began at `start`. Raises ValueError (naming the part) for a template that does not render."""
+    out: dict[str, CountQuery | str] = {}
+    for path, template in compare_queries(compare).items():
+        selector = counter_selector(template)
+        try:
+            rendered = render(selector if selector is not None else template)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+        out[path] = CountQuery(rendered, start, at) if selector is not None else rendered
+    return out
+
+
+def matrix_count(result: Any, start: datetime) -> Measurement:
+    """Pure: the exact count of an instant query's range-vector answer (`data.result`), from `start`.
+    No series at all is NoData (the caller decides what that means for the part)."""
+    if not isinstance(result, list) or not all(isinstance(item, dict) and "values" in item for item in result):
+        return Measurement.error(f"Prometheus did not answer with raw samples: {str(result)[:200]}")
+    if not result:
+        return Measurement.no_data("no series matched over the stage")
+    try:
+        series: list[list[Sample]] = [[(float(t), float(v)) for t, v in item["values"]] for item in result]
+    except (TypeError, ValueError) as error:
+        return Measurement.error(f"Prometheus answered with an unexpected sample: {error}")
+    return Measurement.of(stage_increase(series, start.timestamp()))
+
+
+async def measure_count(provider: MetricProvider, count: CountQuery) -> Measurement:
+    """Read one exact count: its size first (refused beyond MAX_SAMPLES), then its raw samples."""
+    query_at = getattr(provider, "query_at", None)
+    if query_at is None:
+        return Measurement.error(f"this metrics provider cannot read the raw samples of {count.selector}")
+    size = classify_result(await query_at(count.size_query(), count.at))
+    if size.kind == MeasurementKind.ERROR:
+        return size
+    if size.value is not None and size.value > MAX_SAMPLES:
+        return Measurement.error(
+            f"{count.selector} has {size.value:.0f} samples over the stage, more than the {MAX_SAMPLES} the "
+            "operator reads for one count (compare.MAX_SAMPLES): match fewer series (e.g. drop a label "
+            "with a recording rule that sums the counter by flag, variant and code) or shorten the stage"
+        )
+    if size.kind == MeasurementKind.NO_DATA:
+        return Measurement.no_data("no series matched over the stage")
+    result = await query_at(count.samples_query(), count.at)
+    return result if isinstance(result, Measurement) else matrix_count(result, count.start)
+
+
 def counts_measurement(values: dict[str, Measurement]) -> Measurement:
-    """Four measurements (by path, as `compare_queries` names them) as one compare Measurement."""
+    """Four measurements (by path, as `compare_queries` names them) as one compare Measurement.
+    An errors part without data is 0 errors when its arm's total has data."""
     for path, measurement in values.items():
         if measurement.kind == MeasurementKind.ERROR:
             return Measurement.error(f"{path}: {measurement.detail}")
-    for path, measurement in values.items():
+    # The totals first: without one there is nothing to compare, whatever the errors say.
+    for path, measurement in sorted(values.items(), key=lambda item: not item[0].endswith(".total")):
         if measurement.kind != MeasurementKind.VALUE or measurement.value is None:
-            return Measurement.no_data(f"{path}: {measurement.detail or 'no data'}")
-    number = {path: float(m.value or 0.0) for path, m in values.items()}
+            if path.endswith(".errors"):
+                continue  # its arm's total has data, so no error series yet: none counted
+            return Measurement.no_data(
+                f"{path}: {measurement.detail or 'no data'} (no request counted for this arm: does the query "
+                "match the app's series, and has the arm had traffic?)"
+            )
+    number = {path: float(m.value or 0.0) if m.kind == MeasurementKind.VALUE else 0.0 for path, m in values.items()}
     for arm in ("treatment", "control"):
         errors, total = number[f"compare.{arm}.errors"], number[f"compare.{arm}.total"]
         if errors < 0 or total < 0:
@@ -56,15 +186,38 @@ def counts_measurement(values: dict[str, Measurement]) -> Measurement:
 
 
 async def measure_compare(
-    provider: MetricProvider, compare: Compare, render: Callable[[str], str]
+    provider: MetricProvider,
+    compare: Compare,
+    render: Callable[[str], str],
+    *,
+    start: datetime | None = None,
+    at: datetime | None = None,
 ) -> Measurement:
-    """Render and run the four queries concurrently; their counts as one Measurement."""
-    templates = compare_queries(compare)
-    rendered: dict[str, str] = {}
-    for path, template in templates.items():
-        try:
-            rendered[path] = render(template)
-        except ValueError as error:
-            return Measurement.error(f"{path}: {error}")
-    results = await asyncio.gather(*(provider.measure(query) for query in rendered.values()))
-    return counts_measurement(dict(zip(rendered, results, strict=True)))
+    """The four counts of the stage that began at `start`, as of `at`, concurrently, as one Measurement.
+
+    Without `start` and `at` (no stage yet), or with a provider that cannot read raw samples, a count
+    written in the older `sum(increase(...[{{window}}]))` form is run as written; a bare selector
+    then has no meaning and is an Error."""
+    exact = start is not None and at is not None and getattr(provider, "query_at", None) is not None
+    moment = at or datetime.now().astimezone()
+    try:
+        parts = count_queries(compare, render, start=start or moment, at=moment)
+    except ValueError as error:
+        return Measurement.error(str(error))
+    if not exact:
+        for path, template in compare_queries(compare).items():
+            if isinstance(parts[path], CountQuery):
+                if _WINDOWED_RE.match(template) is None:
+                    return Measurement.error(f"{path}: a counter selector is counted over a stage: no stage has begun")
+                parts[path] = render(template)
+
+    async def one(part: CountQuery | str) -> Measurement:
+        if isinstance(part, CountQuery):
+            return await measure_count(provider, part)
+        if exact:  # evaluated at `at` too, so that a replay at that moment asks the very same
+            answer = await provider.query_at(part, at)  # type: ignore[attr-defined]
+            return answer if isinstance(answer, Measurement) else classify_result(answer)
+        return await provider.measure(part)
+
+    results = await asyncio.gather(*(one(part) for part in parts.values()))
+    return counts_measurement(dict(zip(parts, results, strict=True)))

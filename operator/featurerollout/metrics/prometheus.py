@@ -27,6 +27,7 @@ import tempfile
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -275,9 +276,12 @@ class PrometheusMetricProvider:
     def _timed_out(self) -> Measurement:
         return Measurement.error(f"query timed out after {self.timeout_text} (Prometheus at {self.address})")
 
-    def _query(self, query: str) -> Any:
+    def _query(self, query: str, at: datetime | None = None) -> Any:
         # The server-side timeout, in float seconds (PromQL durations take no fractions).
-        options: dict[str, Any] = {"params": {"timeout": f"{self.timeout:g}"}, "timeout": self.timeout}
+        params = {"timeout": f"{self.timeout:g}"}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
+        options: dict[str, Any] = {"params": params, "timeout": self.timeout}
         return self._connect.custom_query(query, **options)
 
     def _run(self, query: str) -> Measurement:
@@ -285,10 +289,10 @@ class PrometheusMetricProvider:
         result = self._fetch(query)
         return result if isinstance(result, Measurement) else classify_result(result)
 
-    def _fetch(self, query: str) -> Any:
+    def _fetch(self, query: str, at: datetime | None = None) -> Any:
         """Blocking: one query's `data.result`, or the Error measurement it came to."""
         try:
-            return self._query(query)
+            return self._query(query, at)
         except PrometheusApiClientException as error:
             return _api_error(error, self.address, self.timeout_text)
         except requests.exceptions.ConnectTimeout as error:
@@ -317,6 +321,20 @@ class PrometheusMetricProvider:
         try:
             return await asyncio.wait_for(
                 loop.run_in_executor(executor, self._run, query), self.timeout + TIMEOUT_GRACE_SECONDS
+            )
+        except TimeoutError:
+            return self._timed_out()
+
+    async def query_at(self, query: str, at: datetime | None) -> Any:
+        """One instant query evaluated at the time `at` (the server's now if None): its `data.result`
+        as Prometheus gave it (a range selector's raw samples, for an exact count), or the Error
+        Measurement it came to."""
+        telemetry.prometheus_queries.labels("false").inc()
+        loop = asyncio.get_running_loop()
+        executor = self._executor or query_executor()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(executor, self._fetch, query, at), self.timeout + TIMEOUT_GRACE_SECONDS
             )
         except TimeoutError:
             return self._timed_out()

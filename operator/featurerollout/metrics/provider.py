@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from featurerollout.api import Metric
@@ -73,10 +73,13 @@ async def measure_all(
     namespace: str,
     interval: str | timedelta,
     window: timedelta | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Measurement]:
     """Render and run all of one rollout's metrics concurrently; returns a Measurement per metric name.
 
-    `window` (the time since the stage began) fills `{{window}}`. A template that does not render
+    `window` (the time since the stage began) fills `{{window}}`; with `now` (the moment the queries
+    are evaluated at) a compare metric counts exactly over the stage from `now - window` to `now`
+    (metrics/compare.py). A template that does not render
     (an unknown `{{variable}}`) is an Error for that metric only; the others are still measured.
     """
     from featurerollout.metrics.compare import measure_compare  # it builds on this module
@@ -87,7 +90,8 @@ async def measure_all(
     async def one(metric: Metric) -> Measurement:
         if metric.compare is not None:
             try:
-                return await measure_compare(provider, metric.compare, render)
+                start = now - window if now is not None and window is not None else None
+                return await measure_compare(provider, metric.compare, render, start=start, at=now)
             except Exception as error:  # as below: one metric's bug must not take the others down
                 return Measurement.error(f"metric {metric.name!r}: {type(error).__name__}: {error}")
         try:
