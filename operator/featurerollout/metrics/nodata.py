@@ -207,7 +207,8 @@ def explain(query: str, whole: Measurement, answers: Mapping[str, Measurement]) 
         return f"{base}: {named} ({others} has data){advice}"
     if empty and not valued:
         return (f"{base}: no part of it has data ({', '.join(_shown(p) for p in empty)}): is the app scraped, "
-                "has it served traffic in the window, and do the labels match its series?")
+                "has it served traffic in the window, does the rate window hold at least 4 scrapes, and do the "
+                "labels match its series?")
     if valued and not empty:
         if "NaN" in base and "/" in cut.operators:
             denominator = cut.parts[-1]
