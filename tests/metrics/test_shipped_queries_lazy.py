@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.rollouts.test_rollout import make_configmap, make_rollout, status
-from tests.support.cluster import Cluster, OperatorFactory, wait_until
+from tests.support.cluster import Cluster, OperatorFactory, Process, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import free_port, start_prometheus
 
@@ -149,17 +148,11 @@ def lazy_app(cluster: Cluster, cases: list[Case], workdir: Path) -> Iterator[str
         if not case.healthy:
             args += (["--flag-latency", f"{case.flag}:on=0.3"] if latency_query(case.documented)
                      else ["--flag-error-rate", f"{case.flag}:on=0.5"])
-    with (workdir / "app.log").open("wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    process = Process(args, workdir / "app.log").start()
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        process.stop()
 
 
 def start_rollouts(cluster: Cluster, cases: list[Case], interval: str, stage: str, made: list[str]) -> None:
