@@ -99,6 +99,11 @@ async def test_an_app_that_never_failed_through_the_real_prometheus(prometheus_s
             plain = await measure_query(provider, RATIO, flag="f", name="n", namespace="ns", interval="1m")
             fixed = await measure_query(provider, f"({ERRORS} or vector(0)) / {TOTAL}", flag="f", name="n",
                                         namespace="ns", interval="1m")
+            # The latency template's form: a value with traffic, NoData (not an Error) without any.
+            p95 = ('histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
+                   '{flag="{{flag}}",variant="on"}[1m])))')
+            served = await measure_query(provider, p95, flag="f", name="n", namespace="ns", interval="1m")
+            quiet = await measure_query(provider, p95, flag="never-served", name="n", namespace="ns", interval="1m")
         finally:
             await provider.aclose()
     finally:
@@ -106,3 +111,5 @@ async def test_an_app_that_never_failed_through_the_real_prometheus(prometheus_s
     assert plain.kind is MeasurementKind.NO_DATA
     assert f"`{ERRORS}` returned no series (`{TOTAL}` has data)" in plain.detail, plain.detail
     assert fixed == Measurement.of(0.0), fixed
+    assert served.kind is MeasurementKind.VALUE and served.value is not None and 0 < served.value < 0.1, served
+    assert quiet == Measurement.no_data("the query returned no series"), quiet
