@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from featurerollout.api import Metric
-from featurerollout.measurement import Measurement
+from featurerollout.measurement import Measurement, MeasurementKind
+from featurerollout.metrics import nodata
 from featurerollout.metrics.grouping import SENTINEL
 from featurerollout.metrics.queries import render_query
 
@@ -51,7 +52,8 @@ async def measure_query(
     (metrics/batcher.py) is also given the query rendered with grouping.SENTINEL for `{{flag}}`,
     so that rollouts whose queries differ only in their flag, inline or from one MetricTemplate
     with the same args, share one grouped query. Raises ValueError when the template does not
-    render; a provider never raises for server or query problems."""
+    render; a provider never raises for server or query problems. NoData says which part of the
+    query had no data (explain_no_data)."""
     def render(for_flag: str) -> str:
         return render_query(template, flag=for_flag, name=name, namespace=namespace, interval=interval,
                             window=window, args=args)
@@ -60,8 +62,21 @@ async def measure_query(
     measure_for_flag = getattr(provider, "measure_for_flag", None)
     if measure_for_flag is not None:
         result: Measurement = await measure_for_flag(query, render(SENTINEL), flag)
-        return result
-    return await provider.measure(query)
+    else:
+        result = await provider.measure(query)
+    if result.kind is MeasurementKind.NO_DATA:
+        return await explain_no_data(provider, query, result)
+    return result
+
+
+async def explain_no_data(provider: MetricProvider, query: str, whole: Measurement) -> Measurement:
+    """NoData, with which top-level part of the query had no data and the fix (metrics/nodata.py):
+    one extra round of queries, asked only on NoData."""
+    parts = nodata.parts_to_ask(query)
+    if not parts:
+        return whole
+    answers = await asyncio.gather(*(provider.measure(part) for part in parts))
+    return nodata.explained(query, whole, list(zip(parts, answers, strict=True)))
 
 
 async def measure_all(
