@@ -25,7 +25,9 @@ from tests.rollouts.test_status_truth import assert_tells_the_truth, cli, cm_wei
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
 from tests.support.windows import holds_for
 from tests.targets.flag_service import FlagService
-from tests.targets.gateway import GROUP as ROUTES, PLURAL as ROUTE_PLURAL, VERSION as ROUTE_VERSION
+from tests.targets.gateway import GROUP as ROUTES
+from tests.targets.gateway import PLURAL as ROUTE_PLURAL
+from tests.targets.gateway import VERSION as ROUTE_VERSION
 from tests.targets.gateway import create_route, get_route, install_httproute_crd, pair, shop_route
 
 from featurerollout.flagd import weight_of
