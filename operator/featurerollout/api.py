@@ -974,8 +974,9 @@ class Halt(Model):
     outlives later conditions (a target error) and every later message can repeat it; cleared by
     `resume` (a pause) or `retry`."""
 
-    reason: str = Field(max_length=1024, description="BudgetExceeded, NoData, AnalysisError, GateTimedOut, Aborted "
-                        "or LoweredByHand (the flag was lowered outside the operator; never written back up).")
+    reason: str = Field(max_length=1024, description="BudgetExceeded, NoData, AnalysisError, GateTimedOut, Aborted, "
+                        "LoweredByHand (the flag was lowered outside the operator; never written back up) or, "
+                        "in phase Failed, InvalidSpec.")
     message: str = Field(max_length=4096, description="The metric, its value and its budget; or who aborted.")
     at: datetime = Field(description="When it happened.")
     metric: str | None = Field(default=None, max_length=63, description="The metric that stopped it, if one did.")
