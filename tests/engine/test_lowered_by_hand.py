@@ -316,3 +316,19 @@ def test_a_ramp_that_is_never_lowered_is_unchanged() -> None:
     for _ in range(4):
         t.look(61)
     assert t.written == [10, 25, 50, 100] and t.status.phase == Phase.SUCCEEDED
+
+
+def test_a_configmap_recreated_empty_after_a_target_error_gets_no_entry_written() -> None:
+    """Deleted (the read failed: Degraded TargetNotFound), then re-created empty: the look that finds
+    no entry must not 'retry the failed write' either (that would put an entry back)."""
+    from featurerollout.engine import target_failed
+
+    for t in (at_25(), succeeded()):
+        failed = target_failed(t.status, generation=1, now=t.now + seconds(5), reason="TargetNotFound",
+                               message="ConfigMap default/feature-flags: the ConfigMap does not exist")
+        t.status = failed.status
+        t.held = None
+        d = t.look(10)
+        assert weights(d) == [] and reasons(d) == [LOWERED_BY_HAND]
+        assert condition(d.status, "Degraded")[:2] == ("True", LOWERED_BY_HAND)
+        assert weights(t.look(10)) == []
