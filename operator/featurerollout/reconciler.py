@@ -5,7 +5,8 @@ safe and the record honest:
 
 1. read the object fresh from the API (the schedule may be ahead of the watch);
 2. read what the target holds for the flag (its weight and owner marker): a flag that another
-   live FeatureRollout owns is never written; drift from the status is the engine's to put right;
+   live FeatureRollout owns is never written; drift from the status is the engine's to judge (a
+   raise is put back down, a lowering by hand is never written back up);
 3. measure every metric when the engine says analysis is due;
 4. `engine.decide()`;
 5. apply its SetWeight through the target first: a rollback reaches users before anything else;
@@ -22,7 +23,8 @@ safe and the record honest:
    The notifications those Events call for are queued (notify/: sent off this path, never awaited).
 
 Every rollout is looked at again at least every `resync` seconds, even one that is finished or
-waiting for a person, so that drift on its target is found and put right.
+waiting for a person, so that drift on its target is found: a raise put right, a switch-off by
+hand recorded (and never undone).
 
 Everything the next look needs is in the status, nothing in memory: a restarted operator carries
 on from the same stage with the same stage clock and re-emits no old Event.
