@@ -305,9 +305,11 @@ def decide(
     work.plan = plan if plan is not None else spec
     if request is not None and status.last_request is not None and status.last_request.id == request.id:
         request = None
+    # Drift first: a flag lowered by hand is on record before a spec change re-writes the weight,
+    # which would otherwise write the old exposure over the person's switch-off.
+    work.check_drift(request)
     if plan_changed(work.plan, status, generation):
         work.spec_changed()
-    work.check_drift(request)
     if measurements and spec.analysis is not None and work.started and work.st.phase in ACTIVE_PHASES:
         work.analyse(spec.analysis, measurements)
     if request is not None:
@@ -590,8 +592,10 @@ class _Work:
             return
         if self.st.phase not in (*ACTIVE_PHASES, Phase.SUCCEEDED, Phase.ROLLED_BACK):
             return
-        if self.st.phase == Phase.WAITING and self.st.started_at is None:
-            return  # at a gate before the start: nothing of ours to put back (as when paused before it)
+        if self.st.phase in ACTIVE_PHASES and self.st.started_at is None:
+            # Waiting at a gate or paused before the start (a retry keeps status.target): nothing of
+            # ours is exposed; the status follows what the target exposes, and start() adopts it.
+            return
         if rollback_pending(self.st):
             # A rollback whose 0% the target has not taken yet: finish_pending_rollback() sends 0%,
             # whatever the target holds now. Never "put back" the exposure a rollback took away.
@@ -904,7 +908,10 @@ class _Work:
         return _causes(self.spec, self.st)
 
     def exposed(self) -> float:
-        """What the target exposes before this rollout started (0 when not read)."""
+        """What the target exposes before this rollout started (0 when not read): what this look
+        wrote, if it wrote (a drift put down in the same look), else what was read."""
+        if self.weight is not None:
+            return self.weight
         return (self.observed.weight or 0.0) if self.observed is not None else 0.0
 
     def start_unless_paused(self) -> None:

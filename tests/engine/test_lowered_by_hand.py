@@ -332,3 +332,13 @@ def test_a_configmap_recreated_empty_after_a_target_error_gets_no_entry_written(
         assert weights(d) == [] and reasons(d) == [LOWERED_BY_HAND]
         assert condition(d.status, "Degraded")[:2] == ("True", LOWERED_BY_HAND)
         assert weights(t.look(10)) == []
+
+
+def test_a_spec_change_in_the_same_look_as_the_switch_off_writes_nothing_higher() -> None:
+    """The drift check comes before the spec change: otherwise the change re-writes the old weight
+    over the person's 0%."""
+    t = at_25()
+    t.spec = make_spec(stages=((20, "1m"), (100, None)))
+    d = decide(t.spec, t.status, generation=2, now=t.now + seconds(5), observed=Observed(0))
+    assert all(w == 0 for w in weights(d)) and d.status.current_weight == 0
+    assert d.status.phase == Phase.PAUSED and LOWERED_BY_HAND in reasons(d)
