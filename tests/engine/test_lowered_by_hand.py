@@ -132,15 +132,6 @@ def test_raised_by_hand_on_an_active_rollout_is_put_back_down() -> None:
     assert "held 80% for flag 'new-checkout', more than the 25% this rollout set" in d.actions[1].message  # type: ignore[union-attr]
 
 
-def test_raised_by_hand_after_a_switch_off_is_put_back_down_to_what_the_person_left() -> None:
-    t = at_25()
-    t.held = 0
-    t.look(5)
-    t.held = 100
-    d = t.look(5)
-    assert weights(d) == [0] and reasons(d) == ["TargetDrift"] and t.status.phase == Phase.PAUSED
-
-
 # --- every request from the paused-by-hand state -------------------------------------------------
 
 
@@ -235,15 +226,6 @@ def test_a_succeeded_rollout_lowered_by_hand_to_40_stays_at_40_and_is_no_pending
     assert weights(abort) == [0]
     intent = rollback_intent(t.status, abort)
     assert intent is not None and intent.current_weight == 40 and not settled(intent.to_wire())
-
-
-def test_raised_by_hand_after_a_finished_switch_off_is_put_back_down() -> None:
-    t = succeeded()
-    t.held = 0
-    t.look(300)
-    t.held = 100
-    d = t.look(300)
-    assert weights(d) == [0] and reasons(d) == ["TargetDrift"] and d.status.phase == Phase.ROLLED_BACK
 
 
 def switched_off_when_finished() -> Target:
@@ -342,3 +324,13 @@ def test_a_spec_change_in_the_same_look_as_the_switch_off_writes_nothing_higher(
     d = decide(t.spec, t.status, generation=2, now=t.now + seconds(5), observed=Observed(0))
     assert all(w == 0 for w in weights(d)) and d.status.current_weight == 0
     assert d.status.phase == Phase.PAUSED and LOWERED_BY_HAND in reasons(d)
+
+
+@pytest.mark.parametrize(("switched_off", "phase"), [("active", Phase.PAUSED), ("finished", Phase.ROLLED_BACK)])
+def test_raised_by_hand_after_a_switch_off_is_put_back_down_to_what_the_person_left(
+    switched_off: str, phase: Phase
+) -> None:
+    t = paused_by_hand() if switched_off == "active" else switched_off_when_finished()
+    t.held = 100
+    d = t.look(300)
+    assert weights(d) == [0] and reasons(d) == ["TargetDrift"] and d.status.phase == phase
