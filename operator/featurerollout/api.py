@@ -848,6 +848,10 @@ class Phase(StrEnum):
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
 
+# The halt reason (and Warning Event, and target error) of a flag lowered outside the operator:
+# never written back up (engine.py: check_drift; targets/base.py: check_not_lowered).
+LOWERED_BY_HAND = "LoweredByHand"
+
 
 def settled(status: Mapping[str, Any]) -> bool:
     """Is a stored status (the wire form) finished, so that a watcher can stop? A terminal phase,
@@ -856,7 +860,7 @@ def settled(status: Mapping[str, Any]) -> bool:
     phase = status.get("phase")
     if phase == Phase.ROLLED_BACK:
         # A weight a person left by hand (halt LoweredByHand) is no rollback on its way.
-        by_hand = (status.get("halt") or {}).get("reason") == "LoweredByHand"
+        by_hand = (status.get("halt") or {}).get("reason") == LOWERED_BY_HAND
         return by_hand or float(status.get("currentWeight") or 0) <= 0
     return phase in TERMINAL_PHASES
 

@@ -79,6 +79,7 @@ from typing import Any, Literal
 
 import featurerollout.gates as gates
 from featurerollout.api import (
+    LOWERED_BY_HAND,
     Analysis,
     Condition,
     ConditionStatus,
@@ -143,8 +144,6 @@ TARGET_REASONS = frozenset({
 })
 # The condition that records the last drift found (and put right) on the target.
 TARGET_IN_SYNC = "TargetInSync"
-# The halt reason (and Warning Event) of a flag lowered outside the operator: never written back up.
-LOWERED_BY_HAND = "LoweredByHand"
 TARGET_RETRY_MIN = timedelta(seconds=5)
 TARGET_RETRY_MAX = timedelta(seconds=60)
 

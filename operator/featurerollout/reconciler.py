@@ -231,7 +231,10 @@ class Reconciler:
         intent = engine.rollback_intent(status, decision)
         if intent is not None:
             body = await self._record_intent(body, meta, intent)
-        decision = await self._apply(spec, meta, status, decision, now, owner, replacing, request)
+        # What this look read (targets that read back): a write must not raise a flag someone
+        # lowered since (targets/base.check_not_lowered).
+        read = (observed.weight or 0.0) if observed is not None else None
+        decision = await self._apply(spec, meta, status, decision, now, owner, replacing, request, read)
         return await self._record(body, spec, meta, status, decision)
 
     async def _record_intent(
@@ -403,6 +406,7 @@ class Reconciler:
         owner: Owner,
         replacing: Owner | None,
         request: engine.ControlRequest | None,
+        read: float | None = None,
     ) -> engine.Decision:
         for action in decision.actions:
             if not isinstance(action, engine.SetWeight):
@@ -414,6 +418,7 @@ class Reconciler:
                 target: Target = target_for(self.kube, meta.namespace, where_it_lives(spec, decision.status),
                                             rollout=meta.name, webhooks=self.webhooks)
                 target.claim(owner, replacing)
+                target.expect(read)
                 await target.apply(action.weight)
             except TargetError as error:
                 telemetry.target_errors.labels(meta.namespace, meta.name, error.reason).inc()

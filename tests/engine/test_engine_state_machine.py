@@ -28,9 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from featurerollout.api import ControlAction, FeatureRolloutStatus, Phase, RequestOutcome
+from featurerollout.api import LOWERED_BY_HAND, ControlAction, FeatureRolloutStatus, Phase, RequestOutcome
 from featurerollout.engine import (
-    LOWERED_BY_HAND,
     TARGET_REASONS,
     ControlRequest,
     Decision,

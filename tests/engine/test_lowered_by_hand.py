@@ -13,8 +13,8 @@ import pytest
 from tests.engine.builders import RAMP, T0, make_spec, reasons, req, seconds, weights
 from tests.engine.test_gates import OK_50, gated_spec
 
-from featurerollout.api import FeatureRolloutSpec, FeatureRolloutStatus, Phase, settled
-from featurerollout.engine import LOWERED_BY_HAND, ControlRequest, Decision, Observed, decide, rollback_intent
+from featurerollout.api import LOWERED_BY_HAND, FeatureRolloutSpec, FeatureRolloutStatus, Phase, settled
+from featurerollout.engine import ControlRequest, Decision, Observed, decide, rollback_intent
 
 
 @dataclass
