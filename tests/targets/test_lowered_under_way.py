@@ -121,3 +121,14 @@ async def test_a_stage_step_does_not_raise_a_flag_switched_off_since_the_look_re
     target.expect((await target.holding()).weight or 0.0)
     assert await target.apply(10)
     assert (await target.holding()).weight == 10
+
+
+def test_an_entry_with_no_split_reads_as_its_default_variant() -> None:
+    """A person often switches a flag by leaving it without targeting: `defaultVariant: on` exposes
+    everyone (more than any stage below 100%: a raise, put down), `off` no one (a switch-off)."""
+    from featurerollout.flagd import weight_of
+
+    variants = {"on": True, "off": False}
+    assert weight_of({"state": "ENABLED", "variants": variants, "defaultVariant": "on"}) == 100
+    assert weight_of({"state": "ENABLED", "variants": variants, "defaultVariant": "off", "targeting": {}}) == 0
+    assert weight_of({"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"}) is None  # not ours to read
