@@ -80,8 +80,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--resync", type=float, default=300.0, metavar="SECONDS",
-        help="look at every rollout and its target at least this often, finished ones too, to find and put "
-        "right drift (default 300: each look is two reads, so 1,000 rollouts cost about 7 reads a second)",
+        help="look at every rollout and its target at least this often, finished ones too, to find drift: "
+        "a flag raised above the rollout's weight is put back down, one lowered by hand is left as the person "
+        "left it and recorded (default 300: each look is two reads, so 1,000 rollouts cost about 7 reads a second)",
     )
     parser.add_argument(
         "--concurrency", type=int, default=64,
