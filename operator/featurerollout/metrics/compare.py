@@ -4,11 +4,14 @@ stage so far, as one Measurement that carries them.
 Two ways to write a count:
 
  * **A counter selector** (`http_requests_total{flag="{{flag}}",variant="on",code=~"5.."}`), or the
-   older `sum(increase(SELECTOR[{{window}}]))`, which means the same: the operator reads the
-   selector's raw samples from the stage's start (and up to LOOKBACK before it, for a baseline) to
-   `now`, and counts exactly what the counters counted (stats/counters.py: resets handled, series
-   created mid-stage counted from 0), without `increase()`'s extrapolation. These are queries
-   evaluated at the time `now`: `count_queries` says which, for a replay at any moment.
+   older `sum(increase(SELECTOR[{{window}}]))`, which means the same: the operator counts exactly what
+   the counters counted since the stage's start (each series from its baseline, its last sample at or
+   before the start within LOOKBACK; a series created mid-stage from 0; resets handled), without
+   `increase()`'s extrapolation. One query (`CountQuery.summary_query`, answered in a few rows however
+   long the stage) has Prometheus count the series without a counter reset in the stage: last value
+   minus baseline. Only the series with a reset have their raw samples read, and counted here
+   (stats/counters.py); MAX_SAMPLES caps those. These are instant queries evaluated at `now`:
+   `count_queries` says which, for a replay at any moment.
  * **Any other PromQL expression** yielding one number: run as written (the old meaning; an
    `increase()` in it extrapolates, and docs/guardrails.md says what that costs).
 
