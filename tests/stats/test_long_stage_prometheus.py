@@ -9,6 +9,7 @@ operator read back is the summary's few rows plus the raw samples of the restart
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.support.history import backfill
 from tests.support.prometheus import PrometheusServer, start_prometheus
 
 from featurerollout.api import PrometheusProvider
-from featurerollout.measurement import MeasurementKind
+from featurerollout.measurement import Measurement, MeasurementKind
 from featurerollout.metrics import compare
 from featurerollout.metrics.prometheus import PrometheusMetricProvider
 from featurerollout.stats.sequential import Arm
@@ -81,11 +82,47 @@ def app_counted(counted: dict[Key, np.ndarray], variant: str, errors_only: bool)
                if v == variant and (code == "500" or not errors_only))
 
 
+# Series of `odd_total` whose instance label needs escaping in a PromQL string, and series with the
+# same labels and one more (an exact-label selector matches those too). True: restarts mid-stage.
+ODD = '"quoted" \\back\\slash\nnewline, é ✓'
+ODD_SERIES: dict[tuple[tuple[str, str], ...], bool] = {
+    (("instance", ODD),): True,
+    (("instance", ODD), ("shard", "x")): True,
+    (("instance", ODD), ("shard", "y")): False,
+    (("instance", "plain"),): False,
+    (("instance", "plain-2"),): False,
+}
+
+
+def odd_history() -> dict[tuple[tuple[str, str], ...], tuple[np.ndarray, np.ndarray]]:
+    """Per odd series: its increments per scrape interval and its scraped values (a restart at
+    RESTART_AT for those that restart)."""
+    out = {}
+    for index, (labels, restarts) in enumerate(ODD_SERIES.items()):
+        counts = 1 + (np.arange(SCRAPES) + index) % 3
+        counts[0] = 0
+        values = np.cumsum(counts)
+        if restarts:
+            values[RESTART_AT + 1:] -= values[RESTART_AT]
+        out[labels] = (counts, values)
+    return out
+
+
+def escaped(value: str) -> str:
+    """A label value as the OpenMetrics text writes it."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def openmetrics(scraped: dict[Key, list[tuple[int, int]]], path: Path) -> None:
     lines = ["# HELP http_requests_total Requests.", "# TYPE http_requests_total counter"]
     for (pod, variant, code), samples in sorted(scraped.items()):
         labels = f'flag="long-stage",variant="{variant}",code="{code}",instance="pod-{pod}"'
         lines += [f"http_requests_total{{{labels}}} {value} {at}" for at, value in samples]
+    lines += ["# HELP odd_total Requests.", "# TYPE odd_total counter"]
+    at = int(ORIGIN.timestamp()) + SCRAPE * np.arange(SCRAPES)
+    for labels, (_, values) in odd_history().items():
+        text = ",".join(f'{name}="{escaped(value)}"' for name, value in labels)
+        lines += [f"odd_total{{{text}}} {value} {moment}" for moment, value in zip(at, values, strict=True)]
     path.write_text("\n".join([*lines, "# EOF"]) + "\n")
 
 
@@ -160,3 +197,69 @@ def test_a_pod_gone_mid_stage_is_still_counted(
     found = operator_measures(server, spec, "long-stage", STAGE_START, LOOK)
     assert found.kind == MeasurementKind.VALUE and found.counts is not None, found.detail
     assert found.counts[1] == Arm(app_counted(gone, "off", True), app_counted(gone, "off", False))
+
+
+def test_series_that_restart_are_read_by_their_exact_labels_however_they_are_spelled(
+    history: tuple[dict[Key, np.ndarray], PrometheusServer],
+) -> None:
+    # Two of five series restart: each is read by a selector of its own labels (a quote, backslashes,
+    # a newline and non-ASCII in a value), which also matches a series with one more label; that
+    # one is counted once all the same, from the summary or from its own read.
+    _, server = history
+    first = int((STAGE_START - ORIGIN).total_seconds()) // SCRAPE + 1
+    last = int((LOOK - ORIGIN).total_seconds()) // SCRAPE
+    expected = sum(int(counts[first:last + 1].sum()) for counts, _ in odd_history().values())
+    provider = RecordingProvider(server.url)
+
+    async def count() -> Measurement:
+        try:
+            return await compare.measure_count(provider, compare.CountQuery("odd_total", STAGE_START, LOOK))
+        finally:
+            await provider.aclose()
+
+    found = asyncio.run(count())
+    assert found.kind == MeasurementKind.VALUE and found.value == expected, found
+    raw = [answer for query, answer in provider.answers if not query.startswith("label_replace(")]
+    assert len(raw) == 2 and sorted(len(answer) for answer in raw) == [1, 3]
+
+
+def scrape_time(index: int) -> datetime:
+    return ORIGIN + timedelta(seconds=SCRAPE * index)
+
+
+@pytest.mark.parametrize("selector", ['http_requests_total{instance=~"pod-(3|7|24)"}', "odd_total"])
+def test_the_summary_counts_what_the_raw_samples_count_at_the_edges(
+    history: tuple[dict[Key, np.ndarray], PrometheusServer], selector: str,
+) -> None:
+    # The previous path (every raw sample of the stage, counted in Python) as the reference, for
+    # stages that start and looks that fall on a scrape, a millisecond either side of one, and
+    # around the restart, the pod that goes away and the pod that appears; and at the lookback's edge.
+    _, server = history
+    ms = timedelta(milliseconds=1)
+    stages = []
+    for index in (RESTART_AT, GONE_AT, BORN_AT):
+        for start in (scrape_time(index - 20), scrape_time(index - 20) - ms, scrape_time(index - 20) + ms,
+                      scrape_time(index + 1)):
+            for at in (scrape_time(index + 40), scrape_time(index + 40) - ms, scrape_time(index + 1), start):
+                stages.append((start, at))
+    # The pod gone before the stage: its last sample exactly LOOKBACK before the start (a baseline,
+    # and nothing counted), or a millisecond further.
+    gone = scrape_time(GONE_AT) + compare.LOOKBACK
+    stages += [(start, start + timedelta(minutes=20)) for start in (gone, gone - ms, gone + ms)]
+    provider = RecordingProvider(server.url)
+
+    async def both(start: datetime, at: datetime) -> tuple[Measurement, Measurement]:
+        count = compare.CountQuery(selector, start, at)
+        raw = await provider.query_at(count.samples_query(), count.at_moment)
+        return await compare.measure_count(provider, count), compare.matrix_count(raw, start)
+
+    async def run() -> list[tuple[Measurement, Measurement]]:
+        try:
+            return [await both(start, at) for start, at in stages]
+        finally:
+            await provider.aclose()
+
+    found = asyncio.run(run())
+    for (start, at), (summary, raw) in zip(stages, found, strict=True):
+        assert raw.kind == MeasurementKind.VALUE and summary == raw, (start, at)
+    assert sum(1 for _, raw in found if raw.value) > len(stages) // 2  # most stages counted something
