@@ -134,9 +134,11 @@ class CountQuery:
         stage's length. Its rows, told apart by the label `__count__` (the rest carry a series' labels):
 
          * `exact`: what the series WITHOUT a counter reset in the range counted: per series, its last
-           value minus its baseline (its last value at or before `start`), or its last value when it
-           has no baseline (created mid-stage: counted from 0). `last_over_time` keeps the series that
-           went away before `at` (a pod replaced mid-stage); matching ignores the metric name;
+           value minus its baseline (its last value at or before `start`, within LOOKBACK), or its last
+           value when it has no baseline (created mid-stage: counted from 0). `last_over_time` keeps
+           the series that went away before `at` (a pod replaced mid-stage), and takes the baseline as
+           the raw samples would (`S @ start` would miss one exactly LOOKBACK before the start, and any
+           series whose last sample is a staleness marker); matching ignores the metric name;
          * `samples` / `all`: how many raw samples the series WITH a reset / all series hold;
          * one row per series with a reset (its labels and metric name), whose raw samples
            `measure_count` then reads: only their values tell what was counted around a reset."""
