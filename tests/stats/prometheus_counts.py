@@ -40,16 +40,20 @@ def compare_spec(form: str = "selector") -> Compare:
 
 
 def operator_measures(
-    server: PrometheusServer, spec: Compare, flag: str, start: datetime | None, at: datetime | None
+    server: PrometheusServer, spec: Compare, flag: str, start: datetime | None, at: datetime | None,
+    provider: PrometheusMetricProvider | None = None,
 ) -> Measurement:
-    """The compare Measurement the operator takes at `at` for a stage that began at `start`."""
-    provider = PrometheusMetricProvider(PrometheusProvider(address=server.url))
+    """The compare Measurement the operator takes at `at` for a stage that began at `start` (through
+    `provider`, by default the operator's own to `server`)."""
+    if provider is None:
+        provider = PrometheusMetricProvider(PrometheusProvider(address=server.url))
 
     def render(template: str) -> str:
         return render_query(template, flag=flag, name="r", namespace="d", interval="1m",
                             window=at - start if at is not None and start is not None else None)
 
     async def run() -> Measurement:
+        assert provider is not None
         try:
             return await measure_compare(provider, spec, render, start=start, at=at)
         finally:

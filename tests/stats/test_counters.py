@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from featurerollout.measurement import MeasurementKind
-from featurerollout.metrics.compare import counter_selector, matrix_count
+from featurerollout.metrics.compare import Summary, counter_selector, matrix_count, series_selector, summary
 from featurerollout.stats.counters import series_increase, stage_increase
 
 START = 100.0
@@ -58,3 +58,26 @@ def test_a_range_answer_is_counted_and_anything_else_refused() -> None:
     assert matrix_count([], start).kind == MeasurementKind.NO_DATA
     refused = matrix_count([{"metric": {}, "value": [1, "3"]}], start)
     assert refused.kind == MeasurementKind.ERROR and "raw samples" in refused.detail
+
+
+def test_a_summary_answer_is_read_by_its_rows_and_anything_else_refused() -> None:
+    answer = [{"metric": {"__count__": "exact"}, "value": [1, "120"]},
+              {"metric": {"__count__": "samples"}, "value": [1, "40"]},
+              {"metric": {"__count__": "all"}, "value": [1, "400"]},
+              {"metric": {"__name__": "x", "pod": "b"}, "value": [1, "7"]},
+              {"metric": {"__name__": "x", "pod": "a"}, "value": [1, "9"]}]
+    assert summary(answer) == Summary(120.0, 40, 400, ((("__name__", "x"), ("pod", "a")),
+                                                     (("__name__", "x"), ("pod", "b"))))
+    # Every series reset: no `exact` row, nothing counted but what the raw samples will say.
+    only_resets = [row for row in answer if row["metric"].get("__count__") != "exact"]
+    assert summary(only_resets) == Summary(0.0, 40, 400, (
+        (("__name__", "x"), ("pod", "a")), (("__name__", "x"), ("pod", "b"))))
+    nothing = summary([])
+    assert not isinstance(nothing, Summary) and nothing.kind == MeasurementKind.NO_DATA
+    refused = summary([{"metric": {}, "values": [[1, "3"]]}])
+    assert not isinstance(refused, Summary) and refused.kind == MeasurementKind.ERROR
+
+
+def test_a_series_selector_writes_each_label_as_a_promql_string() -> None:
+    labels = (("__name__", "x_total"), ("path", 'a"b\\c\nd é'))
+    assert series_selector(labels) == '{__name__="x_total",path="a\\"b\\\\c\\nd é"}'

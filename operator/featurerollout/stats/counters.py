@@ -12,6 +12,10 @@ themselves, anchored at the stage's start:
    labelled counter at its first increment, so its first scraped value is what it counted;
  * a drop in value is a counter reset (the process restarted): what follows counts from 0.
 
+metrics/compare.py has Prometheus do this arithmetic for the series without a reset (the last
+value minus the baseline, or the last value) and runs the functions here on the raw samples of the
+series with a reset only.
+
 The one thing no scrape can tell is what happened between the last scrape and `now`: those
 requests are counted at the next look.
 """
