@@ -17,8 +17,9 @@ What it is, and what it is not:
   these: they mint ServiceAccount tokens through the TokenRequest API, which the API server
   serves itself (`kubectl create token`), and they clean up by deleting objects, not namespaces.
 
-It needs only the standard library, `go` (to build) and `.cache/bin/kubectl` and `helm`
-(`make tools`), so the script runs with any Python 3.11.
+It needs only the standard library (and `operator/featurerollout/children.py`, which needs no more:
+the server it starts dies with it), `go` (to build) and `.cache/bin/kubectl` and `helm` (`make tools`),
+so the script runs with any Python 3.11.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from featurerollout.children import spawn
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "tools" / "kube-apiserver"
@@ -231,20 +234,27 @@ def start(port: int = 0, workdir: Path | None = None, verbosity: int = 0) -> Con
              "--audit-log-mode=blocking"]
     log_path = workdir / "apiserver.log"
     with log_path.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # Its own session: a Ctrl-C in the terminal reaches only the caller, which stops it. And it
+        # dies with the caller whatever ends that (featurerollout/children.py).
+        process = spawn(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     plane = ControlPlane(process, workdir, f"https://127.0.0.1:{port}", certs / "apiserver.crt", admin_token,
                          log_path)
     deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise ControlPlaneError(f"kube-apiserver exited with {process.returncode}:\n{tail}")
-        if plane.ca_file.exists() and plane.ready():
-            return plane
-        if time.monotonic() > deadline:
-            plane.stop()
-            raise ControlPlaneError(f"kube-apiserver did not become ready within {START_TIMEOUT:.0f}s; log: {log_path}")
-        time.sleep(0.2)
+    try:
+        while True:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise ControlPlaneError(f"kube-apiserver exited with {process.returncode}:\n{tail}")
+            if plane.ca_file.exists() and plane.ready():
+                return plane
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"kube-apiserver did not become ready within {START_TIMEOUT:.0f}s; log: {log_path}"
+                )
+            time.sleep(0.2)
+    except BaseException:  # not ready, or interrupted while starting: never leave it running
+        plane.stop()
+        raise
 
 
 def apply_crds(kubeconfig: Path, paths: Sequence[Path]) -> None:

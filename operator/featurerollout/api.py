@@ -335,19 +335,24 @@ class PrometheusProvider(Model):
 
 
 class ArmQueries(Model):
-    """Two PromQL queries that count one arm's requests over the current stage."""
+    """What counts one arm's requests over the current stage: counter selectors, counted exactly by the
+    operator, or PromQL expressions run as written."""
 
     errors: str = Field(
         min_length=1,
         max_length=MAX_QUERY_LENGTH,
-        description="PromQL yielding the number of failed requests, e.g. "
-        'sum(increase(http_requests_total{flag="{{flag}}",variant="on",code=~"5.."}[{{window}}])). '
-        "{{window}} is the time since the stage began: the comparison is over the whole stage so far.",
+        description="The counter of failed requests, as a selector, e.g. "
+        'http_requests_total{flag="{{flag}}",variant="on",code=~"5.."}: the operator counts exactly what '
+        "it counted since the stage began (counter resets handled; a series created mid-stage counts "
+        "from 0; none at all is 0 errors when the total has data). "
+        "sum(increase(SELECTOR[{{window}}])) means the same and is counted the same way; any other PromQL "
+        "expression yielding one number is run as written ({{window}}: the time since the stage began).",
     )
     total: str = Field(
         min_length=1,
         max_length=MAX_QUERY_LENGTH,
-        description="PromQL yielding the number of all requests over the same window.",
+        description="The counter of all requests, written as errors is, e.g. "
+        'http_requests_total{flag="{{flag}}",variant="on"}.',
     )
 
 
@@ -386,6 +391,14 @@ class Compare(Model):
         le=1_000_000_000,
         description="Requests each arm needs in the stage before any decision. Below it the metric "
         "reports NoData and holds the stage, whatever onNoData says.",
+    )
+    variance_inflation: float = Field(
+        default=1.0,
+        ge=1,
+        le=1000,
+        description="How many times the counts' variance exceeds that of independent requests (the design "
+        "effect). flagd assigns users, not requests, to variants: when a few users fail many requests "
+        "(a broken client), set it as docs/guardrails.md says; 1 assumes independent requests.",
     )
 
     @model_validator(mode="after")
@@ -848,6 +861,10 @@ class Phase(StrEnum):
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
 
+# The halt reason (and Warning Event, and target error) of a flag lowered outside the operator:
+# never written back up (engine.py: check_drift; targets/base.py: check_not_lowered).
+LOWERED_BY_HAND = "LoweredByHand"
+
 
 def settled(status: Mapping[str, Any]) -> bool:
     """Is a stored status (the wire form) finished, so that a watcher can stop? A terminal phase,
@@ -855,7 +872,9 @@ def settled(status: Mapping[str, Any]) -> bool:
     or retried, and users may still be exposed."""
     phase = status.get("phase")
     if phase == Phase.ROLLED_BACK:
-        return float(status.get("currentWeight") or 0) <= 0
+        # A weight a person left by hand (halt LoweredByHand) is no rollback on its way.
+        by_hand = (status.get("halt") or {}).get("reason") == LOWERED_BY_HAND
+        return by_hand or float(status.get("currentWeight") or 0) <= 0
     return phase in TERMINAL_PHASES
 
 
@@ -967,11 +986,14 @@ class TargetRef(Model):
 
 
 class Halt(Model):
-    """Why the rollout stopped without being told to continue: a rollback, an abort, or a pause for
-    a breached budget or a failing analysis. Kept so that the reason outlives later conditions
-    (a target error) and every later message can repeat it; cleared by `resume` (a pause) or `retry`."""
+    """Why the rollout stopped without being told to continue: a rollback, an abort, a pause for
+    a breached budget or a failing analysis, or a flag lowered by hand. Kept so that the reason
+    outlives later conditions (a target error) and every later message can repeat it; cleared by
+    `resume` (a pause) or `retry`."""
 
-    reason: str = Field(max_length=1024, description="BudgetExceeded, NoData, AnalysisError or Aborted.")
+    reason: str = Field(max_length=1024, description="BudgetExceeded, NoData, AnalysisError, GateTimedOut, Aborted, "
+                        "LoweredByHand (the flag was lowered outside the operator; never written back up) or, "
+                        "in phase Failed, InvalidSpec.")
     message: str = Field(max_length=4096, description="The metric, its value and its budget; or who aborted.")
     at: datetime = Field(description="When it happened.")
     metric: str | None = Field(default=None, max_length=63, description="The metric that stopped it, if one did.")
@@ -992,8 +1014,9 @@ class GateWait(Model):
 
 
 class OpenedGate(Model):
-    """A gate that opened for the next point; kept until the rollout crosses that point, so that an
-    approval outlives any later `kubectl apply` of the manifest."""
+    """A gate that opened for a point; kept (the latest 16, after the rollout crossed that point too,
+    and once it Succeeded) until a `retry`, so that an approval outlives any later `kubectl apply` of the
+    manifest and the record shows who opened what."""
 
     name: str = Field(max_length=63, description="The gate's name.")
     before: str = Field(max_length=32, description="The point it opened: Start, Stage N or Success.")
@@ -1046,7 +1069,8 @@ class FeatureRolloutStatus(Model):
     gate: GateWait | None = Field(default=None, description="The gate the rollout is held at now (phase Waiting).")
     opened_gates: list[OpenedGate] = Field(
         default_factory=list, max_length=MAX_GATES,
-        description="Gates that opened for the next point (approvals with their request id), until it is crossed.",
+        description="Gates that opened (approvals with their request id), the latest 16, kept until a `retry`: "
+        "after the point is crossed and at Succeeded too.",
     )
     shard_lease: str | None = Field(
         default=None, max_length=253,

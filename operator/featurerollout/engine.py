@@ -27,8 +27,12 @@ The rules, in the order `decide()` applies them:
    `status.target`, where the SetWeights keep going, the rollout holds (Paused, Degraded
    TargetChanged), and promote/resume are refused until the target is put back, or abort + retry.
 2b. Drift: with `observed` (what the target holds, read by the handler), a rollout that wrote the
-   target and finds another weight there writes its own back (Warning TargetDrift, condition
-   TargetInSync). A rollout that starts over an existing exposure adopts it (see `start`).
+   target and finds MORE there than it set writes its own weight back (Warning TargetDrift,
+   condition TargetInSync DriftRepaired). Finding LESS (a lower weight, 0%, DISABLED, no entry) is
+   a person's kill switch, never written back up: an active rollout pauses at that weight (halt
+   LoweredByHand; `resume` ramps again from there, `abort` ends it at 0%), a finished one becomes
+   RolledBack at it (halt LoweredByHand; `retry` rolls it out again); Warning LoweredByHand,
+   TargetInSync False. A rollout that starts over an existing exposure adopts it (see `start`).
 3. Measurements (given only when `analysis_due()` was true) update `status.metrics`. A value
    outside [min, max] fails; more than `failureLimit` failures in a row roll back to 0% (or,
    with `rollback.automatic: false`, pause and wait for a person); no data holds, fails or passes
@@ -58,6 +62,9 @@ Phases (events in brackets):
                                            [AnalysisError])
     Progressing | Paused --budget breach, NoData under Rollback, errors under onError: Rollback
                            [RolledBack]; abort [Aborted]--> RolledBack (0%)
+    Progressing | Waiting | Paused --flag lowered by hand [LoweredByHand]--> Paused (at that weight)
+    Succeeded | Failed | RolledBack above 0% --abort [Aborted]--> RolledBack (0%)
+    Succeeded --flag lowered by hand [LoweredByHand]--> RolledBack (at that weight; nothing written)
     RolledBack | Failed --retry [Retried, Started]--> Progressing (first stage)
 """
 
@@ -72,6 +79,7 @@ from typing import Any, Literal
 
 import featurerollout.gates as gates
 from featurerollout.api import (
+    LOWERED_BY_HAND,
     Analysis,
     Condition,
     ConditionStatus,
@@ -122,6 +130,7 @@ __all__ = [
     "plan_hash",
     "rollback_intent",
     "rollback_not_applied",
+    "rollback_pending",
     "target_failed",
 ]
 
@@ -295,9 +304,11 @@ def decide(
     work.plan = plan if plan is not None else spec
     if request is not None and status.last_request is not None and status.last_request.id == request.id:
         request = None
+    # Drift first: a flag lowered by hand is on record before a spec change re-writes the weight,
+    # which would otherwise write the old exposure over the person's switch-off.
+    work.check_drift(request)
     if plan_changed(work.plan, status, generation):
         work.spec_changed()
-    work.check_drift(request)
     if measurements and spec.analysis is not None and work.started and work.st.phase in ACTIVE_PHASES:
         work.analyse(spec.analysis, measurements)
     if request is not None:
@@ -474,7 +485,10 @@ def rollback_intent(given: FeatureRolloutStatus, decision: Decision) -> FeatureR
     Progressing status beside a 0% target, which would read as drift and could expose users again
     if the next measurement passed. None: the decision takes nothing away."""
     after = decision.status
-    if given.phase == Phase.ROLLED_BACK or given.current_weight <= 0 or after.phase != Phase.ROLLED_BACK:
+    # A RolledBack rollout still exposed only by a person's partial lowering can be aborted to 0%:
+    # that abort is recorded first too. Any other RolledBack has its rollback on record already.
+    recorded = given.phase == Phase.ROLLED_BACK and not lowered_by_hand(given)
+    if recorded or given.current_weight <= 0 or after.phase != Phase.ROLLED_BACK:
         return None
     if not any(isinstance(a, SetWeight) and a.weight == 0 for a in decision.actions):
         return None
@@ -484,6 +498,17 @@ def rollback_intent(given: FeatureRolloutStatus, decision: Decision) -> FeatureR
         "message": f"{base}{_PENDING_NOTE}: writing it now; users may still be exposed at "
                    f"{_pct(given.current_weight)} until it does",
     })
+
+
+def lowered_by_hand(status: FeatureRolloutStatus) -> bool:
+    """Is the rollout held where a person lowered its flag outside the operator (halt LoweredByHand)?"""
+    return status.halt is not None and status.halt.reason == LOWERED_BY_HAND
+
+
+def rollback_pending(status: FeatureRolloutStatus) -> bool:
+    """A rollback (or abort) on record whose 0% the target has not taken yet: RolledBack with a
+    weight, unless that weight is one a person left by hand (nothing of ours to send)."""
+    return status.phase == Phase.ROLLED_BACK and status.current_weight > 0 and not lowered_by_hand(status)
 
 
 # --- the work of one decision ------------------------------------------------------------------
@@ -511,6 +536,7 @@ class _Work:
         self.events: list[EmitEvent] = []
         self.log: str | None = None
         self.terminal_message: str | None = None
+        self.lowered = False  # this look found the flag lowered by hand: nothing is written
 
     # -- helpers
 
@@ -550,9 +576,14 @@ class _Work:
     # -- drift: what the target really holds
 
     def check_drift(self, request: ControlRequest | None = None) -> None:
-        """Put the weight back when the target no longer holds what this rollout set (someone
-        edited it, the ConfigMap was re-created...). Only once this rollout wrote the target, and
-        not while Failed or waiting to start; a write already due this look puts it right anyway."""
+        """Compare what the target holds with the weight this rollout set (someone edited it, the
+        ConfigMap was re-created...). Only once this rollout wrote the target, and not while Failed
+        or waiting to start; a write already due this look puts it right anyway.
+
+        Exposure is raised only by a promotion the rules allow, so the two directions differ:
+        - more than the rollout set is put back down (Warning TargetDrift, TargetInSync DriftRepaired);
+        - less (a lower weight, 0%, DISABLED, the flag entry gone) is a person's kill switch and is
+          never written back up: see lowered_by_hand()."""
         wrote = self.st.target is not None or self.st.started_at is not None  # (an older status has no target)
         if self.observed is None or self.weight is not None or not wrote:
             return
@@ -560,9 +591,11 @@ class _Work:
             return
         if self.st.phase not in (*ACTIVE_PHASES, Phase.SUCCEEDED, Phase.ROLLED_BACK):
             return
-        if self.st.phase == Phase.WAITING and self.st.started_at is None:
-            return  # at a gate before the start: nothing of ours to put back (as when paused before it)
-        if self.st.phase == Phase.ROLLED_BACK and self.st.current_weight > 0:
+        if self.st.phase in ACTIVE_PHASES and self.st.started_at is None:
+            # Waiting at a gate or paused before the start (a retry keeps status.target): nothing of
+            # ours is exposed; the status follows what the target exposes, and start() adopts it.
+            return
+        if rollback_pending(self.st):
             # A rollback whose 0% the target has not taken yet: finish_pending_rollback() sends 0%,
             # whatever the target holds now. Never "put back" the exposure a rollback took away.
             return
@@ -571,8 +604,12 @@ class _Work:
         if abs(actual - expected) < 1e-9:
             return
         held = "no entry" if self.observed.weight is None else _pct(actual)
-        message = (f"{self.observed.where} held {held} for flag {self.spec.flag!r}, not the {_pct(expected)} "
-                   f"this rollout set: {_pct(expected)} written back")
+        if actual < expected:
+            self.accept_lowering(actual, held)
+            return
+        message = (f"{self.observed.where} held {held} for flag {self.spec.flag!r}, more than the {_pct(expected)} "
+                   f"this rollout set: {_pct(expected)} written back (exposure is raised only by the rollout's "
+                   f"own promotions)")
         if self.st.phase in ACTIVE_PHASES:
             # The stage holds from when users really get its weight again, as after any write.
             self.update(stage_started_at=self.now)
@@ -583,6 +620,47 @@ class _Work:
                                              self.generation))
         self.event("Warning", "TargetDrift", message)
         self.log = f"drift on flag {self.spec.flag!r}: {message}"
+
+    def accept_lowering(self, actual: float, held: str) -> None:
+        """The target holds less than this rollout set: someone switched the feature off (or down)
+        outside the operator, the way flag users always have. The kill switch wins: nothing is
+        written back, and the record takes the target's weight as the truth.
+
+        - An active rollout pauses (halt LoweredByHand) at that weight, at the highest stage at or
+          below it, rather than aborting: an abort would have to write 0% where the person may have
+          left 10% on purpose, and pausing keeps analysis and automatic rollback at work while a
+          person decides: `resume` ramps again from that stage, `abort` ends it at 0%.
+        - A finished rollout (Succeeded, or an earlier lowering) is RolledBack, halt LoweredByHand,
+          at that weight: `retry` rolls it out again from the first stage.
+        The same for every target that reads back; a webhook cannot be read, so it is never re-sent."""
+        expected = self.st.current_weight
+        switched = "switched off by hand" if actual <= 0 else f"lowered by hand to {_pct(actual)}"
+        found = (f"{self.observed.where if self.observed else 'the target'} held {held} for flag {self.spec.flag!r}, "
+                 f"less than the {_pct(expected)} this rollout set: {switched} (outside the operator), so nothing "
+                 f"is written back")
+        if self.st.phase in ACTIVE_PHASES:
+            stages = self.spec.stages
+            at_or_below = [i for i, stage in enumerate(stages) if stage.weight <= actual]
+            index = at_or_below[-1] if at_or_below else 0
+            resume_at = max(actual, stages[index].weight)
+            stage = _stage(self.spec, index)
+            message = (f"{found}; the rollout is paused at {_pct(actual)} ({stage}): run "
+                       f"{_cli(ControlAction.RESUME)} to ramp again from {_pct(resume_at)} ({stage}), or "
+                       f"{_cli(ControlAction.ABORT)} to end it at 0%")
+            self.update(phase=Phase.PAUSED, current_weight=actual, current_stage=index, stage_started_at=self.now,
+                        halt=Halt(reason=LOWERED_BY_HAND, message=message[:4096], at=self.now))
+        else:
+            message = (f"{found}; the rollout is now RolledBack at {_pct(actual)}: run {_cli(ControlAction.RETRY)} "
+                       f"to roll it out again from the first stage")
+            self.update(phase=Phase.ROLLED_BACK, current_weight=actual, finished_at=self.now,
+                        halt=Halt(reason=LOWERED_BY_HAND, message=message[:4096], at=self.now))
+            self.terminal_message = message
+        self.lowered = True
+        self.update(conditions=set_condition(self.st.conditions, TARGET_IN_SYNC, ConditionStatus.FALSE,
+                                             LOWERED_BY_HAND, f"at {_when(self.now)} {message}", self.now,
+                                             self.generation))
+        self.event("Warning", LOWERED_BY_HAND, message)
+        self.log = f"flag {self.spec.flag!r} {switched}: {message}"
 
     # -- 2. spec changes
 
@@ -604,8 +682,10 @@ class _Work:
             return
         stages = self.spec.stages
         at_or_below = [i for i, stage in enumerate(stages) if stage.weight <= self.st.current_weight]
-        if at_or_below:
-            index, weight = at_or_below[-1], self.st.current_weight
+        if at_or_below or lowered_by_hand(self.st):
+            # A weight a person lowered by hand is kept even below the first stage: only `resume`
+            # raises it again.
+            index, weight = (at_or_below[-1] if at_or_below else 0), self.st.current_weight
         else:
             index, weight = 0, stages[0].weight
         previous = self.st.current_weight
@@ -716,8 +796,12 @@ class _Work:
         (nothing to do in this phase). A refused request is not kept to fire later."""
         action = request.action
         self.record(request)
+        if self.st.terminal and action == ControlAction.ABORT and self.abortable():
+            self.abort()  # the kill switch works on a finished rollout too: its flag goes to 0%
+            return
         if self.st.terminal and action != ControlAction.RETRY:
-            self.ignore(request, f"the rollout is {self.st.phase}"
+            at_zero = "; its flag is at 0% already" if action == ControlAction.ABORT else ""
+            self.ignore(request, f"the rollout is {self.st.phase}{at_zero}"
                         + (f"; run {_cli('retry')} to roll it out again" if self.st.phase != Phase.SUCCEEDED else ""))
             return
         moved = target_moved(self.spec, self.st) and self.started
@@ -734,7 +818,10 @@ class _Work:
             if not self.st.manual_pause and self.st.halt is None and not self.spec.paused:
                 self.ignore(request, f"the rollout is {self.st.phase} and not paused")
                 return
+            by_hand = lowered_by_hand(self.st)
             self.update(manual_pause=False, halt=None)
+            if by_hand and not self.spec.paused:
+                self.ramp_again()
             if self.spec.paused:
                 reason = "spec.paused is true and still holds the rollout: set spec.paused to false"
                 self.record(request, RequestOutcome.DONE, reason)
@@ -743,14 +830,7 @@ class _Work:
                 where = self.where() if self.started else "before the start"
                 self.event("Normal", "Resumed", f"resumed by {_cli('resume')} {where}")
         elif action == ControlAction.ABORT:
-            weight = self.st.current_weight
-            message = f"aborted by {_cli('abort')} {self.where()}; rolled back to 0%"
-            self.update(phase=Phase.ROLLED_BACK, finished_at=self.now,
-                        halt=Halt(reason="Aborted", message=message, at=self.now))
-            self.apply(0)
-            self.terminal_message = f"aborted by {_cli('abort')} at {_pct(weight)}; rolled back to 0%"
-            self.event("Warning", "Aborted", message)
-            self.log = f"aborted flag {self.spec.flag!r}: {message}"
+            self.abort()
         elif action == ControlAction.APPROVE:
             self.approve(request)
         elif action == ControlAction.RETRY:
@@ -762,6 +842,33 @@ class _Work:
                         finished_at=None, gate=None, opened_gates=[])
             self.event("Normal", "Retried", f"retried by {_cli('retry')}: starting again at "
                        f"{_pct(self.spec.stages[0].weight)} ({_stage(self.spec, 0)})")
+
+    def abortable(self) -> bool:
+        """May `abort` take exposure away? Any active rollout; a finished one whose flag is still
+        above 0% (Succeeded, Failed, or left at a weight by hand), not one whose rollback is on its way."""
+        if self.st.phase in ACTIVE_PHASES:
+            return True
+        return self.st.terminal and self.st.current_weight > 0 and not rollback_pending(self.st)
+
+    def abort(self) -> None:
+        weight = self.st.current_weight
+        finished = f" after it {self.st.phase}" if self.st.terminal else ""
+        message = f"aborted by {_cli('abort')} {self.where()}{finished}; rolled back to 0%"
+        self.update(phase=Phase.ROLLED_BACK, finished_at=self.now,
+                    halt=Halt(reason="Aborted", message=message, at=self.now))
+        self.apply(0)
+        self.terminal_message = f"aborted by {_cli('abort')} at {_pct(weight)}{finished}; rolled back to 0%"
+        self.event("Warning", "Aborted", message)
+        self.log = f"aborted flag {self.spec.flag!r}: {message}"
+
+    def ramp_again(self) -> None:
+        """`resume` after a lowering by hand: the stage starts over from now, at its own weight when
+        the person left less (a raise a person asked for), never lower than what the flag holds."""
+        index = self.st.current_stage
+        weight = max(self.st.current_weight, self.spec.stages[index].weight)
+        self.update(stage_started_at=self.now)
+        if weight != self.st.current_weight:
+            self.apply(weight)
 
     def approve(self, request: ControlRequest) -> None:
         """Open the approval gate at the next point: the one the rollout waits at, or, during the
@@ -800,7 +907,10 @@ class _Work:
         return _causes(self.spec, self.st)
 
     def exposed(self) -> float:
-        """What the target exposes before this rollout started (0 when not read)."""
+        """What the target exposes before this rollout started (0 when not read): what this look
+        wrote, if it wrote (a drift put down in the same look), else what was read."""
+        if self.weight is not None:
+            return self.weight
         return (self.observed.weight or 0.0) if self.observed is not None else 0.0
 
     def start_unless_paused(self) -> None:
@@ -855,7 +965,7 @@ class _Work:
         putting the old weight back would take the step twice."""
         assert self.observed is not None
         held = self.observed.weight or 0.0
-        if request is not None and request.action == ControlAction.ABORT and self.st.phase in ACTIVE_PHASES:
+        if request is not None and request.action == ControlAction.ABORT and self.abortable():
             return held == 0
         if self.st.phase != Phase.PROGRESSING or not (self.hold_passed() and _analysis_passed(self.spec, self.st)):
             return False
@@ -949,12 +1059,7 @@ class _Work:
     def finish_pending_rollback(self, given: FeatureRolloutStatus) -> None:
         """A RolledBack rollout whose target still holds a weight (see rollback_not_applied): send
         0% again; the rollback's Event, held back until the target takes it, goes with it."""
-        if (
-            self.weight is not None
-            or self.st.phase != Phase.ROLLED_BACK
-            or given.phase != Phase.ROLLED_BACK
-            or given.current_weight <= 0
-        ):
+        if self.weight is not None or self.st.phase != Phase.ROLLED_BACK or not rollback_pending(given):
             return
         self.apply(0)
         base = (given.message or "").split(_PENDING_NOTE)[0]
@@ -968,6 +1073,7 @@ class _Work:
         degraded = find_condition(given.conditions, DEGRADED)
         if (
             self.weight is None
+            and not self.lowered  # a person's lowering is never written over, not even to retry a write
             and degraded is not None
             and degraded.status == ConditionStatus.TRUE
             and degraded.reason in TARGET_REASONS
@@ -978,6 +1084,14 @@ class _Work:
     def finish(self, given: FeatureRolloutStatus) -> Decision:
         if self.st.phase != Phase.WAITING and self.st.gate is not None:
             self.update(gate=None)  # a wait ends when anything else moves or holds the rollout
+        synced = find_condition(self.st.conditions, TARGET_IN_SYNC)
+        if (synced is not None and synced.status == ConditionStatus.FALSE and synced.reason == LOWERED_BY_HAND
+                and not lowered_by_hand(self.st)):
+            # A person took the rollout back (resume, retry, abort, promote) or a rollback did.
+            self.update(conditions=set_condition(
+                self.st.conditions, TARGET_IN_SYNC, ConditionStatus.TRUE, "TakenBack",
+                f"at {_when(self.now)} the rollout took its flag back after it had been lowered by hand "
+                f"({self.st.phase} at {_pct(self.st.current_weight)})", self.now, self.generation))
         before, after = given.phase, self.st.phase
         reasons = {e.reason for e in self.events}
         if after == Phase.PAUSED and before != Phase.PAUSED and not reasons & _PAUSE_REASONS:
@@ -1003,7 +1117,7 @@ _SPEC_NOTE = "; since then the spec changed: "
 _TARGET_MOVED = ("spec.flag or spec.target changed while the rollout is active {where}: its exposure lives in the "
                  "flag and target it wrote (status.target), which would stay exposed. Put them back, or run "
                  f"{_cli('abort')} (0% on the old target) and then {_cli('retry')} (starts on the new one)")
-_PAUSE_REASONS = frozenset({"Paused", "AnalysisFailing", "AnalysisError", "SpecChanged", "Resumed"})
+_PAUSE_REASONS = frozenset({"Paused", "AnalysisFailing", "AnalysisError", "SpecChanged", "Resumed", LOWERED_BY_HAND})
 
 
 # --- verdicts ----------------------------------------------------------------------------------

@@ -64,6 +64,11 @@ def weight_of(entry: Any) -> float | None:
         return None
     if entry.get("state") == "DISABLED":
         return 0.0
+    if not entry.get("targeting"):
+        # No split: everyone gets the default variant. A person switching the flag by hand often
+        # leaves just that; reading it as "no entry" (0%) would take `on` for everyone as a switch-off.
+        default = entry.get("defaultVariant")
+        return {ON: 100.0, OFF: 0.0}.get(default) if isinstance(default, str) else None
     try:
         buckets = entry["targeting"]["fractional"]
         weights = {str(b[0]): float(b[1]) for b in buckets}

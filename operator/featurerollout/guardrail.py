@@ -58,6 +58,7 @@ def compare_status(
     evidence = compare(
         treatment, control, max_increase=spec.max_increase, max_ratio=spec.max_ratio,
         confidence=spec.confidence, min_sample=spec.min_sample_per_arm, stages_with_control=stages,
+        variance_inflation=spec.variance_inflation,
     )
     words = evidence.words()[:4096]
     if evidence.decision == Decision.NO_DATA:

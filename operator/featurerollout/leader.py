@@ -43,6 +43,9 @@ from featurerollout.sharding import Claim, Shard, claim_action
 
 log = logging.getLogger("featurerollout.leader")
 
+# The most the release on shutdown waits for the API server: a process that cannot release the Lease
+# gives up (it expires by itself) so that it still exits within runner.EXIT_DEADLINE.
+RELEASE_TIMEOUT = 5.0
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -268,7 +271,9 @@ class Elector:
 
         loop = asyncio.get_running_loop()
         try:
-            released = await asyncio.wait_for(loop.run_in_executor(self._pool, give_up), s.retry_period * 2)
+            released = await asyncio.wait_for(
+                loop.run_in_executor(self._pool, give_up), min(s.retry_period * 2, RELEASE_TIMEOUT)
+            )
         except Exception as error:
             log.warning("Lease %s/%s: could not release it (it expires by itself): %s", s.namespace, s.name,
                         api_message(error))

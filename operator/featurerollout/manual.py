@@ -21,8 +21,8 @@ WHAT_IT_DOES: dict[ControlAction, str] = {
     ControlAction.PROMOTE: "move to the next stage now, skipping the rest of this stage's hold and analysis",
     ControlAction.PAUSE: "hold the rollout at its current weight (analysis and automatic rollback go on)",
     ControlAction.RESUME: "release a pause made with `featurerollout pause`",
-    ControlAction.ABORT: "roll the flag back to 0% now",
-    ControlAction.RETRY: "start again from the first stage after a rollback or an abort",
+    ControlAction.ABORT: "roll the flag back to 0% now, a finished (Succeeded) rollout's too",
+    ControlAction.RETRY: "start again from the first stage after a rollback, an abort or a switch-off by hand",
     ControlAction.APPROVE: "open the manual approval gate (spec.gates) that the rollout waits at, or will "
     "wait at next",
 }

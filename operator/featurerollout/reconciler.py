@@ -5,7 +5,8 @@ safe and the record honest:
 
 1. read the object fresh from the API (the schedule may be ahead of the watch);
 2. read what the target holds for the flag (its weight and owner marker): a flag that another
-   live FeatureRollout owns is never written; drift from the status is the engine's to put right;
+   live FeatureRollout owns is never written; drift from the status is the engine's to judge (a
+   raise is put back down, a lowering by hand is never written back up);
 3. measure every metric when the engine says analysis is due;
 4. `engine.decide()`;
 5. apply its SetWeight through the target first: a rollback reaches users before anything else;
@@ -22,7 +23,8 @@ safe and the record honest:
    The notifications those Events call for are queued (notify/: sent off this path, never awaited).
 
 Every rollout is looked at again at least every `resync` seconds, even one that is finished or
-waiting for a person, so that drift on its target is found and put right.
+waiting for a person, so that drift on its target is found: a raise put right, a switch-off by
+hand recorded (and never undone).
 
 Everything the next look needs is in the status, nothing in memory: a restarted operator carries
 on from the same stage with the same stage clock and re-emits no old Event.
@@ -233,7 +235,10 @@ class Reconciler:
         intent = engine.rollback_intent(status, decision)
         if intent is not None:
             body = await self._record_intent(body, meta, intent)
-        decision = await self._apply(spec, meta, status, decision, now, owner, replacing, request)
+        # What this look read (targets that read back): a write must not raise a flag someone
+        # lowered since (targets/base.check_not_lowered).
+        read = (observed.weight or 0.0) if observed is not None else None
+        decision = await self._apply(spec, meta, status, decision, now, owner, replacing, request, read)
         return await self._record(body, spec, meta, status, decision)
 
     async def _record_intent(
@@ -370,7 +375,7 @@ class Reconciler:
             return await measure_resolution(
                 resolution or resolve(spec, {}, meta.namespace), default_address=self.prometheus_address,
                 credentials_for=self._credentials, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                window=window, make_provider=make_provider,
+                window=window, now=when, make_provider=make_provider,
             )
         try:
             credentials = await self._credentials(analysis.prometheus, meta.namespace)
@@ -380,7 +385,7 @@ class Reconciler:
         try:
             return await measure_all(
                 provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                interval=analysis.interval, window=window,
+                interval=analysis.interval, window=window, now=when,
             )
         finally:
             await provider.aclose()
@@ -421,6 +426,7 @@ class Reconciler:
         owner: Owner,
         replacing: Owner | None,
         request: engine.ControlRequest | None,
+        read: float | None = None,
     ) -> engine.Decision:
         for action in decision.actions:
             if not isinstance(action, engine.SetWeight):
@@ -432,6 +438,7 @@ class Reconciler:
                 target: Target = target_for(self.kube, meta.namespace, where_it_lives(spec, decision.status),
                                             rollout=meta.name, webhooks=self.webhooks)
                 target.claim(owner, replacing)
+                target.expect(read)
                 await target.apply(action.weight)
             except TargetError as error:
                 telemetry.target_errors.labels(meta.namespace, meta.name, error.reason).inc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,12 @@ if TYPE_CHECKING:
     from featurerollout.leader import LeaseSettings
 
 LOG_FORMATS = ("text", "json", "full")
+# The most a process takes to end after SIGTERM/SIGINT, whatever the API server does: past it, Kopf
+# kills the process (its `ultimate_exiting_timeout`, 10 minutes by default). Below Kubernetes'
+# default terminationGracePeriodSeconds (30 s). The graceful path (stop acting, release the Lease
+# within 2 x --retry-period capped at leader.RELEASE_TIMEOUT, flush notifications for 2 s) ends
+# well before it (docs/high-availability.md, "Stopping").
+EXIT_DEADLINE = 20.0
 
 log = logging.getLogger("featurerollout")
 
@@ -73,8 +80,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--resync", type=float, default=300.0, metavar="SECONDS",
-        help="look at every rollout and its target at least this often, finished ones too, to find and put "
-        "right drift (default 300: each look is two reads, so 1,000 rollouts cost about 7 reads a second)",
+        help="look at every rollout and its target at least this often, finished ones too, to find drift: "
+        "a flag raised above the rollout's weight is put back down, one lowered by hand is left as the person "
+        "left it and recorded (default 300: each look is two reads, so 1,000 rollouts cost about 7 reads a second)",
     )
     parser.add_argument(
         "--concurrency", type=int, default=64,
@@ -199,12 +207,27 @@ def run(args: argparse.Namespace) -> int:
         state, kubeconfig=args.kubeconfig, context=args.context,
         metrics_port=None if args.no_metrics else args.metrics_port,
     )
+    operator_settings = kopf.OperatorSettings()
+    operator_settings.process.ultimate_exiting_timeout = EXIT_DEADLINE
     kopf.run(
         registry=registry,
+        settings=operator_settings,
         # Kopf's own peering is never used: it pauses a standby's watches (docs/high-availability.md).
         standalone=True,
         namespaces=args.namespace,
         clusterwide=not args.namespace,
         liveness_endpoint=args.liveness,
     )
+    # The cleanup has run: the Lease is released, or given up on. A client call still waiting on an
+    # API server that went away (the kubernetes client has no deadline of its own) holds a worker
+    # thread, and the interpreter would wait for that thread at exit for ever: end here instead.
+    exit_now(0)
     return 0
+
+
+def exit_now(code: int) -> None:
+    """End the process without waiting for worker threads, after flushing the logs."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -8,18 +8,21 @@ disagree, on the very same service.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.rollouts.test_rollout import document, make_configmap, make_rollout, status, wait_phase, wait_rolled_back
+from tests.rollouts.test_rollout import document, make_configmap, make_rollout, wait_phase, wait_rolled_back
 from tests.support.cluster import Cluster, OperatorFactory, Process, featurerollout_command, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus
+from tests.support.watching import values_seen
 
 from featurerollout.flagd import read_flag_weight
 
@@ -77,6 +80,27 @@ def absolute_metric(max_: float) -> dict[str, Any]:
     return {"name": "error-rate", "query": TREATMENT_RATE, "max": max_, "failureLimit": 1}
 
 
+@contextmanager
+def statuses_recorded(cluster: Cluster, name: str) -> Iterator[list[dict[str, Any]]]:
+    """Every status of rollout `name` the API server stored, in order (a watch from before it exists)."""
+    args = ("featurerollout.io", "v1alpha1", "default", "featurerollouts")
+    start = cluster.custom.list_namespaced_custom_object(*args)["metadata"]["resourceVersion"]
+    with values_seen(cluster.custom.list_namespaced_custom_object, *args, name=name, start=start,
+                     value=lambda obj: obj.get("status") or {}) as seen:
+        yield seen
+
+
+def promotions(statuses: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(the status before, the status written with it) for each step to a later stage or to Succeeded."""
+    return [(before, after) for before, after in itertools.pairwise(statuses)
+            if after.get("currentStage", 0) > before.get("currentStage", 0)
+            or (after.get("phase") == "Succeeded" and before.get("phase") != "Succeeded")]
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def status_view(cluster: Cluster, name: str) -> str:
     result = subprocess.run(
         featurerollout_command("status", name, "--kubeconfig", str(cluster.kubeconfig), "-n", "default"),
@@ -122,13 +146,30 @@ def test_equal_rates_over_a_high_baseline_complete_where_an_absolute_budget_unde
     baseline (9%) rolls it back; the comparison lets it complete."""
     with demo_service(cluster, tmp_path, on=0.10, off=0.10) as prometheus:
         operator()
-        make_rollout(cluster, "guarded", stages=STAGES, analysis=analysis(prometheus, compare_metric(maxIncrease=0)))
-        make_rollout(cluster, "absolute", stages=STAGES, analysis=analysis(prometheus, absolute_metric(0.09)))
-        absolute = wait_rolled_back(cluster, "absolute", timeout=120)
-        assert next(c for c in absolute["conditions"] if c["type"] == "Degraded")["reason"] == "BudgetExceeded"
-        final = wait_phase(cluster, "guarded", "Succeeded", timeout=180)
+        with statuses_recorded(cluster, "guarded") as recorded:
+            make_rollout(cluster, "guarded", stages=STAGES,
+                         analysis=analysis(prometheus, compare_metric(maxIncrease=0)))
+            make_rollout(cluster, "absolute", stages=STAGES, analysis=analysis(prometheus, absolute_metric(0.09)))
+            absolute = wait_rolled_back(cluster, "absolute", timeout=120)
+            assert next(c for c in absolute["conditions"] if c["type"] == "Degraded")["reason"] == "BudgetExceeded"
+            final = wait_phase(cluster, "guarded", "Succeeded", timeout=180)
+            wait_until(lambda: recorded and recorded[-1].get("phase") == "Succeeded", 10, "the watch to see it")
         assert final["currentWeight"] == 100 and read_flag_weight(document(cluster), "guarded") == 100
         (metric,) = final["metrics"]
         assert metric["result"] == "Passed"
-        # Every stage below 100% promoted on a comparison with enough sample, never on NoData.
-        assert wait_until(lambda: status(cluster, "guarded").get("phase") == "Succeeded", 5, "still Succeeded")
+        # Every stage below 100% promoted on a comparison with enough sample, never on NoData: by
+        # the record, each status that moved the rollout on from such a stage carries the
+        # evaluation it moved on, and that one passed, over at least minSamplePerArm requests per
+        # arm, measured in the stage it left. (At 100% there is no control left to compare with:
+        # the metric passes by design, and the last stage ends on its duration.)
+        steps = [(before, after) for before, after in promotions(recorded) if before.get("currentWeight", 0) < 100]
+        assert [(before.get("currentWeight"), after.get("currentStage")) for before, after in steps] == \
+            [(25, 1), (50, 2)], steps
+        for before, after in steps:
+            (decided,) = after["metrics"]
+            assert decided["result"] == "Passed", (before, after)
+            assert decided["treatment"]["total"] >= 200 and decided["control"]["total"] >= 200, decided
+            assert _time(decided["evaluatedAt"]) > _time(before["stageStartedAt"]), (before, after)
+        # ... and while the stage's sample was still short, the comparison said NoData and held.
+        assert any((m := (s.get("metrics") or [{}])[0]).get("result") == "NoData" and m.get("treatment")
+                   for s in recorded), recorded

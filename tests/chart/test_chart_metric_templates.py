@@ -53,9 +53,10 @@ def test_the_examples_are_valid_and_render_for_a_rollout(name: str) -> None:
     template = api.MetricTemplate.model_validate(examples()[name])
     metric = api.Metric.model_validate({"name": name, "templateRef": {"name": name, "kind": "ClusterMetricTemplate"}})
     resolved = resolve_metric(metric, 0, template, "shop")
-    assert resolved.error is None and resolved.args == {"variant": "on"}
+    # rateWindow: at least 4 of Prometheus's default 1m scrapes (docs/metric-templates.md)
+    assert resolved.error is None and resolved.args == {"variant": "on", "rateWindow": "4m"}
     query = render_query(resolved.metric.query or "", flag="new-checkout", name="r", namespace="shop",
                          interval="1m", args=resolved.args)
-    assert 'flag="new-checkout",variant="on"' in query and "[1m]" in query and "{{" not in query
+    assert 'flag="new-checkout",variant="on"' in query and "[4m]" in query and "{{" not in query
     if name == "latency-p95":
         assert query.startswith("histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{")

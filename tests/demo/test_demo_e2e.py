@@ -14,13 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.missing import skip_or_fail
 
+from featurerollout.children import spawn
 from featurerollout.demo.stack import find_prometheus
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(find_prometheus() is None, reason="prometheus is not installed (make prometheus)"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def prometheus_installed() -> None:
+    """The demo runs a real Prometheus: skip without it, fail under CI."""
+    if find_prometheus() is None:
+        skip_or_fail("prometheus is not installed (make prometheus)")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,7 +66,7 @@ class Demo:
     def __init__(self, workdir: Path, *args: str) -> None:
         self.workdir = workdir
         self.lines: list[str] = []
-        self.popen = subprocess.Popen(
+        self.popen = spawn(
             [sys.executable, "-m", "featurerollout.demo", "--workdir", str(workdir), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
         )

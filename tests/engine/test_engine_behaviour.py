@@ -449,12 +449,25 @@ def test_abort_rolls_back_to_zero() -> None:
     assert cond(d, "Progressing") == ("False", "Aborted")
 
 
-def test_abort_on_a_terminal_phase_is_ignored() -> None:
+def test_abort_on_a_succeeded_rollout_takes_the_flag_to_zero() -> None:
+    """Issue 19: the kill switch works on a finished rollout too (it used to be ignored)."""
     r = Rollout(make_spec(stages=((100, None),)))
     r.tick()
     assert r.status.phase == Phase.SUCCEEDED
     d = r.tick(1, request=req("abort"))
-    assert weights(d) == [] and d.status.phase == Phase.SUCCEEDED and reasons(d) == ["RequestIgnored"]
+    assert weights(d) == [0] and reasons(d) == ["Aborted"]
+    assert d.status.phase == Phase.ROLLED_BACK and d.status.current_weight == 0
+    assert d.status.halt is not None and d.status.halt.reason == "Aborted"
+    assert "after it Succeeded" in (d.status.message or "")
+
+
+def test_abort_on_a_rollout_already_at_zero_is_ignored() -> None:
+    r = Rollout(make_spec(stages=((100, None),)))
+    r.tick()
+    r.tick(1, request=req("abort", "a"))
+    d = r.tick(1, request=req("abort", "b"))
+    assert weights(d) == [] and d.status.phase == Phase.ROLLED_BACK and reasons(d) == ["RequestIgnored"]
+    assert "at 0% already" in (d.status.last_request.reason or "")  # type: ignore[union-attr]
 
 
 def test_retry_restarts_a_rolled_back_rollout_at_the_first_stage() -> None:

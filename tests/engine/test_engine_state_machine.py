@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from featurerollout.api import ControlAction, FeatureRolloutStatus, Phase, RequestOutcome
+from featurerollout.api import LOWERED_BY_HAND, ControlAction, FeatureRolloutStatus, Phase, RequestOutcome
 from featurerollout.engine import (
     TARGET_REASONS,
     ControlRequest,
@@ -38,6 +38,7 @@ from featurerollout.engine import (
     analysis_due,
     decide,
     plan_hash,
+    rollback_pending,
     target_failed,
     target_moved,
 )
@@ -142,6 +143,13 @@ class RolloutMachine(RuleBasedStateMachine):
                           measurements=measurements, request=request, observed=observed)
         failed = False
         writes = [a for a in decision.actions if isinstance(a, SetWeight)]
+        # The kill switch wins: a target holding less than the record (someone lowered the flag) is
+        # never written higher, except by a person's resume, promote or retry.
+        held = self.target or 0
+        lowered = (observed is not None and stored.started_at is not None and held < stored.current_weight
+                   and not rollback_pending(stored))
+        if lowered and (request is None or request.action not in RAISING):
+            assert all(w.weight <= held for w in writes), (held, stored.current_weight, writes)
         if self.target_broken:  # the read failed, and so would any write: the reconciler's path
             decision = target_failed(stored, generation=self.generation, now=self.now, reason="TargetNotFound",
                                      message="ConfigMap default/feature-flags does not exist", request=request)
@@ -194,7 +202,9 @@ class RolloutMachine(RuleBasedStateMachine):
             assert status.message.startswith(
                 f"stage {status.current_stage + 1}/{total} at {status.current_weight:g}%"), status.message
         if phase == Phase.ROLLED_BACK and not failed:
-            assert status.current_weight == 0 == (self.target or 0)
+            # (a finished rollout lowered by hand is RolledBack at what the person left)
+            held = (self.target or 0) if halt is not None and halt.reason == LOWERED_BY_HAND else 0
+            assert status.current_weight == held == (self.target or 0)
 
         # every request gets exactly one outcome, with its id
         if request is not None:
@@ -206,6 +216,8 @@ class RolloutMachine(RuleBasedStateMachine):
             if failed:
                 assert handled.outcome == RequestOutcome.REFUSED
 
+
+RAISING = frozenset({ControlAction.RESUME, ControlAction.PROMOTE, ControlAction.RETRY})
 
 TestRolloutMachine = RolloutMachine.TestCase
 TestRolloutMachine.settings = settings(

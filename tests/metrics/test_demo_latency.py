@@ -40,10 +40,16 @@ def test_each_variant_has_its_own_latency() -> None:
     assert on["0.075"] == 0  # never faster than half of 0.2 s
 
 
-def test_series_exist_before_any_request() -> None:
+def test_series_come_into_being_at_their_first_request() -> None:
+    # As a client library does: no series before the first observation, then only the ones touched.
     service = DemoService(FixedWeights({"f": 0}), flags=["f"])
     text = generate_latest(service.registry).decode()
-    assert 'http_request_duration_seconds_count{flag="f",variant="on"} 0.0' in text
+    assert 'flag="f"' not in text
+    service.serve("f", "user-1")  # weight 0: the "off" variant
+    text = generate_latest(service.registry).decode()
+    assert 'http_request_duration_seconds_count{flag="f",variant="off"} 1.0' in text
+    assert 'http_requests_total{code="200",flag="f",variant="off"} 1.0' in text
+    assert 'variant="on"' not in text and 'code="500"' not in text
 
 
 def test_command_line_latencies() -> None:

@@ -10,15 +10,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from tests.support.history import find_promtool, history_prometheus
+from tests.support.missing import skip_or_fail
 from tests.support.prometheus import PrometheusServer, find_prometheus
 
 from featurerollout.api import PrometheusProvider
 from featurerollout.metrics.batcher import Ask, QueryBatcher, answer_round
 from featurerollout.metrics.prometheus import PrometheusMetricProvider
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(find_prometheus() is None or find_promtool() is None,
-                                 reason="needs prometheus and promtool (make prometheus)")]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prometheus_and_promtool() -> None:
+    """Before the module's servers: skip without them, fail under CI."""
+    if find_prometheus() is None or find_promtool() is None:
+        skip_or_fail("needs prometheus and promtool (the Debian package prometheus: make prometheus)")
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 SCRAPE = timedelta(seconds=15)

@@ -27,8 +27,9 @@ from featurerollout.metrics.templates import Resolution, resolve
 pytestmark = pytest.mark.integration
 
 # Flags with data; "absent" has none; "nan-flag" answers NaN (0/0); "dotted.flag" needs escaping,
-# and "dottedxflag" is there to be matched by mistake if it is not escaped.
-FLAGS = ["checkout", "search", "dotted.flag", "nan-flag", "absent"]
+# and "dottedxflag" is there to be matched by mistake if it is not escaped; "never-failed" has no
+# code="500" series at all, as an app that creates its series at the first increment.
+FLAGS = ["checkout", "search", "dotted.flag", "nan-flag", "absent", "never-failed"]
 
 
 def registry() -> CollectorRegistry:
@@ -40,6 +41,7 @@ def registry() -> CollectorRegistry:
             requests.labels(flag=flag, code="200", pod=pod).set(ok)
             requests.labels(flag=flag, code="500", pod=pod).set(errors)
     requests.labels(flag="nan-flag", code="200", pod="p1").set(0)
+    requests.labels(flag="never-failed", code="200", pod="p1").set(40)
     latency = Gauge("fr_batch_latency", "latency", ["flag", "pod"], registry=reg)
     for flag, value in (("checkout", 0.2), ("search", 0.05), ("dotted.flag", 1.5), ("nan-flag", math.nan)):
         latency.labels(flag=flag, pod="p1").set(value)
@@ -53,7 +55,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     with exporter(registry()) as port, start_prometheus(
         tmp_path_factory.mktemp("prometheus"), targets=[f"127.0.0.1:{port}"]
     ) as server:
-        wait_for_query(server.url, "count(fr_batch_requests)", lambda r: r.value == 17, timeout=30)
+        wait_for_query(server.url, "count(fr_batch_requests)", lambda r: r.value == 18, timeout=30)
         # Enough samples for the *_over_time windows below.
         wait_for_query(server.url, 'count_over_time(fr_batch_latency{flag="checkout",pod="p1"}[1m])',
                        lambda r: (r.value or 0) >= 3, timeout=30)
@@ -66,6 +68,8 @@ TEMPLATES = [
     'min(fr_batch_latency{flag="{{flag}}"})',
     '100 * count(fr_batch_requests{flag="{{flag}}", code="200"})',
     'sum(rate(fr_batch_requests{flag="{{flag}}"}[{{interval}}]))',
+    # a missing error series counted as zero (grouping's rule 6)
+    '(sum(fr_batch_requests{flag="{{flag}}",code="500"}) or vector(0)) / sum(fr_batch_requests{flag="{{flag}}"})',
     # Not batchable: each flag gets its own query, and the same answers (errors included).
     'fr_batch_requests{flag="{{flag}}"}',
     'avg(fr_batch_latency{flag="{{flag}}"})',
@@ -109,8 +113,15 @@ async def test_a_round_answers_every_flag_as_its_own_query_does(prometheus: Prom
         assert by_query['max(max_over_time(fr_batch_latency{flag="absent"}[1m]))'].kind == "NoData"
         assert by_query['min(fr_batch_latency{flag="nan-flag"})'].kind == "NoData"
         assert by_query['fr_batch_requests{flag="checkout"}'].kind == "Error"  # four series
-        # 5 batchable templates: one grouped query each; 2 others: one query per flag.
-        assert after["true"] - before["true"] == 5
+        def zeroed(flag: str) -> str:
+            return (f'(sum(fr_batch_requests{{flag="{flag}",code="500"}}) or vector(0)) / '
+                    f'sum(fr_batch_requests{{flag="{flag}"}})')
+        assert by_query[ratio("never-failed")].kind == "NoData"
+        assert by_query[zeroed("never-failed")] == Measurement.of(0.0)
+        assert by_query[zeroed("checkout")].value == pytest.approx(0.1)
+        assert by_query[zeroed("absent")].kind == "NoData" and by_query[zeroed("nan-flag")].kind == "NoData"
+        # 6 batchable templates: one grouped query each; 2 others: one query per flag.
+        assert after["true"] - before["true"] == 6
         assert after["false"] - before["false"] == 2 * len(FLAGS)
     finally:
         await provider.aclose()

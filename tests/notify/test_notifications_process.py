@@ -11,17 +11,20 @@ API server's audit log, the operator's status and the test's own):
   rollout; so a look's lateness is that read minus the previous status write minus 1 s. The
   delay is the lateness of the two looks that saw the breach (the first failure and the
   rollback: failureLimit 1) plus the rollback's decision (`status.finishedAt`) to the API server
-  receiving the 0% ConfigMap write. Asserted: with the hang, at most the baseline + 100 ms.
+  receiving the 0% ConfigMap write. Asserted: with the hang, at most 1 s (a look that waited on
+  the receiver would add its 5 s timeout at least; a few tens of ms is usual).
 - every look at 25% began at most 1 s late (a look that waited on the
   receiver would be late by its 5 s timeout at least; sending inline from the reconcile instead
   of queuing made one 16 s late: tried, and this test failed).
 - end to end, from Prometheus first answering the breach to the 0% write: its phase against the
   1 s interval is random, so it is held to the usual rollback bound; and from the last
   evaluation's write to the 0% write, which adds the query (its time swings with the machine's
-  load), within 500 ms of the baseline.
-Each is taken once with only the two fast receivers (the baseline) and once with the hanging
-one added, which at the moment of the breach already holds the Started and StageAdvanced
-deliveries in flight.
+  load), at most the 1 s interval + 2 s.
+Each is taken once with only the two fast receivers (the baseline, printed for comparison) and
+once with the hanging one added, which at the moment of the breach already holds the Started and
+StageAdvanced deliveries in flight. The bounds hold the run with the hang on its own, not against
+the baseline: two runs on a loaded 2-core machine differ by more than what a comparison between
+them could tell apart, while a receiver that held the operator up would add seconds.
 """
 
 from __future__ import annotations
@@ -228,11 +231,13 @@ def test_slack_and_webhook_receivers_get_the_rollback_and_a_hanging_one_delays_n
           f"breach in Prometheus -> 0% written: baseline {baseline.breach_to_write:.2f} s, with the hang "
           f"{with_hang.breach_to_write:.2f} s")
     assert state.hanging >= 2, "the receiver was still hanging during the rollback"
-    assert with_hang.operator_delay <= baseline.operator_delay + 0.1
-    # A look held up for one of the receiver's timeouts (5 s) would be caught here; 1 s is load's margin.
+    # A look held up by one of the receiver's timeouts (5 s) would be caught by each of these; 1 s
+    # (and 2 s where the query is in it) is the loaded machine's margin, not a comparison between
+    # two runs, which the machine's load would decide.
+    assert with_hang.operator_delay <= 1.0
     assert with_hang.latest_look <= 1.0
     # This one includes the Prometheus query, whose time swings with the shared machine's load.
-    assert with_hang.tick_to_write <= baseline.tick_to_write + 0.5
+    assert with_hang.tick_to_write <= 1.0 + 2.0
     for timing in (baseline, with_hang):  # the usual bound: (failureLimit + 1) intervals + 2 s
         assert timing.breach_to_write <= 2 * 1.0 + 2
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from kubernetes import watch
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
+from tests.support.watching import values_seen
 
 from featurerollout.flagd import read_flag_weight
 
@@ -86,35 +85,10 @@ def wait_degraded(cluster: Cluster, name: str, timeout: float = 20) -> dict[str,
 @contextmanager
 def weights_seen(cluster: Cluster, flag: str, configmap: str = "feature-flags") -> Iterator[list[float | None]]:
     """Every weight the ConfigMap gives `flag`, in the order the API server stored them."""
-    seen: list[float | None] = []
     start = cluster.core.read_namespaced_config_map(configmap, "default").metadata.resource_version
-    stream = watch.Watch()
-    stopping = threading.Event()
-    failed: list[BaseException] = []
-
-    def follow() -> None:
-        try:
-            for event in stream.stream(
-                cluster.core.list_namespaced_config_map, "default", resource_version=start,
-                field_selector=f"metadata.name={configmap}", timeout_seconds=120,
-            ):
-                weight = read_flag_weight((event["object"].data or {}).get(KEY), flag)
-                if not seen or seen[-1] != weight:
-                    seen.append(weight)
-        except Exception as error:  # an error after the block ended is the stream being closed
-            if not stopping.is_set():
-                failed.append(error)
-
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    try:
+    with values_seen(cluster.core.list_namespaced_config_map, "default", name=configmap, start=start, timeout=120,
+                     value=lambda obj: read_flag_weight((obj.data or {}).get(KEY), flag)) as seen:
         yield seen
-    finally:
-        stopping.set()
-        stream.stop()
-    # A watch that broke mid-test saw only part of the writes: say so instead of comparing a prefix.
-    if failed:
-        raise AssertionError(f"the watch of ConfigMap {configmap} failed during the test: {failed[0]!r}")
 
 
 def configmap_writes(cluster: Cluster, name: str = "feature-flags") -> list[dict[str, Any]]:

@@ -72,7 +72,10 @@ def assert_tells_the_truth(cluster: Cluster, name: str, flag: str | None = None)
         total = len(rollout(cluster, name)["spec"]["stages"])
         assert message.startswith(f"stage {st['currentStage'] + 1}/{total} at {pct(held)}"), (message, held)
         assert "rolled back" not in message and "holds" not in message.split(";")[0], message
-    if phase == "RolledBack":
+    by_hand = st.get("halt", {}).get("reason") == "LoweredByHand"
+    if phase == "RolledBack" and by_hand:  # a finished rollout switched off by hand: what the person left
+        assert "by hand" in message and "nothing is written back" in message, st
+    elif phase == "RolledBack":
         assert held == 0 and "halt" in st and "rolled back to 0%" in message + st["halt"]["message"], st
     if phase == "Succeeded":
         assert held == 100 and "halt" not in st, st

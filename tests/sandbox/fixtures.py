@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests.support.missing import skip_or_fail
 
+from featurerollout.children import spawn
 from featurerollout.sandbox.client import SandboxControl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,10 +69,7 @@ def require_tool(binary: Path) -> Path:
     """A binary fetched by scripts/fetch_kube_tools.py; skip if missing, fail if missing under CI=true."""
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
-    message = f"{binary} is missing: run `make tools` (scripts/fetch_kube_tools.py)"
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"CI is set and {message}")
-    pytest.skip(message)
+    skip_or_fail(f"{binary} is missing: run `make tools` (scripts/fetch_kube_tools.py)")
 
 
 class Kubectl:
@@ -107,7 +106,7 @@ class SandboxProcess:
     def __enter__(self) -> SandboxProcess:
         self.kubeconfig.unlink(missing_ok=True)
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            self.process = spawn(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         try:
             wait_for(lambda: self.kubeconfig.exists() or self.process.poll() is not None, 30, what="the kubeconfig")
             if self.process.poll() is not None:

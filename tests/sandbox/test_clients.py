@@ -13,6 +13,7 @@ import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
+from featurerollout.children import spawn
 from featurerollout.sandbox.server import Sandbox
 
 from .fixtures import REPO, SandboxProcess, wait_for
@@ -111,7 +112,7 @@ def test_kopf_operator_against_the_sandbox_process(tmp_path: Path) -> None:
     with SandboxProcess(tmp_path) as sandbox, httpx.Client(base_url=sandbox.url, timeout=10) as api:
         env = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig), "KOPF_TEST_LOG": str(log)}
         with open(tmp_path / "kopf.out", "wb") as output:
-            operator = subprocess.Popen(
+            operator = spawn(
                 [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", "default",
                  str(HERE / "kopf_operator.py")],
                 env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)

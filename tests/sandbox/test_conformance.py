@@ -6,6 +6,7 @@ where the sandbox simplifies.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -852,6 +853,80 @@ def test_leases_are_served(api: httpx.Client) -> None:
     assert created["spec"]["holderIdentity"] == "me"
 
 
+
+
+SECRETS = "/api/v1/namespaces/default/secrets"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def stored_secret(api: httpx.Client, name: str = "s1") -> Json:
+    """The Secret as a reader sees it: what the server stored."""
+    response = api.get(f"{SECRETS}/{name}")
+    assert response.status_code == 200, response.text
+    secret: Json = response.json()
+    return secret
+
+
+def test_secret_string_data_is_stored_as_data_on_create(api: httpx.Client) -> None:
+    # kube-apiserver converts stringData into data (base64) and never stores stringData;
+    # where a key is in both, stringData wins
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"},
+            "data": {"kept": b64("from data"), "both": b64("old")}, "stringData": {"both": "new", "token": "t0ken"}}
+    created = create(api, SECRETS, body)
+    assert "stringData" not in created
+    assert created["data"] == {"kept": b64("from data"), "both": b64("new"), "token": b64("t0ken")}
+    stored = stored_secret(api)
+    assert "stringData" not in stored and stored["data"] == created["data"]
+
+
+def test_secret_string_data_alone_becomes_data(api: httpx.Client) -> None:
+    body = {"metadata": {"name": "s1"}, "stringData": {"token": "snow ☃"}}
+    create(api, SECRETS, body)
+    stored = stored_secret(api)
+    assert "stringData" not in stored
+    assert stored["data"] == {"token": b64("snow ☃")}  # base64 of the UTF-8
+
+
+def test_secret_string_data_on_update_replaces_data_like_any_put(api: httpx.Client) -> None:
+    create(api, SECRETS, {"metadata": {"name": "s1"}, "data": {"old": b64("o"), "both": b64("o")}})
+    current = stored_secret(api)
+    body = {"metadata": {"name": "s1", "resourceVersion": current["metadata"]["resourceVersion"]},
+            "data": {"both": b64("data")}, "stringData": {"both": "string", "new": "n"}}
+    response = api.put(f"{SECRETS}/s1", json=body)
+    assert response.status_code == 200, response.text
+    stored = stored_secret(api)
+    assert "stringData" not in stored
+    assert stored["data"] == {"both": b64("string"), "new": b64("n")}
+
+
+@pytest.mark.parametrize("headers", [MERGE, STRATEGIC], ids=["merge", "strategic"])
+def test_secret_string_data_in_a_patch_is_merged_over_the_stored_data(
+    api: httpx.Client, headers: dict[str, str]
+) -> None:
+    create(api, SECRETS, {"metadata": {"name": "s1"}, "data": {"kept": b64("k"), "both": b64("old")}})
+    response = api.patch(f"{SECRETS}/s1", json={"stringData": {"both": "new", "added": "a"}}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert "stringData" not in response.json()
+    stored = stored_secret(api)
+    assert "stringData" not in stored
+    assert stored["data"] == {"kept": b64("k"), "both": b64("new"), "added": b64("a")}
+
+
+def test_secret_string_data_by_server_side_apply_is_stored_as_data(api: httpx.Client) -> None:
+    headers = {"Content-Type": "application/apply-patch+yaml"}
+    params = {"fieldManager": "t"}
+    manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"}, "stringData": {"token": "one"}}
+    created = api.patch(f"{SECRETS}/s1", params=params, content=yaml.safe_dump(manifest), headers=headers)
+    assert created.status_code in (200, 201), created.text
+    assert stored_secret(api)["data"] == {"token": b64("one")}
+    manifest["stringData"] = {"token": "two"}
+    updated = api.patch(f"{SECRETS}/s1", params=params, content=yaml.safe_dump(manifest), headers=headers)
+    assert updated.status_code == 200, updated.text
+    stored = stored_secret(api)
+    assert "stringData" not in stored and stored["data"] == {"token": b64("two")}
 # ------------------------------------------------------------------------------ faults and the log
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from featurerollout.children import spawn
 from featurerollout.sandbox.server import Sandbox
 
 from .fixtures import CANARY_CRD, REPO, Kubectl, require_kubectl, wait_for
@@ -117,7 +118,7 @@ def test_kubectl_patch_merge_json_and_status(shop: Kubectl, api: httpx.Client) -
 
 def test_kubectl_wait_for_jsonpath(shop: Kubectl, api: httpx.Client) -> None:
     shop.run("apply", "-f", str(REPO / "examples" / "minimal.yaml"))
-    waiter = subprocess.Popen(
+    waiter = spawn(
         [str(shop.binary), "wait", "fro/dark-mode", "-n", "shop", "--for=jsonpath={.status.phase}=Succeeded",
          "--timeout=20s"], env=shop.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -168,7 +169,7 @@ def test_kubectl_delete_waits_for_finalizers(shop: Kubectl, api: httpx.Client) -
     shop.run("apply", "-f", str(REPO / "examples" / "minimal.yaml"))
     api.patch(f"{SHOP_ROLLOUTS}/dark-mode", json={"metadata": {"finalizers": ["featurerollout.io/cleanup"]}},
               headers={"Content-Type": "application/merge-patch+json"})
-    deleter = subprocess.Popen([str(shop.binary), "delete", "fro", "dark-mode", "-n", "shop", "--timeout=20s"],
+    deleter = spawn([str(shop.binary), "delete", "fro", "dark-mode", "-n", "shop", "--timeout=20s"],
                                env=shop.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: api.get(f"{SHOP_ROLLOUTS}/dark-mode").json()["metadata"].get("deletionTimestamp"), 10,
@@ -213,7 +214,7 @@ def test_kubectl_apply_crds_at_runtime_then_custom_resources(bare_sandbox: tuple
 
 def test_kubectl_get_watch_prints_table_rows_as_objects_change(kubectl: Kubectl, api: httpx.Client) -> None:
     api.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "first"}, "data": {"a": "1"}})
-    watcher = subprocess.Popen([str(kubectl.binary), "get", "configmaps", "-w"], env=kubectl.env,
+    watcher = spawn([str(kubectl.binary), "get", "configmaps", "-w"], env=kubectl.env,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert watcher.stdout is not None
     stdout = watcher.stdout

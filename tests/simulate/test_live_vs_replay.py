@@ -28,12 +28,19 @@ from tests.rollouts.test_rollout import GROUP, PLURAL, VERSION, make_configmap, 
 from tests.support.cluster import Cluster, OperatorFactory
 from tests.support.fixtures import require_prometheus
 from tests.support.history import find_promtool, history_prometheus
+from tests.support.missing import skip_or_fail
 
 from featurerollout import api
 from featurerollout.simulate import Replay, operator_measure, replay
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(find_promtool() is None, reason="needs promtool (make prometheus)")]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prometheus_and_promtool() -> None:
+    """Before the module's servers: skip without them, fail under CI."""
+    if find_promtool() is None:
+        skip_or_fail("needs promtool (the Debian package prometheus: make prometheus)")
 
 NAME = "replayed"
 INTERVAL = "2s"

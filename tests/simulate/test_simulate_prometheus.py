@@ -18,17 +18,21 @@ import numpy as np
 import pytest
 from matplotlib import image
 from tests.support.history import BAD_HOUR, ROLLOUT, STAGE_STARTS, WEEK_END, WEEK_START, find_promtool, week_prometheus
+from tests.support.missing import skip_or_fail
 from tests.support.prometheus import PrometheusServer, find_prometheus, query
 
 from featurerollout.api import Phase
 from featurerollout.simulate import HONESTY_NOTE, Replay, load_rollout, operator_measure, replay, timeline_text
 from featurerollout.simulate_picture import CONTROL_COLOR, ROLLBACK_COLOR, draw, figure_size
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(find_prometheus() is None or find_promtool() is None,
-                       reason="needs prometheus and promtool (make prometheus)"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prometheus_and_promtool() -> None:
+    """Before the module's servers: skip without them, fail under CI."""
+    if find_prometheus() is None or find_promtool() is None:
+        skip_or_fail("needs prometheus and promtool (the Debian package prometheus: make prometheus)")
 COARSE = timedelta(minutes=10)  # --step for the runs that need not be the operator's exact looks
 
 

@@ -84,6 +84,8 @@ def test_a_compare_metric_is_accepted_with_its_defaults() -> None:
          "Input should be greater than or equal to 1", "0.5 is less than the minimum of 1"),
         (lambda m: m["compare"].update(minSamplePerArm=0), "spec.analysis.metrics[0].compare.minSamplePerArm",
          "Input should be greater than or equal to 1", "0 is less than the minimum of 1"),
+        (lambda m: m["compare"].update(varianceInflation=0.5), "spec.analysis.metrics[0].compare.varianceInflation",
+         "Input should be greater than or equal to 1", "0.5 is less than the minimum of 1"),
         (lambda m: m["compare"]["control"].pop("total"), "spec.analysis.metrics[0].compare.control.total",
          "Field required", "'total' is a required property"),
     ],
@@ -131,10 +133,23 @@ def test_four_counts_make_one_measurement() -> None:
     values = four(3, 300, 27, 2700)
     values["compare.control.total"] = Measurement.error("Prometheus rejected the query: parse error")
     assert counts_measurement(values).detail == "compare.control.total: Prometheus rejected the query: parse error"
+    wrong = counts_measurement(four(400, 300, 27, 2700))
+    assert wrong.kind == MeasurementKind.ERROR and "more errors (400) than requests (300)" in wrong.detail
+
+
+def test_an_absent_errors_series_is_zero_errors_when_the_total_has_data() -> None:
+    # A client library creates the error counter at the first error: none yet is none counted.
     values = four(3, 300, 27, 2700)
     values["compare.treatment.errors"] = Measurement.no_data("the query returned no series")
+    counted = counts_measurement(values)
+    assert counted.kind == MeasurementKind.VALUE and counted.counts == (Arm(0, 300), Arm(27, 2700))
+    # Without a total there is nothing to compare: NoData names the total, not the errors.
+    values["compare.treatment.total"] = Measurement.no_data("the query returned no series")
     missing = counts_measurement(values)
-    assert missing.kind == MeasurementKind.NO_DATA and missing.detail.startswith("compare.treatment.errors")
+    assert missing.kind == MeasurementKind.NO_DATA and missing.detail.startswith("compare.treatment.total")
+
+
+def test_the_old_errors_check_still_applies() -> None:
     wrong = counts_measurement(four(400, 300, 27, 2700))
     assert wrong.kind == MeasurementKind.ERROR and "more errors (400) than requests (300)" in wrong.detail
 
@@ -177,6 +192,17 @@ def test_clear_harm_rolls_back_with_the_evidence_in_words() -> None:
     assert message.startswith("errors-vs-control failed its comparison: treatment 2.5% of 4000 vs control 1% of 18000: "
                               "worse than the budget allows, 99% confidence")
     assert "at 10% (stage 1/4)" in message and "RolledBack" in reasons(roll.decisions[-1])
+
+
+def test_variance_inflation_asks_for_more_evidence_from_clumped_counts() -> None:
+    # 2.5% vs 1% on 4000 treatment requests is harm for independent requests; if those requests
+    # came from few users (a design effect of 8), the same counts are not evidence enough.
+    independent, clumped = rollout(), rollout(varianceInflation=8, maxIncrease=0)
+    independent.tick(10, counts(100, 4000, 180, 18000))
+    clumped.tick(10, counts(100, 4000, 180, 18000))
+    assert independent.status.phase == api.Phase.ROLLED_BACK
+    assert clumped.status.phase == api.Phase.PROGRESSING
+    assert clumped.status.metrics[0].result == api.MetricResult.PASSED
 
 
 def test_equal_rates_promote_at_the_end_of_each_stage_and_succeed_at_100() -> None:

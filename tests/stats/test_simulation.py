@@ -7,8 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support.missing import skip_or_fail
 
-pytest.importorskip("numpy", reason="the simulations need numpy: pip install -e '.[simulate]'")
+try:
+    import numpy  # noqa: F401 - the simulations need it
+except ImportError:
+    skip_or_fail("the simulations need numpy: pip install -e '.[simulate]'", module=True)
 
 from featurerollout.stats import report
 from featurerollout.stats.simulation import Guardrail, Traffic, simulate
@@ -55,10 +59,54 @@ def test_the_report_rewrites_only_its_table(tmp_path: Path) -> None:
     report.write(doc, report.table(rollouts=20))
     text = doc.read_text()
     assert text.startswith("# title\n\nbefore\n\n") and text.endswith(f"{report.END}\n\nafter\n")
-    assert "old table" not in text and "| A/A at 0.5% |" in text and "| 2x: 2% vs 1% |" in text
+    assert "old table" not in text and "| A/A 0.5%, 50 req/s |" in text
+    assert "| 2x: 2% vs 1%, 50 req/s (the documented setting) |" in text
     assert report.table(rollouts=20) == report.table(rollouts=20)  # seeded
 
 
 def test_the_committed_doc_has_the_table() -> None:
     text = report.DOC.read_text()
-    assert report.BEGIN in text and report.END in text and "| A/A at 2% |" in text
+    assert report.BEGIN in text and report.END in text and "| A/A 2%, 1000 req/s, scrape 60 s, look 10 s |" in text
+
+
+def test_the_vectorised_test_decides_as_the_operators_own() -> None:
+    """The simulation's `sequential_fails` is `sequential.compare` elementwise, inflation included."""
+    import numpy as np
+
+    from featurerollout.stats.sequential import Arm, Decision, compare
+    from featurerollout.stats.simulation import sequential_fails
+
+    rng = np.random.default_rng(5)
+    tn, cn = rng.integers(0, 40_000, 3000).astype(float), rng.integers(0, 400_000, 3000).astype(float)
+    te, ce = rng.binomial(tn.astype(int), 0.03).astype(float), rng.binomial(cn.astype(int), 0.02).astype(float)
+    for inflation in (1.0, 6.0):
+        guardrail = Guardrail(max_increase=0.002, confidence=CONFIDENCE, variance_inflation=inflation)
+        fast = sequential_fails(te, tn, ce, cn, guardrail, 3)
+        slow = [compare(Arm(a, b), Arm(c, d), max_increase=0.002, confidence=CONFIDENCE, min_sample=1000,
+                        stages_with_control=3, variance_inflation=inflation).decision == Decision.FAIL
+                for a, b, c, d in zip(te, tn, ce, cn, strict=True)]
+        assert fast.tolist() == slow and 0 < sum(slow) < len(slow)
+
+
+def test_clustered_users_break_the_request_level_test_and_the_inflation_mends_it() -> None:
+    clustered = Traffic(0.01, 0.01, rps=1000, users=20_000, broken_share=0.005, broken_rate=0.3)
+    plain = simulate(clustered, Guardrail(confidence=CONFIDENCE), rollouts=1000, seed=1410, methods=("sequential",))
+    inflated = simulate(clustered, Guardrail(confidence=CONFIDENCE, variance_inflation=8), rollouts=1000,
+                        seed=1411, methods=("sequential",))
+    assert plain.interval("sequential")[0] > 1 - CONFIDENCE  # the assumption matters
+    assert inflated.interval("sequential")[1] <= 1 - CONFIDENCE
+
+
+@pytest.mark.parametrize("rps", [2, 1000])
+@pytest.mark.parametrize("scrape_s", [15, 30, 60])
+@pytest.mark.parametrize("look_s", [10, 60])
+def test_a_a_through_the_operators_counts_stays_within_one_minus_confidence(
+    rps: float, scrape_s: float, look_s: float
+) -> None:
+    """Counters as an app exports them, scraped as Prometheus does, counted as the operator does
+    (verified against a real Prometheus in test_simulation_prometheus.py): the upper 95% bound of
+    the false-rollback rate is within 1 - confidence."""
+    traffic = Traffic(0.02, 0.02, rps=rps, scrape_s=scrape_s, interval_s=look_s)
+    outcome = simulate(traffic, Guardrail(max_increase=0.0, confidence=CONFIDENCE), rollouts=2000,
+                       seed=1420 + scrape_s + look_s + rps, methods=("sequential",))
+    assert outcome.interval("sequential")[1] <= 1 - CONFIDENCE, outcome.times["sequential"]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from kubernetes import client, config
 
+from featurerollout.children import spawn
 from featurerollout.sandbox.client import SandboxControl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ class Process:
 
     def start(self) -> Process:
         log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
+        self.popen = spawn(
             self.args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **self.env},
             start_new_session=True,
         )
@@ -125,12 +126,16 @@ def start_sandbox(workdir: Path, *extra: str) -> Cluster:
         featurerollout_command("sandbox", "--kubeconfig", str(kubeconfig), "--port", "0", *extra),
         workdir / "sandbox.log",
     ).start()
-    wait_until(lambda: kubeconfig.exists() or not process.running, 30, "the sandbox's kubeconfig")
-    if not process.running:
-        raise RuntimeError(f"the sandbox exited early:\n{process.log()}")
-    control = SandboxControl.from_kubeconfig(kubeconfig)
-    control.wait_ready()
-    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        wait_until(lambda: kubeconfig.exists() or not process.running, 30, "the sandbox's kubeconfig")
+        if not process.running:
+            raise RuntimeError(f"the sandbox exited early:\n{process.log()}")
+        control = SandboxControl.from_kubeconfig(kubeconfig)
+        control.wait_ready()
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+    except BaseException:  # never leave a sandbox that did not come up running
+        process.stop()
+        raise
     return Cluster(process, kubeconfig, control, api)
 
 

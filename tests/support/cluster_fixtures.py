@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 from tests.support.cluster import REPO, Cluster, OperatorFactory, real_fixture, sandbox_fixture
+from tests.support.missing import skip_or_fail
 from tests.support.real_server import CrdBaseline, require_real, selected_servers, session_control_plane
 
 # The fixture CRDs the sandbox's own tests serve (tests/sandbox/fixtures.py), applied to the real
@@ -80,10 +80,7 @@ def operator(cluster: Cluster, tmp_path: Path) -> Iterator[OperatorFactory]:
 def kubectl(cluster: Cluster) -> Any:
     """Run the real kubectl against the cluster."""
     if not KUBECTL.exists():
-        reason = "kubectl is not fetched yet (make tools)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail("kubectl is not fetched yet (make tools)")
 
     def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

@@ -11,12 +11,12 @@ Without the binary the test is skipped with the reason, except under CI (env CI 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from tests.support.missing import skip_or_fail
 from tests.support.prometheus import PrometheusMissing, PrometheusServer, Targets, find_prometheus, start_prometheus
 
 
@@ -40,9 +40,7 @@ def require_prometheus() -> str:
             "the real Prometheus server is not installed (Debian package `prometheus`; `make prometheus` "
             "installs it, or set PROMETHEUS_BIN)"
         )
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run these tests", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(reason)
     return binary
 
 

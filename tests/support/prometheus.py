@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import yaml
 
+from featurerollout.children import spawn
+
 READY_TIMEOUT = 30.0
 
 
@@ -157,7 +159,7 @@ def start_prometheus(
         args.append(f"--web.config.file={web_config_path}")
     args.extend(extra_args)
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = spawn(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = PrometheusServer(
         url=f"http://127.0.0.1:{port}",
         port=port,

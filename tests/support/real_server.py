@@ -28,15 +28,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.missing import skip_or_fail, under_ci
 from tools import real_apiserver
 
 SERVERS = ("sandbox", "real")
 SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
 ENV = "FEATUREROLLOUT_TEST_APISERVER"
-
-
-def under_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false")
 
 
 def go_available() -> bool:
@@ -79,10 +76,7 @@ def require_real() -> None:
     """Skip (fail under CI) when the real control plane cannot be built here."""
     if go_available():
         return
-    reason = "the real kube-apiserver tier needs Go 1.26+ on PATH to build it (make apiserver)"
-    if under_ci():
-        pytest.fail(f"CI is set and {reason}", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail("the real kube-apiserver tier needs Go 1.26+ on PATH to build it (make apiserver)")
 
 
 @contextmanager

@@ -41,6 +41,9 @@ class FlagService:
     tls: ssl.SSLContext | None = None
     port: int = 0
     seen: list[Seen] = field(default_factory=list)
+    # per answer with a body, in order: whether all of it was written (False: the client cut the
+    # connection before it had read the body, as the size limit does)
+    written_in_full: list[bool] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _connections: set[socket.socket] = field(default_factory=set)
@@ -100,8 +103,16 @@ class FlagService:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(text)))
                 self.end_headers()
-                with contextlib.suppress(OSError):  # the client stopped reading (the size limit): fine
+                if not text:
+                    return
+                try:
                     self.wfile.write(text)
+                    self.wfile.flush()
+                    full = True
+                except OSError:  # the client stopped reading (the size limit) and closed the connection
+                    full = False
+                with service._lock:
+                    service.written_in_full.append(full)
 
         ThreadingHTTPServer.allow_reuse_address = True
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)

@@ -11,16 +11,16 @@ import copy
 import importlib.util
 import os
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 from tests.support.cluster import REPO, Cluster, wait_until
+from tests.support.watching import values_seen
 
 from featurerollout.targets.base import OWNERS_ANNOTATION
 
@@ -149,23 +149,7 @@ def without_pair_weights(route: dict[str, Any], rule: int = 0, names: tuple[str,
 @contextmanager
 def pairs_seen(cluster: Cluster, name: str = "shop") -> Iterator[list[tuple[int, int]]]:
     """Every (feature, stable) weight pair the route held, in the order the API server stored them."""
-    seen: list[tuple[int, int]] = []
     start = get_route(cluster, name)["metadata"]["resourceVersion"]
-    stream = watch.Watch()
-
-    def follow() -> None:
-        with suppress(Exception):  # the stream ends with an error when the server stops first
-            for event in stream.stream(
-                cluster.custom.list_namespaced_custom_object, GROUP, VERSION, "default", PLURAL,
-                resource_version=start, field_selector=f"metadata.name={name}", timeout_seconds=120,
-            ):
-                current = pair(event["object"])
-                if not seen or seen[-1] != current:
-                    seen.append(current)
-
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    try:
+    with values_seen(cluster.custom.list_namespaced_custom_object, GROUP, VERSION, "default", PLURAL, name=name,
+                     start=start, value=pair, timeout=120) as seen:
         yield seen
-    finally:
-        stream.stop()

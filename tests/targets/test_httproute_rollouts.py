@@ -231,11 +231,17 @@ def test_bad_input_degrades_with_its_reason_and_never_modifies_the_route(
 
 
 def test_a_hand_edit_of_the_pair_is_put_back_with_an_event(cluster: Cluster, operator: OperatorFactory) -> None:
+    """A hand edit that RAISES the feature backend is put back down (one that lowers it is a
+    switch-off by hand, left as it is: tests/rollouts/test_kill_switch.py)."""
     install_httproute_crd(cluster)
     create_route(cluster, shop_route())
-    operator("--resync", "2")  # a look at the target at least every 2 s (default 300)
+    first = operator()
     make_rollout(cluster, "checkout-owned", stages=[{"weight": 10, "duration": "1h"}, {"weight": 100}])
     wait_until(lambda: pair(get_route(cluster)) == (10, 90), 30, "the first stage")
+    wait_until(lambda: status(cluster, "checkout-owned").get("currentWeight") == 10, 20, "10% on record")
+    # No operator while the route is edited and shown: the CLI's view of the difference does not
+    # race the operator's next look (a loaded machine took longer than one resync to print it).
+    first.stop()
     route = get_route(cluster)
     for ref in route["spec"]["rules"][0]["backendRefs"]:
         if ref["name"] in ("checkout-new", "checkout"):
@@ -243,10 +249,12 @@ def test_a_hand_edit_of_the_pair_is_put_back_with_an_event(cluster: Cluster, ope
     cluster.custom.replace_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "shop", route)
     shown = cli(cluster, "status", "checkout-owned")
     assert "holds 90% (checkout-new 90, checkout 10); differs from the status's 10%" in shown.stdout, shown.stdout
-    # The operator notices at its next look and puts its own weight back.
+    # The operator notices at its first look and puts its own weight back.
+    operator("--resync", "2")  # a look at the target at least every 2 s (default 300)
     wait_until(lambda: pair(get_route(cluster)) == (10, 90), 45, "the rollout's weight to be put back")
     # The Event follows the target write (it is posted once users have the weight back).
     warnings = wait_until(lambda: [e for e in cluster.core.list_namespaced_event("default").items
                                    if e.involved_object.name == "checkout-owned" and e.type == "Warning"],
                           10, "the TargetDrift Event")
-    assert "HTTPRoute default/shop" in warnings[-1].message
+    assert warnings[-1].reason == "TargetDrift" and "HTTPRoute default/shop" in warnings[-1].message
+    assert "held 90% for flag 'new-checkout', more than the 10% this rollout set" in warnings[-1].message

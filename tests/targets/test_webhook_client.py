@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, wait_until
 from tests.targets.flag_service import FlagService
 from tests.targets.tls import make_certificates
 
@@ -148,6 +148,11 @@ async def test_a_huge_answer_is_read_only_up_to_the_limit(
         await hook.apply(10)
     body_part = raised.value.message.split("Internal Server Error: ", 1)[1]
     assert len(body_part.split(" (3 attempts)")[0]) <= SHOWN_BODY_BYTES
+    # The message shows 200 bytes whatever was read; what proves the limit is the connection: cut
+    # by the client after MAX_RESPONSE_BYTES, so that no answer of 64 MiB was ever sent in full.
+    written = wait_until(lambda: len(service.written_in_full) == MAX_ATTEMPTS and list(service.written_in_full),
+                         10, "the service to finish each answer")
+    assert written == [False] * MAX_ATTEMPTS, "an answer of 64 MiB was read in full: the read limit is gone"
 
 
 async def test_tls_is_verified_against_the_ca_from_the_secret(

@@ -26,6 +26,9 @@ RATIO = ('sum(rate(http_requests_total{flag="{{flag}}",code=~"5.."}[{{interval}}
     (RATIO, 'sum by (flag) (rate(http_requests_total{flag=~"a|b",code=~"5.."}[10s]))'
             ' / sum by (flag) (rate(http_requests_total{flag=~"a|b"}[10s]))'),
     ('100 * (count(up{feature="{{flag}}"}) - 1)', '100 * (count by (feature) (up{feature=~"a|b"}) - 1)'),
+    ('(sum(e{flag="{{flag}}"}) or vector(0)) / sum(t{flag="{{flag}}"})',
+     '(sum by (flag) (e{flag=~"a|b"}) or (label_replace(vector(0), "flag", "a", "", "") or '
+     'label_replace(vector(0), "flag", "b", "", ""))) / sum by (flag) (t{flag=~"a|b"})'),
 ])
 def test_accepted_shapes_and_their_grouped_query(template: str, grouped: str) -> None:
     shape = shape_of(rendered(template))
@@ -60,6 +63,9 @@ def test_dots_in_a_flag_are_escaped_in_the_regular_expression() -> None:
     '-sum(errors{flag="{{flag}}"})',
     'sum(errors{flag="x"})',                           # no {{flag}} at all
     'sum(absent(errors{flag="{{flag}}"}))',
+    'sum(errors{flag="{{flag}}"}) or vector(0)',       # `or` outside parentheses
+    '(sum(errors{flag="{{flag}}"}) or on() vector(0))',  # a modifier on `or`
+    '(sum(errors{flag="{{flag}}"}) or sum(other{flag="{{flag}}"}))',  # only `or vector(N)`
 ])
 def test_refused_shapes(template: str) -> None:
     with pytest.raises(NotBatchable):

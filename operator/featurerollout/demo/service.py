@@ -6,7 +6,9 @@
 flag's boolean value with U as the targeting key, so the variant is the one real flagd would
 serve; it answers 500 with the variant's error probability, after the variant's latency, and
 counts the request in `http_requests_total{flag, variant="on"|"off", code}` and its latency in the
-histogram `http_request_duration_seconds{flag, variant}`, exposed on `/metrics`.
+histogram `http_request_duration_seconds{flag, variant}`, exposed on `/metrics`. Like an app
+instrumented with a client library, it creates each series at its first increment: until a variant
+has failed once, it has no `code="500"` series.
 `POST /control` with `{"new-checkout": {"on_error_rate": 0.3, "on_latency": 0.2}}` changes error
 rates and latencies live; `GET /control` shows them and the current weights.
 
@@ -268,18 +270,12 @@ class DemoService:
             "http_request_duration_seconds", "Request latency, by flag and variant.",
             ["flag", "variant"], registry=self.registry, buckets=LATENCY_BUCKETS,
         )
-        for flag in self.flags:
-            self._initialise(flag)
+        # No series is touched here: as client libraries do, a labelled series comes into being at its
+        # first increment, so that a variant that never failed has no code="500" series at all and the
+        # queries must count that as zero errors (docs/metric-templates.md).
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-
-    def _initialise(self, flag: str) -> None:
-        # Every series exists from the start, so that an error ratio is 0 rather than no data.
-        for variant in VARIANTS:
-            for code in ("200", "500"):
-                self.requests.labels(flag=flag, variant=variant, code=code)
-            self.durations.labels(flag=flag, variant=variant)
 
     def weight(self, flag: str) -> float:
         """The percentage of users the current document exposes `flag` to (for display)."""
@@ -289,7 +285,6 @@ class DemoService:
         """The error rates of a flag (the defaults for a flag not seen before)."""
         if flag not in self.error_rates:
             self.error_rates[flag] = ErrorRates(self.default_rates.on, self.default_rates.off)
-            self._initialise(flag)
         return self.error_rates[flag]
 
     def latency_of(self, flag: str) -> Latencies:

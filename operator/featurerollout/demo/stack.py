@@ -8,7 +8,8 @@
 Each child runs in its own session (`start_new_session=True`), so a Ctrl-C in the terminal reaches
 only the demo, which then stops the children itself, in the reverse order of their start, whether
 the demo succeeded, failed, raised, or was interrupted. While it stops them, further SIGINT/SIGTERM
-are held back so that a second Ctrl-C cannot cut the cleanup short.
+are held back so that a second Ctrl-C cannot cut the cleanup short. If the demo is killed outright
+(SIGKILL), its children die with it (`featurerollout.children.spawn`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 import yaml
+
+from featurerollout.children import spawn
 
 T = TypeVar("T")
 
@@ -225,7 +228,7 @@ class Stack:
         """Start a child in its own session, output to WORKDIR/NAME.log; it is stopped on exit."""
         log_path = self.workdir / f"{name}.log"
         with self.holding_signals(), log_path.open("ab") as log:
-            popen = subprocess.Popen(
+            popen = spawn(
                 list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.workdir, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                 start_new_session=True,

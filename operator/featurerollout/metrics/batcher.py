@@ -207,6 +207,10 @@ class BatchedProvider:
         grouping.SENTINEL for `{{flag}}`, so that rollouts differing only in their flag share a query."""
         return await self.batcher.ask(self.key, self.provider, Ask(query, shape, flag, self.at))
 
+    async def query_at(self, query: str, at: datetime | None) -> Any:
+        """Raw answers (an exact count's samples) are per rollout: asked directly, not batched."""
+        return await self.provider.query_at(query, at)
+
     async def is_online(self) -> bool:
         return await self.provider.is_online()
 

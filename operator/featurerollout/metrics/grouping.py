@@ -34,7 +34,13 @@ rule, with the reason for each part:
    `L=~"a|b|c"` then picks the union of the flags' series, and each series belongs to exactly one
    flag's group. A selector without the L matcher (a shared denominator) is refused: grouped by L it
    would be split by flag, which the unbatched query does not do.
-5. Flag values are joined into the regular expression only when they are `[A-Za-z0-9_.:-]+`
+5. One more term: `( expression or vector(N) )`, parenthesized, N a number, no modifier on `or`
+   (how a query counts a missing error series as zero, docs/metric-templates.md). Per flag F, the
+   unbatched `(x or vector(N))` is x's value, else N. Grouped, `vector(N)` becomes one
+   `label_replace(vector(N), "L", "F", "", "")` per flag, joined by `or`: a series {L="F"} = N
+   for each flag, which `or` adds exactly for the flags whose x has no series, so that each flag's
+   group is again x's value, else N.
+6. Flag values are joined into the regular expression only when they are `[A-Za-z0-9_.:-]+`
    (`.` escaped; nothing else needs escaping); any other flag falls back to its own query.
 
 Empty answers agree too: a flag without series makes its own query return an empty vector
@@ -105,12 +111,17 @@ class Shape:
     label: str
     by_positions: tuple[int, ...]  # right after each aggregation's name
     matcher_spans: tuple[tuple[int, int], ...]  # each `L="SENTINEL"` matcher, to become `L=~"a|b"`
+    # each `vector(N)` after `or` (rule 6): its span and N, to become one series per flag
+    defaults: tuple[tuple[int, int, str], ...] = ()
 
     def grouped(self, flags: list[str]) -> str:
         """The one query that answers every flag in `flags` (each SAFE_FLAG), grouped by the label."""
         regex = "|".join(flag.replace(".", "\\\\.") for flag in sorted(set(flags)))
         edits = [(p, p, f" by ({self.label}) ") for p in self.by_positions]
         edits += [(a, b, f'{self.label}=~"{regex}"') for a, b in self.matcher_spans]
+        for a, b, number in self.defaults:
+            each = [f'label_replace(vector({number}), "{self.label}", "{flag}", "", "")' for flag in sorted(set(flags))]
+            edits.append((a, b, "(" + " or ".join(each) + ")"))
         text = self.query
         for start, end, insert in sorted(edits, reverse=True):
             text = text[:start] + insert + text[end:]
@@ -125,6 +136,7 @@ class _Parser:
         self.label: str | None = None
         self.by_positions: list[int] = []
         self.matcher_spans: list[tuple[int, int]] = []
+        self.defaults: list[tuple[int, int, str]] = []
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -144,7 +156,8 @@ class _Parser:
             raise NotBatchable("no aggregation over the flag's series")
         if self.query.count(SENTINEL) != len(self.matcher_spans):
             raise NotBatchable("{{flag}} is used outside a label matcher")
-        return Shape(self.query, self.label, tuple(self.by_positions), tuple(self.matcher_spans))
+        return Shape(self.query, self.label, tuple(self.by_positions), tuple(self.matcher_spans),
+                     tuple(self.defaults))
 
     def expression(self) -> None:
         self.term()
@@ -167,6 +180,14 @@ class _Parser:
         if token.text == "(":
             self.index += 1
             self.expression()
+            following = self.peek()
+            if following is not None and following.kind == "name" and following.text == "or":
+                self.index += 1  # rule 6: `(x or vector(N))`
+                start = self.take("vector")
+                self.take("(")
+                number = self.take(kind="number")
+                end = self.take(")")
+                self.defaults.append((start.start, end.end, number.text))
             self.take(")")
             return
         if token.kind == "name" and token.text in AGGREGATIONS:
@@ -176,7 +197,7 @@ class _Parser:
             self.inner()
             self.take(")")
             following = self.peek()
-            if following is not None and following.kind == "name":
+            if following is not None and following.kind == "name" and following.text != "or":  # rule 6's `or`
                 raise NotBatchable(f"{following.text!r} after an aggregation")
             return
         raise NotBatchable(f"{token.text!r} is not a batchable term")

@@ -286,7 +286,7 @@ class PrometheusMetricProvider:
     def _timed_out(self) -> Measurement:
         return Measurement.error(f"query timed out after {self.timeout_text} (Prometheus at {self.address})")
 
-    def _query(self, query: str, at: datetime | None) -> Any:
+    def _query(self, query: str, at: datetime | None = None) -> Any:
         # The server-side timeout, in float seconds (PromQL durations take no fractions).
         params = {"timeout": f"{self.timeout:g}"}
         if at is not None:
@@ -332,6 +332,20 @@ class PrometheusMetricProvider:
         try:
             return await asyncio.wait_for(
                 loop.run_in_executor(executor, self._run, query, at), self.timeout + TIMEOUT_GRACE_SECONDS
+            )
+        except TimeoutError:
+            return self._timed_out()
+
+    async def query_at(self, query: str, at: datetime | None) -> Any:
+        """One instant query evaluated at the time `at` (the server's now if None): its `data.result`
+        as Prometheus gave it (a range selector's raw samples, for an exact count), or the Error
+        Measurement it came to."""
+        telemetry.prometheus_queries.labels("false").inc()
+        loop = asyncio.get_running_loop()
+        executor = self._executor or query_executor()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(executor, self._fetch, query, at), self.timeout + TIMEOUT_GRACE_SECONDS
             )
         except TimeoutError:
             return self._timed_out()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from featurerollout.api import Metric
-from featurerollout.measurement import Measurement
+from featurerollout.measurement import Measurement, MeasurementKind
+from featurerollout.metrics import nodata
 from featurerollout.metrics.grouping import SENTINEL
 from featurerollout.metrics.queries import render_query
 
@@ -51,7 +52,8 @@ async def measure_query(
     (metrics/batcher.py) is also given the query rendered with grouping.SENTINEL for `{{flag}}`,
     so that rollouts whose queries differ only in their flag, inline or from one MetricTemplate
     with the same args, share one grouped query. Raises ValueError when the template does not
-    render; a provider never raises for server or query problems."""
+    render; a provider never raises for server or query problems. NoData says which part of the
+    query had no data (explain_no_data)."""
     def render(for_flag: str) -> str:
         return render_query(template, flag=for_flag, name=name, namespace=namespace, interval=interval,
                             window=window, args=args)
@@ -60,8 +62,21 @@ async def measure_query(
     measure_for_flag = getattr(provider, "measure_for_flag", None)
     if measure_for_flag is not None:
         result: Measurement = await measure_for_flag(query, render(SENTINEL), flag)
-        return result
-    return await provider.measure(query)
+    else:
+        result = await provider.measure(query)
+    if result.kind is MeasurementKind.NO_DATA:
+        return await explain_no_data(provider, query, result)
+    return result
+
+
+async def explain_no_data(provider: MetricProvider, query: str, whole: Measurement) -> Measurement:
+    """NoData, with which top-level part of the query had no data and the fix (metrics/nodata.py):
+    one extra round of queries, asked only on NoData."""
+    parts = nodata.parts_to_ask(query)
+    if not parts:
+        return whole
+    answers = await asyncio.gather(*(provider.measure(part) for part in parts))
+    return nodata.explained(query, whole, list(zip(parts, answers, strict=True)))
 
 
 async def measure_all(
@@ -73,10 +88,13 @@ async def measure_all(
     namespace: str,
     interval: str | timedelta,
     window: timedelta | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Measurement]:
     """Render and run all of one rollout's metrics concurrently; returns a Measurement per metric name.
 
-    `window` (the time since the stage began) fills `{{window}}`. A template that does not render
+    `window` (the time since the stage began) fills `{{window}}`; with `now` (the moment the queries
+    are evaluated at) a compare metric counts exactly over the stage from `now - window` to `now`
+    (metrics/compare.py). A template that does not render
     (an unknown `{{variable}}`) is an Error for that metric only; the others are still measured.
     """
     from featurerollout.metrics.compare import measure_compare  # it builds on this module
@@ -87,7 +105,8 @@ async def measure_all(
     async def one(metric: Metric) -> Measurement:
         if metric.compare is not None:
             try:
-                return await measure_compare(provider, metric.compare, render)
+                start = now - window if now is not None and window is not None else None
+                return await measure_compare(provider, metric.compare, render, start=start, at=now)
             except Exception as error:  # as below: one metric's bug must not take the others down
                 return Measurement.error(f"metric {metric.name!r}: {type(error).__name__}: {error}")
         try:

@@ -82,6 +82,7 @@ async def measure_resolution(
     name: str,
     namespace: str,
     window: timedelta | None,
+    now: datetime | None = None,
     make_provider: Callable[[api.PrometheusProvider, PrometheusCredentials | None], MetricProvider] = provider_for,
 ) -> dict[str, Measurement]:
     """Measure every metric of a resolved spec: an unresolved one is an Error with its reason; the
@@ -117,7 +118,8 @@ async def measure_resolution(
         try:
             plain = [resolution.metrics[n].metric for n in names if resolution.metrics[n].args is None]
             measured = await measure_all(
-                provider, plain, flag=flag, name=name, namespace=namespace, interval=analysis.interval, window=window
+                provider, plain, flag=flag, name=name, namespace=namespace, interval=analysis.interval, window=window,
+                now=now,
             )
 
             async def templated(metric_name: str) -> Measurement:

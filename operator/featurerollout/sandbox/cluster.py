@@ -6,6 +6,7 @@ Handlers in server.py parse HTTP; this module decides what a request does to the
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 import secrets
@@ -31,6 +32,7 @@ Json = dict[str, Any]
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACE_KEY = ("", "namespaces")
+SECRET_KEY = ("", "secrets")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # metadata fields the server owns: a client's values are ignored (or kept from the stored object)
@@ -149,6 +151,8 @@ class Cluster:
         if rt.key == CRD_KEY:
             self._check_crd(obj)
             return obj
+        if rt.key == SECRET_KEY:
+            return _merge_string_data(obj)
         v = rt.version(version)
         if v is None or v.schema is None:
             return obj
@@ -470,6 +474,22 @@ class Cluster:
             self.store.remove(key, obj)
         self.store.drop_resource(key)
         del self.resources[key]
+
+
+def _merge_string_data(secret: Json) -> Json:
+    """A Secret as kube-apiserver stores it: `stringData` merged over `data` (base64 of its UTF-8;
+    a key in both takes stringData's value), and stringData itself never stored. The real server
+    does this when it decodes any write (create, update, patch, apply), so the sandbox does it
+    before every write too; a reader never sees stringData."""
+    string_data = secret.pop("stringData", None)
+    if string_data is None:
+        return secret
+    name = (secret.get("metadata") or {}).get("name", "")
+    if not isinstance(string_data, dict) or not all(isinstance(v, str) for v in string_data.values()):
+        raise ApiError(400, f'Secret "{name}" cannot be handled as a Secret: stringData must map keys to strings')
+    data = secret.get("data") or {}
+    secret["data"] = {**data, **{k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}}
+    return secret
 
 
 def _spec_of(obj: Json) -> Json:

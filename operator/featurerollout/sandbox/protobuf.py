@@ -151,9 +151,4 @@ def decode(body: bytes) -> Json:
     decoder = DECODERS.get(kind)
     if decoder is None:
         raise ApiError(415, f"the sandbox reads protobuf only for {', '.join(DECODERS)}; send {kind} as JSON")
-    obj = decoder(raw)
-    if "stringData" in obj:  # the Secret strategy merges stringData into data
-        data = obj.setdefault("data", {})
-        for key, value in obj.pop("stringData").items():
-            data[key] = base64.b64encode(value.encode()).decode()
-    return obj
+    return decoder(raw)  # a Secret's stringData is merged into data by the cluster, as for JSON

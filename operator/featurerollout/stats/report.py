@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,13 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "guardrails.md"
 ROLLOUTS = 2000
 CONFIDENCE = 0.99
 SEED = 14
+HOUR = 3600.0
+SPLIT = ((10, HOUR), (90, HOUR))
+
+
+def clustered(control_rate: float, treatment_rate: float) -> Traffic:
+    """1,000 req/s from 20,000 users of whom 0.5% have a client that fails 30% of their requests."""
+    return Traffic(control_rate, treatment_rate, rps=1000, users=20_000, broken_share=0.005, broken_rate=0.3)
 
 
 @dataclass(frozen=True)
@@ -33,15 +40,38 @@ class Scenario:
     harmful: bool
 
 
+def _guardrail(rate: float, inflation: float = 1.0) -> Guardrail:
+    return Guardrail(max_increase=0.0, confidence=CONFIDENCE, threshold=1.5 * rate, variance_inflation=inflation)
+
+
 def scenarios() -> list[Scenario]:
-    """A/A at three error rates, and the treatment at 2x a 1% control."""
+    """A/A across scrape intervals, looks and traffic; then the power rows; then clustered users."""
     found = [
-        Scenario(f"A/A at {rate * 100:g}%", Traffic(rate, rate),
-                 Guardrail(max_increase=0.0, confidence=CONFIDENCE, threshold=1.5 * rate), False)
-        for rate in (0.005, 0.02, 0.10)
+        Scenario(f"A/A 2%, {rps:g} req/s, scrape {scrape:g} s, look {look:g} s",
+                 Traffic(0.02, 0.02, rps=rps, scrape_s=scrape, interval_s=look), _guardrail(0.02), False)
+        for rps in (2, 1000) for scrape in (15, 30, 60) for look in (10, 60)
     ]
-    found.append(Scenario("2x: 2% vs 1%", Traffic(0.01, 0.02),
-                          Guardrail(max_increase=0.0, confidence=CONFIDENCE, threshold=0.015), True))
+    found += [
+        Scenario(f"A/A {rate * 100:g}%, 50 req/s", Traffic(rate, rate), _guardrail(rate), False)
+        for rate in (0.005, 0.10)
+    ]
+    found += [
+        Scenario("A/A 2%, diurnal traffic (50 req/s +-80%)", Traffic(0.02, 0.02, diurnal=0.8), _guardrail(0.02), False),
+        Scenario("A/A 2%, ramp 10% then 90%", Traffic(0.02, 0.02, stages=SPLIT), _guardrail(0.02), False),
+        Scenario("2x: 2% vs 1%, 50 req/s (the documented setting)", Traffic(0.01, 0.02), _guardrail(0.01), True),
+        Scenario("2x: 2% vs 1%, 50 req/s, scrape 60 s", Traffic(0.01, 0.02, scrape_s=60), _guardrail(0.01), True),
+        Scenario("1.2x: 1.2% vs 1%, 1000 req/s", Traffic(0.01, 0.012, rps=1000), _guardrail(0.01), True),
+        Scenario("2x at a low base rate: 0.2% vs 0.1%, 50 req/s", Traffic(0.001, 0.002), _guardrail(0.001), True),
+        Scenario("2x: 2% vs 1%, ramp 10% then 90%", Traffic(0.01, 0.02, stages=SPLIT), _guardrail(0.01), True),
+        Scenario("2x: 2% vs 1%, diurnal traffic", Traffic(0.01, 0.02, diurnal=0.8), _guardrail(0.01), True),
+        Scenario("2x: 2% vs 1%, tiny traffic (2 req/s)", Traffic(0.01, 0.02, rps=2), _guardrail(0.01), True),
+    ]
+    for inflation in (1.0, 4.0, 8.0):
+        found.append(Scenario(
+            f"A/A 1%, 1000 req/s, 0.5% of 20,000 users fail 30%; varianceInflation {inflation:g}",
+            clustered(0.01, 0.01), _guardrail(0.01, inflation), False))
+    found.append(Scenario("2x: 2% vs 1%, the same users; varianceInflation 8",
+                          clustered(0.01, 0.02), _guardrail(0.01, 8.0), True))
     return found
 
 
@@ -50,27 +80,32 @@ def _minutes(seconds: float | None) -> str:
 
 
 def _cell(outcome: Outcome, method: str, harmful: bool) -> str:
-    share = f"{outcome.rate(method) * 100:.1f}%"
+    low, high = outcome.interval(method)
+    share = f"{outcome.rate(method) * 100:.2f}% [{low * 100:.2f}, {high * 100:.2f}]"
     if not harmful:
         return share
     return f"{share}; median {_minutes(outcome.median(method))}, p90 {_minutes(outcome.p90(method))}"
 
 
-def table(rollouts: int = ROLLOUTS, seed: int = SEED) -> str:
+def table(rollouts: int = ROLLOUTS, seed: int = SEED, progress: Callable[[str], None] | None = None) -> str:
     """The Markdown table: per scenario and rule, the share of rollouts rolled back (and when)."""
     names = {"sequential": "sequential (this operator)", "z-test": "z-test at each look",
-             "threshold": "fixed threshold (1.5x baseline, per interval)"}
+             "threshold": "fixed threshold (1.5x baseline, per look)"}
     lines = [
-        f"{rollouts} simulated rollouts per row; 50 req/s; stages 10%, 25%, 50% of 1 h each, looked at every "
-        f"minute; confidence {CONFIDENCE:g}, maxIncrease 0, minSamplePerArm 1000; seed {seed}.",
+        f"{rollouts} simulated rollouts per row; stages 10%, 25%, 50% of 1 h each unless said; 50 req/s, Prometheus "
+        f"scraping every 15 s and the operator looking every minute unless said; the app's counters created at "
+        f"their first increment and reset by one restart an hour; counts taken as the operator takes them; "
+        f"confidence {CONFIDENCE:g}, maxIncrease 0, minSamplePerArm 1000; seed {seed}.",
         "A/A rows: the share of rollouts rolled back although the flag does no harm (should be at most "
-        f"{(1 - CONFIDENCE) * 100:g}%). The 2x row: the share rolled back before the ramp ends, and the time "
-        "from the start of the ramp to the rollback.",
+        f"{(1 - CONFIDENCE) * 100:g}%), with its 95% confidence interval. Harmful rows: the share rolled back "
+        "before the ramp ends, and the time from the start of the ramp to the rollback.",
         "",
         "| scenario | " + " | ".join(names[m] for m in METHODS) + " |",
         "|---|" + "---|" * len(METHODS),
     ]
     for index, scenario in enumerate(scenarios()):
+        if progress is not None:
+            progress(f"[{index + 1}/{len(scenarios())}] {scenario.title}")
         outcome = simulate(scenario.traffic, scenario.guardrail, rollouts=rollouts, seed=seed + index)
         cells = " | ".join(_cell(outcome, m, scenario.harmful) for m in METHODS)
         lines.append(f"| {scenario.title} | {cells} |")
@@ -93,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, default=DOC, help=f"the document to update (default {DOC})")
     parser.add_argument("--rollouts", type=int, default=ROLLOUTS, help=f"rollouts per row (default {ROLLOUTS})")
     args = parser.parse_args(argv)
-    text = table(args.rollouts)
+    text = table(args.rollouts, progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.print:
         sys.stdout.write(text)
     else:

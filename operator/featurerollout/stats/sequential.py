@@ -210,12 +210,17 @@ def compare(
     confidence: float = 0.99,
     min_sample: int = 1000,
     stages_with_control: int = 1,
+    variance_inflation: float = 1.0,
 ) -> Evidence:
     """One look: Fail, Pass or NoData for the treatment against the control (see the module doc).
 
     Give exactly one of `max_increase` (the largest allowed treatment - control rate) and
     `max_ratio` (the largest allowed treatment / control rate). The counts are cumulative over the
     current stage; `stages_with_control` is how many stages of the ramp run such a comparison.
+
+    `variance_inflation` (the design effect, >= 1) is how many times the counts' variance exceeds
+    that of independent requests: the test then runs on the effective sample, every count divided
+    by it (Kish), which widens the interval by its square root. The minimum sample is on the counts.
     """
     if (max_increase is None) == (max_ratio is None):
         raise ValueError("give exactly one of max_increase and max_ratio")
@@ -226,8 +231,13 @@ def compare(
     if treatment.total < min_sample or control.total < min_sample:
         return base
     alpha = stage_alpha(confidence, stages_with_control)
-    tight_at = TIGHT_AT_MULTIPLE * min_sample
-    bounds = (difference_bounds if scale == "difference" else ratio_bounds)(treatment, control, alpha, tight_at)
+    tight_at = TIGHT_AT_MULTIPLE * min_sample / variance_inflation
+    def effective(arm: Arm) -> Arm:
+        return Arm(arm.errors / variance_inflation, arm.total / variance_inflation)
+
+    bounds = (difference_bounds if scale == "difference" else ratio_bounds)(
+        effective(treatment), effective(control), alpha, tight_at
+    )
     estimate, lower, upper = bounds
     decision = Decision.FAIL if lower > budget else Decision.PASS
     return Evidence(decision, treatment, control, scale, budget, confidence, min_sample, estimate, lower, upper)

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from featurerollout.api import LOWERED_BY_HAND
+
 
 class TargetError(Exception):
     """The target could not be read or written. `reason` is a CamelCase word for conditions and
@@ -45,6 +47,11 @@ class Target(Protocol):
     async def current_weight(self) -> float | None:
         """The weight the target exposes now (None when the flag is not there; for a target that
         does not read back, None when it has acknowledged nothing yet)."""
+        ...
+
+    def expect(self, read: float | None) -> None:
+        """Every later apply() refuses (TargetError LOWERED_BY_HAND) to raise the flag when it holds
+        less than `read`, the weight this look read: someone lowered it since (check_not_lowered())."""
         ...
 
     def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
@@ -115,6 +122,24 @@ def check_owner(where: str, flag: str, found: Owner | None, owner: Owner | None,
         OWNED_ELSEWHERE,
         f"flag {flag!r} in {where} belongs to {found.describe()}: one FeatureRollout per flag, so this one "
         "never writes it. Delete one of the two; the other takes the flag over at its next look",
+    )
+
+
+# --- the kill switch: never raise a flag someone lowered while the look was under way --------------
+
+def check_not_lowered(where: str, flag: str, read: float | None, now: float | None, weight: float) -> None:
+    """Raise TargetError(LOWERED_BY_HAND) when writing `weight` would raise the flag above what it
+    holds `now` (None: no entry, 0%), and `now` is below `read`, what the look read before it
+    measured and decided: a person switched it off meanwhile, and a stage step must not undo that.
+    Targets call it on the copy they are about to write, inside their read-modify-write, as they
+    call check_owner(); the next look then finds the lowering and records it (engine)."""
+    held = now or 0.0
+    if read is None or weight <= held + 1e-9 or held >= read - 1e-9:
+        return
+    raise TargetError(
+        LOWERED_BY_HAND,
+        f"flag {flag!r} in {where} was lowered to {held:g}% outside the operator while this look was under way "
+        f"(it read {read:g}%); not raised to {weight:g}%: the rollout holds it where it was left",
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from featurerollout import flagd
 from featurerollout.api import ConfigMapTarget as ConfigMapSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
-from featurerollout.targets.base import Holding, Owner, TargetError, check_owner
+from featurerollout.targets.base import Holding, Owner, TargetError, check_not_lowered, check_owner
 
 
 class ConfigMapTarget:
@@ -30,6 +30,7 @@ class ConfigMapTarget:
         self.flag = flag
         self.owner: Owner | None = None
         self.replacing: Owner | None = None
+        self.read: float | None = None
 
     def describe(self) -> str:
         return f"ConfigMap {self.namespace}/{self.name} key {self.key}"
@@ -49,6 +50,9 @@ class ConfigMapTarget:
     def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
         self.owner, self.replacing = owner, replacing
 
+    def expect(self, read: float | None) -> None:
+        self.read = read
+
     async def apply(self, weight: float) -> bool:
         marker = self.owner.marker() if self.owner is not None else None
 
@@ -56,8 +60,10 @@ class ConfigMapTarget:
             data = dict(config_map.data or {})
             current = data.get(self.key)
             try:
-                found = Owner.from_marker(flagd.metadata_of(flagd.read_flag_entry(current, self.flag)))
-                check_owner(self.describe(), self.flag, found, self.owner, self.replacing)
+                entry = flagd.read_flag_entry(current, self.flag)
+                check_owner(self.describe(), self.flag, Owner.from_marker(flagd.metadata_of(entry)), self.owner,
+                            self.replacing)
+                check_not_lowered(self.describe(), self.flag, self.read, flagd.weight_of(entry), weight)
                 updated = flagd.set_flag(current, self.flag, weight, marker)
             except flagd.InvalidDocument as error:
                 raise TargetError(

@@ -18,6 +18,7 @@ from featurerollout.targets.base import (
     TargetError,
     annotate_owner,
     annotated_owners,
+    check_not_lowered,
     check_owner,
 )
 
@@ -38,6 +39,7 @@ class FeatureFlagTarget:
         self.flag = flag
         self.owner: Owner | None = None
         self.replacing: Owner | None = None
+        self.read: float | None = None
 
     def describe(self) -> str:
         return f"FeatureFlag {self.namespace}/{self.name}"
@@ -67,11 +69,16 @@ class FeatureFlagTarget:
     def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
         self.owner, self.replacing = owner, replacing
 
+    def expect(self, read: float | None) -> None:
+        self.read = read
+
     async def apply(self, weight: float) -> bool:
         def change(body: dict[str, Any]) -> dict[str, Any] | None:
             owners = annotated_owners(body)
             check_owner(self.describe(), self.flag, Owner.from_marker(owners.get(self.flag)), self.owner,
                         self.replacing)
+            check_not_lowered(self.describe(), self.flag, self.read, flagd.weight_of(self._flags(body).get(self.flag)),
+                              weight)
             marker_done = self.owner is None or owners.get(self.flag) == self.owner.marker()
             try:
                 changed = flagd.set_flag_spec(body, self.flag, weight)

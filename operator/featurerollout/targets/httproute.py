@@ -20,7 +20,15 @@ from typing import Any
 from featurerollout.api import HTTPRouteTarget as HTTPRouteSpec
 from featurerollout.kube import NOT_FOUND, Kube, api_message, status_code
 from featurerollout.targets import optimistic
-from featurerollout.targets.base import Holding, Owner, TargetError, annotate_owner, annotated_owners, check_owner
+from featurerollout.targets.base import (
+    Holding,
+    Owner,
+    TargetError,
+    annotate_owner,
+    annotated_owners,
+    check_not_lowered,
+    check_owner,
+)
 
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
@@ -80,6 +88,7 @@ class HTTPRouteTarget:
         self.spec = spec
         self.owner: Owner | None = None
         self.replacing: Owner | None = None
+        self.read: float | None = None
 
     @property
     def owner_key(self) -> str:
@@ -88,6 +97,9 @@ class HTTPRouteTarget:
 
     def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
         self.owner, self.replacing = owner, replacing
+
+    def expect(self, read: float | None) -> None:
+        self.read = read
 
     async def holding(self) -> Holding:
         route = await self._read()
@@ -163,6 +175,7 @@ class HTTPRouteTarget:
             pair = self.find_pair(route)  # raises before anything is changed
             marked = annotated_owners(route).get(self.owner_key)
             check_owner(self.describe(), self.owner_key, Owner.from_marker(marked), self.owner, self.replacing)
+            check_not_lowered(self.describe(), self.owner_key, self.read, share(*pair.weights), weight)
             marker_done = self.owner is None or marked == self.owner.marker()
             if (pair.weights == (feature, stable) and "weight" in pair.feature and "weight" in pair.stable
                     and marker_done):

@@ -224,6 +224,9 @@ class WebhookTarget:
     def claim(self, owner: Owner, replacing: Owner | None = None) -> None:
         """A flag service holds no marker of ours: ownership is not enforced for a webhook."""
 
+    def expect(self, read: float | None) -> None:
+        """A flag service cannot be read back, so there is nothing to compare a write with."""
+
     async def holding(self) -> Holding:
         return Holding(await self.current_weight(), None)
 
