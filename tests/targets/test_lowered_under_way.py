@@ -6,7 +6,7 @@ targets on the API server; the person's edit lands between the read and the writ
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,15 +36,6 @@ def test_the_rule() -> None:
             check_not_lowered("ConfigMap default/x", "f", read=50, now=now, weight=100)
         assert refused.value.reason == LOWERED_BY_HAND
         assert f"was lowered to {now or 0:g}% outside the operator" in refused.value.message
-
-
-@pytest.fixture
-def kube(cluster: Cluster) -> Iterator[Kube]:
-    made = Kube(api=cluster.api)
-    try:
-        yield made
-    finally:
-        made.pool.shutdown(wait=False)
 
 
 def configmap(cluster: Cluster, kube: Kube) -> tuple[Target, Callable[[], None], Callable[[], str]]:

@@ -46,15 +46,6 @@ async def clients() -> AsyncIterator[WebhookClients]:
         await pool.aclose()
 
 
-@pytest.fixture
-def kube(cluster: Cluster) -> Iterator[Kube]:
-    made = Kube(api=cluster.api)
-    try:
-        yield made
-    finally:
-        made.pool.shutdown(wait=False)
-
-
 def make_secret(cluster: Cluster, name: str, **data: str) -> None:
     cluster.core.create_namespaced_secret("default", {
         "metadata": {"name": name},

@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -326,26 +327,23 @@ class PrometheusMetricProvider:
     async def measure(self, query: str, at: datetime | None = None) -> Measurement:
         """Run one instant query in a worker thread, evaluated at `at` (else the provider's instant,
         else Prometheus's now); a query that outlasts the timeout is an Error."""
-        telemetry.prometheus_queries.labels("false").inc()
-        loop = asyncio.get_running_loop()
-        executor = self._executor or query_executor()
-        try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(executor, self._run, query, at), self.timeout + TIMEOUT_GRACE_SECONDS
-            )
-        except TimeoutError:
-            return self._timed_out()
+        measured: Measurement = await self._in_worker(self._run, query, at)
+        return measured
 
     async def query_at(self, query: str, at: datetime | None) -> Any:
         """One instant query evaluated at the time `at` (the server's now if None): its `data.result`
         as Prometheus gave it (a range selector's raw samples, for an exact count), or the Error
         Measurement it came to."""
+        return await self._in_worker(self._fetch, query, at)
+
+    async def _in_worker(self, blocking: Callable[[str, datetime | None], Any], query: str, at: datetime | None) -> Any:
+        """One unbatched query, counted, run in a worker thread; past the timeout, an Error."""
         telemetry.prometheus_queries.labels("false").inc()
         loop = asyncio.get_running_loop()
         executor = self._executor or query_executor()
         try:
             return await asyncio.wait_for(
-                loop.run_in_executor(executor, self._fetch, query, at), self.timeout + TIMEOUT_GRACE_SECONDS
+                loop.run_in_executor(executor, blocking, query, at), self.timeout + TIMEOUT_GRACE_SECONDS
             )
         except TimeoutError:
             return self._timed_out()
