@@ -44,8 +44,8 @@ from tests.support.history import backfill  # noqa: E402
 from tests.support.prometheus import start_prometheus  # noqa: E402
 
 from featurerollout.api import parse_duration  # noqa: E402
-from featurerollout.measurement import Measurement  # noqa: E402
-from featurerollout.metrics.compare import LOOKBACK, CountQuery, matrix_count, measure_count  # noqa: E402
+from featurerollout.core.measurement import Measurement  # noqa: E402
+from featurerollout.edges.metrics.compare import LOOKBACK, CountQuery, matrix_count, measure_count  # noqa: E402
 
 SELECTOR = 'http_requests_total{flag="bench"}'
 ORIGIN = datetime(2026, 8, 3, tzinfo=UTC)

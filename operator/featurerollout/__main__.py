@@ -1,3 +1,3 @@
-from featurerollout.cli import main
+from featurerollout.commands.cli import main
 
 raise SystemExit(main())

@@ -32,7 +32,7 @@ from tests.support.cluster import Cluster, OperatorFactory, Process, featureroll
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, query, start_prometheus
 
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 

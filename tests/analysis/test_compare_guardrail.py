@@ -24,7 +24,7 @@ from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus
 from tests.support.watching import values_seen
 
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 

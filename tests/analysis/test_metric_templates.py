@@ -31,7 +31,7 @@ from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus
 
 from featurerollout import GROUP, VERSION
-from featurerollout.metrics import nodata
+from featurerollout.edges.metrics import nodata
 
 pytestmark = pytest.mark.integration
 

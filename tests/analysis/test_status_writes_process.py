@@ -18,7 +18,7 @@ from tests.rollouts.test_status_truth import cli
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, free_port, wait_for_query
 
-from featurerollout.statuswrites import write_spread
+from featurerollout.core.statuswrites import write_spread
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from featurerollout.cli import build_parser
+from featurerollout.commands.cli import build_parser
 
 from .chart_support import NAMESPACE, Manifest, helm, of_kind, render, template_args, validate_builtin
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from featurerollout import api
-from featurerollout.metrics.queries import render_query
-from featurerollout.metrics.templates import resolve_metric
+from featurerollout.edges.metrics.queries import render_query
+from featurerollout.edges.metrics.templates import resolve_metric
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import of_kind, render, require_tool

@@ -240,7 +240,7 @@ def test_dockerfile_entrypoint_and_cmd_agree_with_the_chart(home: Path) -> None:
     assert users and users[-1].split(":")[0] == "65532"
     assert re.search(r"^FROM python:3\.11-slim\s*$", text, re.M)
     # And the command the image runs accepts the chart's arguments.
-    from featurerollout.cli import build_parser
+    from featurerollout.commands.cli import build_parser
 
     parsed = build_parser().parse_args(operator["args"])
     assert parsed.all_namespaces and not parsed.standalone and parsed.liveness == "http://0.0.0.0:8081/healthz"

@@ -20,7 +20,7 @@ import jsonschema
 from celpy import celtypes
 
 from featurerollout import api
-from featurerollout.crd import render_crd
+from featurerollout.api.crd import render_crd
 
 API_VERSION = "featurerollout.io/v1alpha1"
 

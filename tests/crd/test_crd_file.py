@@ -16,8 +16,8 @@ import yaml
 from crd_helpers import cel_errors, crd, root_schema
 
 from featurerollout import api
-from featurerollout.cli import main
-from featurerollout.crd import render_crd_yaml
+from featurerollout.api.crd import render_crd_yaml
+from featurerollout.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "featurerollouts.yaml"

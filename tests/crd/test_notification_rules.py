@@ -69,7 +69,7 @@ def test_defaults_agree() -> None:
 
 
 def test_editing_receivers_is_no_change_of_plan() -> None:
-    from featurerollout import engine
+    from featurerollout.core import engine
 
     without = api.parse_spec({k: v for k, v in spec_with(SLACK).items() if k != "notifications"})
     assert engine.plan_hash(api.parse_spec(spec_with(SLACK))) == engine.plan_hash(without)

@@ -15,7 +15,7 @@ from crd_helpers import apply_defaults, cel_errors, crd_errors, pydantic_problem
 from pydantic import ValidationError
 
 from featurerollout import api
-from featurerollout.crd import CLUSTER_METRIC_TEMPLATE, KINDS, METRIC_TEMPLATE, Kind, render_crd
+from featurerollout.api.crd import CLUSTER_METRIC_TEMPLATE, KINDS, METRIC_TEMPLATE, Kind, render_crd
 
 
 def spec_with(metric: dict[str, Any], prometheus: bool = True) -> dict[str, Any]:
@@ -202,7 +202,7 @@ def test_a_template_needs_a_query() -> None:
 def test_every_committed_crd_is_what_the_models_render(kind: Kind) -> None:
     from pathlib import Path
 
-    from featurerollout.crd import render_crd_yaml
+    from featurerollout.api.crd import render_crd_yaml
 
     committed = Path(__file__).resolve().parents[2] / "crds" / kind.file_name
     assert committed.read_text(encoding="utf-8") == render_crd_yaml(kind), (
@@ -212,7 +212,7 @@ def test_every_committed_crd_is_what_the_models_render(kind: Kind) -> None:
 def test_crd_all_prints_every_kind(capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
-    from featurerollout.cli import main
+    from featurerollout.commands.cli import main
 
     assert main(["crd", "--all"]) == 0
     docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]

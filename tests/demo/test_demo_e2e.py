@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from tests.support.missing import skip_or_fail
 
-from featurerollout.children import spawn
 from featurerollout.demo.stack import find_prometheus
+from featurerollout.process.children import spawn
 
 pytestmark = pytest.mark.integration
 

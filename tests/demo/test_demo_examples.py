@@ -14,7 +14,7 @@ from tests.crd.crd_helpers import apply_defaults, cel_errors, root_schema, schem
 
 from featurerollout import api
 from featurerollout.demo.__main__ import EXAMPLES, ROLLOUTS, load_documents, with_prometheus
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 ROLLOUT_FILES = [EXAMPLES / name for name, _ in ROLLOUTS]
 PLACEHOLDER = "http://127.0.0.1:9090"

@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client, config
 from tests.support.cluster import REPO, Process, featurerollout_command, rollout_manifest, wait_until
 
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 KUBECONFIG = os.environ.get("FEATUREROLLOUT_E2E_KUBECONFIG")
 pytestmark = [

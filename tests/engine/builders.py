@@ -12,8 +12,8 @@ from featurerollout.api import (
     FeatureRolloutSpec,
     FeatureRolloutStatus,
 )
-from featurerollout.engine import ControlRequest, Decision, EmitEvent, SetWeight, analysis_due, decide
-from featurerollout.measurement import Measurement
+from featurerollout.core.engine import ControlRequest, Decision, EmitEvent, SetWeight, analysis_due, decide
+from featurerollout.core.measurement import Measurement
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from builders import T0, Rollout, bad, error, events, make_spec, no_data, ok, reasons, req, seconds, weights
 
 from featurerollout.api import ConditionStatus, FeatureRolloutStatus, MetricResult, Phase
-from featurerollout.engine import (
+from featurerollout.core.engine import (
     ControlRequest,
     Decision,
     EmitEvent,
@@ -18,7 +18,7 @@ from featurerollout.engine import (
     next_check,
     target_failed,
 )
-from featurerollout.measurement import Measurement
+from featurerollout.core.measurement import Measurement
 
 
 def cond(decision_or_status: Decision | FeatureRolloutStatus, type_: str) -> tuple[str, str]:
@@ -655,7 +655,7 @@ def test_cannot_proceed_without_a_readable_spec_has_no_analysis_condition() -> N
 
 
 def test_held_from_retimes_the_stage_and_its_words_so_the_next_look_writes_nothing() -> None:
-    from featurerollout.engine import held_from
+    from featurerollout.core.engine import held_from
 
     spec = make_spec()
     d = decide(spec, FeatureRolloutStatus(), generation=1, now=T0)

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurerollout.api import ControlAction, FeatureRolloutSpec, FeatureRolloutStatus, MetricResult, OnNoData, Phase
-from featurerollout.engine import ControlRequest, Decision, SetWeight, analysis_due, decide
-from featurerollout.measurement import Measurement
+from featurerollout.core.engine import ControlRequest, Decision, SetWeight, analysis_due, decide
+from featurerollout.core.measurement import Measurement
 
 settings.register_profile("engine", max_examples=120, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from featurerollout.api import LOWERED_BY_HAND, ControlAction, FeatureRolloutStatus, Phase, RequestOutcome
-from featurerollout.engine import (
+from featurerollout.core.engine import (
     TARGET_REASONS,
     ControlRequest,
     Decision,
@@ -42,8 +42,8 @@ from featurerollout.engine import (
     target_failed,
     target_moved,
 )
-from featurerollout.measurement import Measurement
-from featurerollout.mergepatch import diff
+from featurerollout.core.measurement import Measurement
+from featurerollout.edges.mergepatch import diff
 
 MAX_EXAMPLES = int(os.environ.get("ENGINE_STATE_MACHINE_EXAMPLES", "150"))
 

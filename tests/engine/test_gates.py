@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from tests.engine.builders import RAMP, T0, bad, events, ok, reasons, req, seconds, weights
 
-from featurerollout import gates
 from featurerollout.api import ControlAction, FeatureRolloutSpec, FeatureRolloutStatus, Phase
-from featurerollout.engine import ControlRequest, Decision, decide, next_check
-from featurerollout.measurement import Measurement
+from featurerollout.core import gates
+from featurerollout.core.engine import ControlRequest, Decision, decide, next_check
+from featurerollout.core.measurement import Measurement
 
 
 def gated_spec(*gate_list: Mapping[str, Any], stages: Sequence[tuple[float, str | None]] = RAMP,
@@ -242,7 +242,7 @@ def test_a_breach_while_waiting_rolls_back() -> None:
 
 
 def test_analysis_goes_on_while_waiting() -> None:
-    from featurerollout.engine import analysis_due
+    from featurerollout.core.engine import analysis_due
     run = Driver(gated_spec(OK_50, analysis=True))
     run.tick()
     run.tick(10, ok())
@@ -380,7 +380,7 @@ def test_gates_pure_helpers() -> None:
 def test_simulate_takes_gates_as_open() -> None:
     import asyncio
 
-    from featurerollout.simulate import replay
+    from featurerollout.commands.simulate import replay
 
     async def nothing_measured(status: object, at: object) -> dict[str, object]:
         return {}
@@ -393,7 +393,7 @@ def test_simulate_takes_gates_as_open() -> None:
 def test_waiting_before_the_start_after_a_retry_never_writes_the_target() -> None:
     """A retried rollout whose start gate is closed has no exposure of its own: someone else's
     change to the flag meanwhile is not 'drift' to put back."""
-    from featurerollout.engine import Observed
+    from featurerollout.core.engine import Observed
 
     run = Driver(gated_spec(SMOKE))
     run.answer = True

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.engine.builders import T0, bad, ok
 
-from featurerollout import gates
 from featurerollout.api import ControlAction, FeatureRolloutSpec, FeatureRolloutStatus, Phase
-from featurerollout.engine import ControlRequest, SetWeight, analysis_due, decide
+from featurerollout.core import gates
+from featurerollout.core.engine import ControlRequest, SetWeight, analysis_due, decide
 
 SPEC = FeatureRolloutSpec.model_validate({
     "flag": "f", "target": {"configMap": {"name": "flags"}},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tests.engine.builders import Rollout, make_spec, reasons, req, seconds, weights
 
-from featurerollout.engine import Observed, decide
+from featurerollout.core.engine import Observed, decide
 
 
 def started() -> Rollout:

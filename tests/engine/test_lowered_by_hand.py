@@ -14,7 +14,7 @@ from tests.engine.builders import RAMP, T0, make_spec, reasons, req, seconds, we
 from tests.engine.test_gates import OK_50, gated_spec
 
 from featurerollout.api import LOWERED_BY_HAND, FeatureRolloutSpec, FeatureRolloutStatus, Phase, settled
-from featurerollout.engine import ControlRequest, Decision, Observed, decide, rollback_intent
+from featurerollout.core.engine import ControlRequest, Decision, Observed, decide, rollback_intent
 
 
 @dataclass
@@ -303,7 +303,7 @@ def test_a_ramp_that_is_never_lowered_is_unchanged() -> None:
 def test_a_configmap_recreated_empty_after_a_target_error_gets_no_entry_written() -> None:
     """Deleted (the read failed: Degraded TargetNotFound), then re-created empty: the look that finds
     no entry must not 'retry the failed write' either (that would put an entry back)."""
-    from featurerollout.engine import target_failed
+    from featurerollout.core.engine import target_failed
 
     for t in (at_25(), succeeded()):
         failed = target_failed(t.status, generation=1, now=t.now + seconds(5), reason="TargetNotFound",

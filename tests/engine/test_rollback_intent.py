@@ -8,7 +8,7 @@ from __future__ import annotations
 from tests.engine.builders import Rollout, bad, make_spec, ok, reasons, req, seconds, weights
 
 from featurerollout.api import Phase
-from featurerollout.engine import Decision, Observed, decide, rollback_intent
+from featurerollout.core.engine import Decision, Observed, decide, rollback_intent
 
 
 def breach(r: Rollout, after: float = 10) -> Decision:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from builders import Rollout, bad, events, make_spec, ok, reasons, req, seconds, weights
 
 from featurerollout.api import Phase
-from featurerollout.engine import TARGET_REASONS, Observed, decide, rollback_not_applied
-from featurerollout.targets import httproute, webhook
+from featurerollout.core.engine import TARGET_REASONS, Observed, decide, rollback_not_applied
+from featurerollout.edges.targets import httproute, webhook
 
 DOWN = "webhook PUT http://flags: could not connect: connection refused (3 attempts); not applied"
 

@@ -41,7 +41,7 @@ from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wa
 from tests.support.prometheus import PrometheusServer
 from tests.support.windows import holds_for
 
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import pytest
 from tests.gates.receiver import GateReceiver
 
 from featurerollout.api import FeatureRolloutSpec, FeatureRolloutStatus
-from featurerollout.gates import GateCheck
-from featurerollout.gates_webhook import ask
-from featurerollout.targets.webhook import WebhookClients
+from featurerollout.core.gates import GateCheck
+from featurerollout.edges.gate_webhook import ask
+from featurerollout.edges.targets.webhook import WebhookClients
 
 
 def spec_for(url: str, timeout: str = "2s") -> FeatureRolloutSpec:

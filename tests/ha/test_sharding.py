@@ -13,7 +13,7 @@ import pytest
 from tests.ha.support import SHORT, Replicas, make_rollout, status, wait_holder
 from tests.support.cluster import Cluster, wait_until
 
-from featurerollout.sharding import Shard, lease_name, shard_of
+from featurerollout.process.sharding import Shard, lease_name, shard_of
 
 pytestmark = pytest.mark.integration
 

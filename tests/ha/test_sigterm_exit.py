@@ -21,7 +21,7 @@ from tests.support.cluster import Cluster, Process, featurerollout_command, wait
 from tests.support.real_server import require_real
 from tools import real_apiserver
 
-from featurerollout.runner import EXIT_DEADLINE
+from featurerollout.process.runner import EXIT_DEADLINE
 
 pytestmark = pytest.mark.integration
 

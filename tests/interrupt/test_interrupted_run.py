@@ -8,7 +8,7 @@ way runs get stopped, and checks by pid that nothing it started is left:
   (tests/support/termination.py): the servers are stopped and the real server's directory removed;
 - the real `timeout` command, its time limit expiring;
 - SIGKILL, which no teardown survives: the servers die with it all the same, by the kernel's
-  parent-death signal (featurerollout/children.py).
+  parent-death signal (featurerollout/process/children.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.support.cluster import REPO, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.real_server import require_real
 
-from featurerollout.children import spawn
+from featurerollout.process.children import spawn
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ from tests.support.fixtures import PrometheusFactory
 from tests.support.prometheus import wait_for_query_async
 
 from featurerollout.api import PrometheusProvider
+from featurerollout.core.measurement import MeasurementKind
 from featurerollout.demo.service import (
     ConfigMapFlags,
     DemoService,
@@ -28,9 +29,8 @@ from featurerollout.demo.service import (
     service_from_args,
     weight_in,
 )
-from featurerollout.flagd import flag_entry
-from featurerollout.measurement import MeasurementKind
-from featurerollout.metrics import PrometheusMetricProvider, render_query
+from featurerollout.edges.metrics import PrometheusMetricProvider, render_query
+from featurerollout.edges.targets.flagd import flag_entry
 
 
 def flagd(weight_on: int, weight_off: int, state: str = "ENABLED") -> dict[str, object]:

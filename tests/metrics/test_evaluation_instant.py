@@ -14,8 +14,8 @@ from tests.support.missing import skip_or_fail
 from tests.support.prometheus import PrometheusServer, find_prometheus
 
 from featurerollout.api import PrometheusProvider
-from featurerollout.metrics.batcher import Ask, QueryBatcher, answer_round
-from featurerollout.metrics.prometheus import PrometheusMetricProvider
+from featurerollout.edges.metrics.batcher import Ask, QueryBatcher, answer_round
+from featurerollout.edges.metrics.prometheus import PrometheusMetricProvider
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from tests.support.fixtures import PrometheusFactory
 from tests.support.prometheus import wait_for_query_async
 
 from featurerollout.api import PrometheusProvider
+from featurerollout.core.measurement import Measurement, MeasurementKind
 from featurerollout.demo.service import DemoService, FixedWeights
-from featurerollout.measurement import Measurement, MeasurementKind
-from featurerollout.metrics import PrometheusMetricProvider, nodata
-from featurerollout.metrics.provider import measure_query
+from featurerollout.edges.metrics import PrometheusMetricProvider, nodata
+from featurerollout.edges.metrics.provider import measure_query
 
 ERRORS = 'sum(rate(http_requests_total{flag="f",code=~"5.."}[1m]))'
 TOTAL = 'sum(rate(http_requests_total{flag="f"}[1m]))'

@@ -16,8 +16,8 @@ from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus, wait_for_query
 
 from featurerollout.api import Metric, PrometheusProvider
-from featurerollout.measurement import Measurement, MeasurementKind
-from featurerollout.metrics import (
+from featurerollout.core.measurement import Measurement, MeasurementKind
+from featurerollout.edges.metrics import (
     PrometheusCredentials,
     PrometheusMetricProvider,
     credentials_from_secret,

@@ -13,16 +13,17 @@ from tests.metrics.servers import exporter
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus, wait_for_query
 
-from featurerollout import api, telemetry
+from featurerollout import api
 from featurerollout.api import PrometheusProvider
-from featurerollout.measurement import Measurement
-from featurerollout.metrics.batcher import Ask, QueryBatcher, answer_round, batched_provider
-from featurerollout.metrics.grouping import SENTINEL
-from featurerollout.metrics.prometheus import PrometheusCredentials, PrometheusMetricProvider
-from featurerollout.metrics.provider import MetricProvider
-from featurerollout.metrics.queries import render_query
-from featurerollout.metrics.template_reader import measure_resolution
-from featurerollout.metrics.templates import Resolution, resolve
+from featurerollout.core.measurement import Measurement
+from featurerollout.edges import telemetry
+from featurerollout.edges.metrics.batcher import Ask, QueryBatcher, answer_round, batched_provider
+from featurerollout.edges.metrics.grouping import SENTINEL
+from featurerollout.edges.metrics.prometheus import PrometheusCredentials, PrometheusMetricProvider
+from featurerollout.edges.metrics.provider import MetricProvider
+from featurerollout.edges.metrics.queries import render_query
+from featurerollout.edges.metrics.template_reader import measure_resolution
+from featurerollout.edges.metrics.templates import Resolution, resolve
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from featurerollout.api import Metric
-from featurerollout.measurement import Measurement, MeasurementKind
-from featurerollout.metrics import (
+from featurerollout.core.measurement import Measurement, MeasurementKind
+from featurerollout.edges.metrics import (
     InvalidCredentials,
     MetricProvider,
     PrometheusCredentials,
@@ -20,7 +20,7 @@ from featurerollout.metrics import (
     prometheus_duration,
     render_query,
 )
-from featurerollout.metrics.prometheus import classify_result
+from featurerollout.edges.metrics.prometheus import classify_result
 
 VARS = {"flag": "new-checkout", "name": "checkout", "namespace": "shop", "interval": "1m"}
 

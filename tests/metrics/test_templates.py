@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from featurerollout import api
-from featurerollout.metrics.queries import MissingTemplateArgument, UnknownQueryVariable, render_query
-from featurerollout.metrics.templates import resolve, resolve_metric, template_refs
+from featurerollout.edges.metrics.queries import MissingTemplateArgument, UnknownQueryVariable, render_query
+from featurerollout.edges.metrics.templates import resolve, resolve_metric, template_refs
 
 CLUSTER = api.TemplateKind.CLUSTER_METRIC_TEMPLATE
 QUERY = 'sum(rate(x{flag="{{flag}}",variant="{{args.variant}}",job="{{args.job}}"}[{{interval}}]))'
@@ -131,8 +131,8 @@ def test_args_placeholders_without_args_are_unknown_variables() -> None:
 def test_the_status_records_the_template_only_for_this_looks_evaluations() -> None:
     from datetime import UTC, datetime
 
-    from featurerollout.measurement import Measurement
-    from featurerollout.metrics.template_reader import record_templates
+    from featurerollout.core.measurement import Measurement
+    from featurerollout.edges.metrics.template_reader import record_templates
 
     earlier, now = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
     spec = api.parse_spec({"flag": "f", "target": {"configMap": {"name": "c"}},

@@ -44,7 +44,7 @@ from tests.rollouts.test_rollout import document, make_configmap, make_rollout, 
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, free_port
 
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,12 @@ from tests.engine.builders import Rollout, bad, make_spec, ok, req
 
 from featurerollout import api
 from featurerollout.api import NotificationEvent, Receiver, SecretKeyRef
-from featurerollout.engine import Decision, EmitEvent
-from featurerollout.notify import Notification, Notifier, derive
-from featurerollout.notify.dispatcher import SecretProblem, scrub
-from featurerollout.notify.slack import SlackFormat
-from featurerollout.notify.teams import TeamsFormat
-from featurerollout.notify.webhook import WebhookFormat
+from featurerollout.core.engine import Decision, EmitEvent
+from featurerollout.edges.notify import Notification, Notifier, derive
+from featurerollout.edges.notify.dispatcher import SecretProblem, scrub
+from featurerollout.edges.notify.slack import SlackFormat
+from featurerollout.edges.notify.teams import TeamsFormat
+from featurerollout.edges.notify.webhook import WebhookFormat
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tests.support.cluster import REPO
 
-from featurerollout.extras import SANDBOX_MODULES
+from featurerollout.commands.extras import SANDBOX_MODULES
 
 pytestmark = pytest.mark.integration
 KOPF_BRINGS = {"aiohttp", "jsonpatch"}
@@ -60,8 +60,9 @@ def test_the_operator_and_the_cli_work(plain_venv: Path, command: str) -> None:
 def test_the_operator_loads_its_whole_code_path(plain_venv: Path) -> None:
     """`--help` alone parses arguments; the operator's modules must import too."""
     python = str(plain_venv / "bin" / "python")
-    modules = "featurerollout.handlers, featurerollout.reconciler, featurerollout.targets.factory, " \
-              "featurerollout.metrics.prometheus, featurerollout.telemetry"
+    modules = ("featurerollout.process.handlers, featurerollout.process.reconciler, "
+               "featurerollout.edges.targets.factory, featurerollout.edges.metrics.prometheus, "
+               "featurerollout.edges.telemetry")
     done = subprocess.run([python, "-c", f"import {modules}"], capture_output=True, text=True, timeout=120,
                           cwd=plain_venv.parent)
     assert done.returncode == 0, done.stderr

@@ -30,7 +30,7 @@ from tests.targets.gateway import PLURAL as ROUTE_PLURAL
 from tests.targets.gateway import VERSION as ROUTE_VERSION
 from tests.targets.gateway import create_route, get_route, install_httproute_crd, pair, shop_route
 
-from featurerollout.flagd import weight_of
+from featurerollout.edges.targets.flagd import weight_of
 
 pytestmark = pytest.mark.integration
 

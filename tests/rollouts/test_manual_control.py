@@ -19,7 +19,7 @@ from tests.rollouts.test_rollout import document, make_configmap, status
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
 from tests.support.windows import holds_for
 
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 FIRST_HOLD = 8  # seconds: the pause must land inside the first stage with room to spare

@@ -42,7 +42,7 @@ from tests.support.cluster import REPO, Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, free_port
 from tests.support.windows import holds_for
 
-from featurerollout.flagd import flag_entry, read_flag_weight, set_flag_spec, weight_of
+from featurerollout.edges.targets.flagd import flag_entry, read_flag_weight, set_flag_spec, weight_of
 
 pytestmark = pytest.mark.integration
 

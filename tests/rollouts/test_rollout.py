@@ -16,7 +16,7 @@ import pytest
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
 from tests.support.watching import values_seen
 
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 

@@ -36,7 +36,7 @@ from tests.rollouts.test_rollout import (
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 
 from featurerollout import api
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 pytestmark = pytest.mark.integration
 
@@ -140,8 +140,8 @@ def clearings(full: api.FeatureRolloutStatus) -> list[tuple[str, api.FeatureRoll
 def test_every_status_field_set_cleared_and_read_back_is_gone(cluster: Cluster) -> None:
     """The operator's own write path (reconciler.write_status) against the API server, no operator
     running: what is stored after each write equals what was written, cleared fields included."""
-    from featurerollout.kube import Kube, load_config
-    from featurerollout.reconciler import write_status
+    from featurerollout.edges.kube import Kube, load_config
+    from featurerollout.process.reconciler import write_status
 
     make_rollout(cluster, "roundtrip", stages=LONG_STAGES)
     full = full_status()
@@ -175,8 +175,8 @@ def test_every_status_field_set_cleared_and_read_back_is_gone(cluster: Cluster) 
 
 
 def test_a_stale_status_write_is_refused_by_the_resource_version_guard(cluster: Cluster) -> None:
-    from featurerollout.kube import CONFLICT, Kube, load_config, status_code
-    from featurerollout.reconciler import write_status
+    from featurerollout.edges.kube import CONFLICT, Kube, load_config, status_code
+    from featurerollout.process.reconciler import write_status
 
     make_rollout(cluster, "guarded", stages=LONG_STAGES)
     read = rollout(cluster, "guarded")

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import pytest
 from tests.support.missing import skip_or_fail
 
-from featurerollout.children import spawn
+from featurerollout.process.children import spawn
 from featurerollout.sandbox.client import SandboxControl
 
 REPO = Path(__file__).resolve().parents[2]

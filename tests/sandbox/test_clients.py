@@ -13,7 +13,7 @@ import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
-from featurerollout.children import spawn
+from featurerollout.process.children import spawn
 from featurerollout.sandbox.server import Sandbox
 
 from .fixtures import REPO, SandboxProcess, wait_for

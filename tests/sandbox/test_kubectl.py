@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from featurerollout.children import spawn
+from featurerollout.process.children import spawn
 from featurerollout.sandbox.server import Sandbox
 
 from .fixtures import CANARY_CRD, REPO, Kubectl, require_kubectl, wait_for

@@ -10,7 +10,7 @@ import pytest
 from tests.support.history import ROLLOUT
 from tests.support.prometheus import free_port
 
-from featurerollout.cli import build_parser, main
+from featurerollout.commands.cli import build_parser, main
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from tests.support.history import find_promtool, history_prometheus
 from tests.support.missing import skip_or_fail
 
 from featurerollout import api
-from featurerollout.simulate import Replay, operator_measure, replay
+from featurerollout.commands.simulate import Replay, operator_measure, replay
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from featurerollout.api import FeatureRolloutSpec, FeatureRolloutStatus, MetricResult, Phase, parse_spec
-from featurerollout.measurement import Measurement
-from featurerollout.simulate import (
+from featurerollout.commands.simulate import (
     Measure,
     Replay,
     parse_time,
@@ -25,6 +24,7 @@ from featurerollout.simulate import (
     summary,
     timeline_text,
 )
+from featurerollout.core.measurement import Measurement
 from featurerollout.stats.sequential import Arm
 
 START = datetime(2026, 1, 5, tzinfo=UTC)

@@ -22,8 +22,8 @@ from tests.support.missing import skip_or_fail
 from tests.support.prometheus import PrometheusServer, find_prometheus, query
 
 from featurerollout.api import Phase
-from featurerollout.simulate import HONESTY_NOTE, Replay, load_rollout, operator_measure, replay, timeline_text
-from featurerollout.simulate_picture import CONTROL_COLOR, ROLLBACK_COLOR, draw, figure_size
+from featurerollout.commands.simulate import HONESTY_NOTE, Replay, load_rollout, operator_measure, replay, timeline_text
+from featurerollout.commands.simulate_picture import CONTROL_COLOR, ROLLBACK_COLOR, draw, figure_size
 
 pytestmark = pytest.mark.integration
 

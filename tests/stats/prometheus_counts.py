@@ -12,10 +12,10 @@ from tests.support.history import find_promtool
 from tests.support.prometheus import PrometheusServer, find_prometheus
 
 from featurerollout.api import Compare, PrometheusProvider
-from featurerollout.measurement import Measurement
-from featurerollout.metrics.compare import measure_compare
-from featurerollout.metrics.prometheus import PrometheusMetricProvider
-from featurerollout.metrics.queries import render_query
+from featurerollout.core.measurement import Measurement
+from featurerollout.edges.metrics.compare import measure_compare
+from featurerollout.edges.metrics.prometheus import PrometheusMetricProvider
+from featurerollout.edges.metrics.queries import render_query
 
 NEEDS_PROMETHEUS = [
     pytest.mark.integration,

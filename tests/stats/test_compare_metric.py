@@ -13,12 +13,12 @@ from tests.crd.crd_helpers import crd_errors
 from tests.engine.builders import Rollout, make_spec, reasons
 
 from featurerollout import api
-from featurerollout.guardrail import NO_CONTROL_MESSAGE
-from featurerollout.measurement import Measurement, MeasurementKind
-from featurerollout.metrics.compare import counts_measurement
-from featurerollout.metrics.queries import render_query
+from featurerollout.commands.status_view import render
+from featurerollout.core.guardrail import NO_CONTROL_MESSAGE
+from featurerollout.core.measurement import Measurement, MeasurementKind
+from featurerollout.edges.metrics.compare import counts_measurement
+from featurerollout.edges.metrics.queries import render_query
 from featurerollout.stats.sequential import Arm
-from featurerollout.status_view import render
 
 ERRORS = 'sum(increase(http_requests_total{flag="{{flag}}",variant="%s",code=~"5.."}[{{window}}]))'
 TOTAL = 'sum(increase(http_requests_total{flag="{{flag}}",variant="%s"}[{{window}}]))'

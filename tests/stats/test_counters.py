@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from featurerollout.measurement import MeasurementKind
-from featurerollout.metrics.compare import Summary, counter_selector, matrix_count, series_selector, summary
+from featurerollout.core.measurement import MeasurementKind
+from featurerollout.edges.metrics.compare import Summary, counter_selector, matrix_count, series_selector, summary
 from featurerollout.stats.counters import series_increase, stage_increase
 
 START = 100.0

@@ -19,8 +19,8 @@ from tests.support.history import backfill
 from tests.support.prometheus import PrometheusServer, start_prometheus
 
 from featurerollout.api import Compare
-from featurerollout.measurement import MeasurementKind
-from featurerollout.metrics import compare
+from featurerollout.core.measurement import MeasurementKind
+from featurerollout.edges.metrics import compare
 from featurerollout.stats.sequential import Arm
 
 pytestmark = NEEDS_PROMETHEUS

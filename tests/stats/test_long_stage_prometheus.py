@@ -22,9 +22,9 @@ from tests.support.history import backfill
 from tests.support.prometheus import PrometheusServer, start_prometheus
 
 from featurerollout.api import PrometheusProvider
-from featurerollout.measurement import Measurement, MeasurementKind
-from featurerollout.metrics import compare
-from featurerollout.metrics.prometheus import PrometheusMetricProvider
+from featurerollout.core.measurement import Measurement, MeasurementKind
+from featurerollout.edges.metrics import compare
+from featurerollout.edges.metrics.prometheus import PrometheusMetricProvider
 from featurerollout.stats.sequential import Arm
 
 pytestmark = NEEDS_PROMETHEUS

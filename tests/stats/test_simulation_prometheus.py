@@ -18,7 +18,7 @@ from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operat
 from tests.support.history import backfill  # noqa: E402
 from tests.support.prometheus import PrometheusServer, start_prometheus  # noqa: E402
 
-from featurerollout.measurement import MeasurementKind  # noqa: E402
+from featurerollout.core.measurement import MeasurementKind  # noqa: E402
 from featurerollout.stats.sequential import Arm  # noqa: E402
 from featurerollout.stats.simulation import Timeline, Traffic, stage_counts, timeline  # noqa: E402
 

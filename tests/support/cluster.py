@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from kubernetes import client, config
 
-from featurerollout.children import spawn
+from featurerollout.process.children import spawn
 from featurerollout.sandbox.client import SandboxControl
 
 REPO = Path(__file__).resolve().parents[2]

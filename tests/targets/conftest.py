@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from tests.support.cluster import Cluster
 
-from featurerollout.kube import Kube
+from featurerollout.edges.kube import Kube
 
 
 @pytest.fixture

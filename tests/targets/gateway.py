@@ -22,7 +22,7 @@ from kubernetes import client
 from tests.support.cluster import REPO, Cluster, wait_until
 from tests.support.watching import values_seen
 
-from featurerollout.targets.base import OWNERS_ANNOTATION
+from featurerollout.edges.targets.base import OWNERS_ANNOTATION
 
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 FETCH_SCRIPT = REPO / "scripts" / "fetch_gateway_api_crd.py"

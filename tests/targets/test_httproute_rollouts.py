@@ -31,7 +31,7 @@ from tests.targets.gateway import (
 )
 from tests.targets.own_metrics import operator_metric
 
-from featurerollout.targets.base import OWNERS_ANNOTATION
+from featurerollout.edges.targets.base import OWNERS_ANNOTATION
 
 pytestmark = pytest.mark.integration
 

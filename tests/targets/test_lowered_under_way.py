@@ -16,11 +16,11 @@ from tests.support.cluster import Cluster
 from tests.targets.gateway import GROUP, PLURAL, VERSION, create_route, get_route, install_httproute_crd, shop_route
 
 from featurerollout.api import LOWERED_BY_HAND, ConfigMapTarget, FeatureFlagTarget, HTTPRouteTarget
-from featurerollout.kube import Kube
-from featurerollout.targets.base import Target, TargetError, check_not_lowered
-from featurerollout.targets.configmap import ConfigMapTarget as ConfigMaps
-from featurerollout.targets.featureflag import FeatureFlagTarget as FeatureFlags
-from featurerollout.targets.httproute import HTTPRouteTarget as Routes
+from featurerollout.edges.kube import Kube
+from featurerollout.edges.targets.base import Target, TargetError, check_not_lowered
+from featurerollout.edges.targets.configmap import ConfigMapTarget as ConfigMaps
+from featurerollout.edges.targets.featureflag import FeatureFlagTarget as FeatureFlags
+from featurerollout.edges.targets.httproute import HTTPRouteTarget as Routes
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,7 @@ async def test_a_stage_step_does_not_raise_a_flag_switched_off_since_the_look_re
 def test_an_entry_with_no_split_reads_as_its_default_variant() -> None:
     """A person often switches a flag by leaving it without targeting: `defaultVariant: on` exposes
     everyone (more than any stage below 100%: a raise, put down), `off` no one (a switch-off)."""
-    from featurerollout.flagd import weight_of
+    from featurerollout.edges.targets.flagd import weight_of
 
     variants = {"on": True, "off": False}
     assert weight_of({"state": "ENABLED", "variants": variants, "defaultVariant": "on"}) == 100

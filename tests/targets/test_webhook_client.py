@@ -19,9 +19,9 @@ from tests.targets.flag_service import FlagService
 from tests.targets.tls import make_certificates
 
 from featurerollout.api import WebhookTarget as WebhookSpec
-from featurerollout.kube import Kube
-from featurerollout.targets.base import TargetError
-from featurerollout.targets.webhook import MAX_ATTEMPTS, SHOWN_BODY_BYTES, WebhookClients, WebhookTarget
+from featurerollout.edges.kube import Kube
+from featurerollout.edges.targets.base import TargetError
+from featurerollout.edges.targets.webhook import MAX_ATTEMPTS, SHOWN_BODY_BYTES, WebhookClients, WebhookTarget
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from tests.support.prometheus import free_port
 from tests.targets.flag_service import FlagService
 from tests.targets.own_metrics import metrics_text
 
-from featurerollout.targets.webhook import MAX_ATTEMPTS
+from featurerollout.edges.targets.webhook import MAX_ATTEMPTS
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from featurerollout.targets.base import TargetError
-from featurerollout.targets.coalesce import DocumentReader, DocumentWriter, apply_batch
+from featurerollout.edges.targets.base import TargetError
+from featurerollout.edges.targets.coalesce import DocumentReader, DocumentWriter, apply_batch
 
 Doc = tuple[int, dict[str, str]]
 

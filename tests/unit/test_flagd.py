@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featurerollout.flagd import (
+from featurerollout.edges.targets.flagd import (
     InvalidDocument,
     flag_entry,
     read_flag_weight,
@@ -138,7 +138,7 @@ def test_other_flags_survive_any_document(
 
 
 def test_flag_spec_gets_our_entry_and_keeps_everything_else() -> None:
-    from featurerollout.flagd import set_flag_spec
+    from featurerollout.edges.targets.flagd import set_flag_spec
 
     body = {"metadata": {"name": "ff"}, "spec": {"flagSpec": {"flags": {"dark-mode": {"state": "ENABLED"}},
                                                               "$evaluators": {"x": {}}}}}

@@ -2,9 +2,9 @@
 
 `openfeature-flagd-core` (the library behind the OpenFeature flagd provider's in-process mode)
 decides which of 100,000 targeting keys get `on`, for both flag targets: the configMap target's
-flagd document (featurerollout.flagd.set_flag, applied to a shared document's text, stage after
+flagd document (featurerollout.edges.targets.flagd.set_flag, applied to a shared document's text, stage after
 stage as the operator writes it) and the featureFlag target's `spec.flagSpec`
-(featurerollout.flagd.set_flag_spec, applied to a FeatureFlag object the same way).
+(featurerollout.edges.targets.flagd.set_flag_spec, applied to a FeatureFlag object the same way).
 
 - at each weight of a ramp, fractional ones included, the share of `on` is W% +- 0.5%;
 - a key that had `on` keeps it when W rises (monotone exposure);
@@ -30,7 +30,7 @@ from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import OpenFeatureError
 
-from featurerollout.flagd import flag_spec_flags, read_flag_weight, set_flag, set_flag_spec, weight_of
+from featurerollout.edges.targets.flagd import flag_spec_flags, read_flag_weight, set_flag, set_flag_spec, weight_of
 
 pytestmark = pytest.mark.slow
 

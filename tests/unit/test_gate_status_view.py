@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from featurerollout.status_view import render
+from featurerollout.commands.status_view import render
 
 NOW = datetime(2026, 1, 1, 12, 10, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from featurerollout.api import FeatureRolloutStatus, MetricResult, MetricStatus, Phase, parse_spec
-from featurerollout.listing import VERDICT_WIDTH, as_json, row, rows, table
-from featurerollout.presentation import human_duration, last_verdict, stage_of, target_brief
+from featurerollout.commands.listing import VERDICT_WIDTH, as_json, row, rows, table
+from featurerollout.commands.presentation import human_duration, last_verdict, stage_of, target_brief
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 ANALYSIS = {
@@ -218,7 +218,7 @@ def test_json_is_machine_readable() -> None:
 
 
 def test_help_says_what_each_option_and_column_is() -> None:
-    from featurerollout.cli import build_parser
+    from featurerollout.commands.cli import build_parser
 
     parser = build_parser()
     text = parser._subparsers._group_actions[0].choices["list"].format_help()  # type: ignore[union-attr]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from featurerollout.targets.base import TargetError
-from featurerollout.targets.optimistic import update
+from featurerollout.edges.targets.base import TargetError
+from featurerollout.edges.targets.optimistic import update
 
 
 class Store:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from featurerollout.metrics.batcher import Ask, plan_round
-from featurerollout.metrics.grouping import SENTINEL, NotBatchable, batchable_flag, shape_of
-from featurerollout.metrics.queries import render_query
+from featurerollout.edges.metrics.batcher import Ask, plan_round
+from featurerollout.edges.metrics.grouping import SENTINEL, NotBatchable, batchable_flag, shape_of
+from featurerollout.edges.metrics.queries import render_query
 
 S = SENTINEL
 

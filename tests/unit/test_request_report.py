@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from featurerollout.api import settled
-from featurerollout.manual import rollback_pending
+from featurerollout.commands.manual import rollback_pending
 
 DONE = {"id": "r-1", "action": "abort", "outcome": "Done"}
 

@@ -7,7 +7,7 @@ import itertools
 import time
 from collections import Counter
 
-from featurerollout.scheduler import Scheduler
+from featurerollout.process.scheduler import Scheduler
 
 
 async def _until(predicate: object, timeout: float = 5.0) -> None:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featurerollout.leader import InvalidTimings, LeaseSettings, default_identity, default_namespace
-from featurerollout.sharding import (
+from featurerollout.process.leader import InvalidTimings, LeaseSettings, default_identity, default_namespace
+from featurerollout.process.sharding import (
     Claim,
     InvalidShard,
     Shard,
@@ -101,7 +101,7 @@ def test_defaults_come_from_the_downward_api_else_the_host() -> None:
 
 
 def test_run_refuses_bad_flags_naming_them(capsys: pytest.CaptureFixture[str]) -> None:
-    from featurerollout.cli import main
+    from featurerollout.commands.cli import main
 
     assert main(["run", "--renew-deadline", "2", "--kubeconfig", "/nonexistent"]) == 2
     assert "--renew-deadline 2: must be more than 1.2 x --retry-period (2.4)" in capsys.readouterr().err

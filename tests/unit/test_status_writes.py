@@ -6,8 +6,8 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from featurerollout.sharding import shard_of
-from featurerollout.statuswrites import verdict, worth_writing, write_spread
+from featurerollout.core.statuswrites import verdict, worth_writing, write_spread
+from featurerollout.process.sharding import shard_of
 
 T0 = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
 EVERY = timedelta(seconds=60)

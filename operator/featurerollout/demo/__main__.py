@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from featurerollout import GROUP, PLURAL, VERSION
+from featurerollout.commands.extras import SANDBOX_MODULES, missing_extra_message
 from featurerollout.demo.progress import Outcome, change_key, compact_line, full_view, is_terminal, summary
 from featurerollout.demo.stack import (
     Stack,
@@ -43,8 +44,7 @@ from featurerollout.demo.stack import (
     start_sandbox,
     start_service,
 )
-from featurerollout.extras import SANDBOX_MODULES, missing_extra_message
-from featurerollout.flagd import read_flag_weight
+from featurerollout.edges.targets.flagd import read_flag_weight
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "demo"

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from featurerollout.api import Phase, settled
-from featurerollout.status_view import render
+from featurerollout.commands.status_view import render
 
 
 def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -41,7 +41,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import OpenFeatureError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from featurerollout import flagd
+from featurerollout.edges.targets import flagd
 
 log = logging.getLogger("featurerollout.demo")
 
@@ -115,7 +115,7 @@ class FlagSource(Protocol):
 
 class FixedWeights:
     """Flags at weights set by hand (`--weight`, or a test), each with the entry the operator
-    writes at that weight (featurerollout.flagd.flag_entry); unknown flags are not in it."""
+    writes at that weight (featurerollout.edges.targets.flagd.flag_entry); unknown flags are not in it."""
 
     def __init__(self, weights: Mapping[str, float] | None = None) -> None:
         self.weights = dict(weights or {})

@@ -9,7 +9,7 @@ Each child runs in its own session (`start_new_session=True`), so a Ctrl-C in th
 only the demo, which then stops the children itself, in the reverse order of their start, whether
 the demo succeeded, failed, raised, or was interrupted. While it stops them, further SIGINT/SIGTERM
 are held back so that a second Ctrl-C cannot cut the cleanup short. If the demo is killed outright
-(SIGKILL), its children die with it (`featurerollout.children.spawn`).
+(SIGKILL), its children die with it (`featurerollout.process.children.spawn`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from featurerollout.children import spawn
+from featurerollout.process.children import spawn
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurerollout.extras import missing_extra_message
+from featurerollout.commands.extras import missing_extra_message
 from featurerollout.sandbox.kubeconfig import write_kubeconfig
 from featurerollout.sandbox.store import DEFAULT_CRD_DIR, DEFAULT_HISTORY_LIMIT
 

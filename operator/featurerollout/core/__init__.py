@@ -1,0 +1,11 @@
+"""The pure core: every decision the operator makes, and nothing else.
+
+What is here: the engine's rules (`engine`), what a measurement is (`measurement`), the status
+conditions (`conditions`), gates (`gates`), the compare guardrail (`guardrail`), what a manual
+request does (`manual_requests`), and whether a status is worth writing (`statuswrites`).
+
+May import: `featurerollout.api` (the resource's models) and `featurerollout.stats` (the
+statistics), and the standard library's pure parts. Never an I/O library (kubernetes, kopf,
+httpx, prometheus_api_client), never the clock: the time comes in as an argument. The
+import-linter contracts in pyproject.toml enforce this.
+"""

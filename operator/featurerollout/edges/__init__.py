@@ -1,0 +1,13 @@
+"""The edges: every place the operator talks to the world, each behind one small interface.
+
+- `kube`, `events`, `mergepatch`: the Kubernetes API (objects, Events, status patches);
+- `targets/`: where a flag's exposure is written (one module per target kind);
+- `metrics/`: where analysis asks for numbers (one module per metric backend);
+- `notify/`: where people are told (one module per notifier);
+- `gate_webhook`: the webhook gate's question;
+- `telemetry`: the operator's own Prometheus metrics.
+
+May import: `featurerollout.api`, `featurerollout.core` and `featurerollout.stats`; never the
+process (`featurerollout.process`) or the commands. Targets, metric providers and notifiers do
+not import one another.
+"""

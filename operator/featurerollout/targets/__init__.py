@@ -1,6 +1,0 @@
-"""Where a flag lives. One module per kind of target, behind the `Target` interface in base.py."""
-
-from featurerollout.targets.base import Target, TargetError
-from featurerollout.targets.factory import target_for
-
-__all__ = ["Target", "TargetError", "target_for"]
