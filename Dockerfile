@@ -11,8 +11,9 @@ WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml constraints.txt README.md* ./
 COPY operator ./operator
-# Only what `featurerollout run` and the CLI need (no `sandbox` extra: no local API server in the
-# image), at the versions CI tested (constraints.txt).
+# Only what `featurerollout run` and the CLI need, at the versions CI tested (constraints.txt). The
+# sandbox and the demo are their own distributions under tools/, never copied in: no local API
+# server in the image.
 RUN python -m venv /opt/featurerollout \
  && /opt/featurerollout/bin/pip install -c constraints.txt --upgrade pip \
  && /opt/featurerollout/bin/pip install -c constraints.txt --build-constraint constraints.txt .

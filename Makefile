@@ -14,11 +14,11 @@ export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: test lint typecheck pytest unit install tools prometheus apiserver real-tier crd demo clean pins simulate-picture
 
-## the package with its dev tools and the sandbox/demo extra, every version pinned
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+## the package with its dev tools, and the sandbox and the demo (tools/, their own distributions), every version pinned
+$(STAMP): pyproject.toml tools/sandbox/pyproject.toml tools/demo/pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $(PINNED) --upgrade pip
-	$(PIP) install --quiet $(PINNED) --build-constraint $(CONSTRAINTS) -e '.[dev,sandbox,simulate]'
+	$(PIP) install --quiet $(PINNED) --build-constraint $(CONSTRAINTS) -e '.[dev,simulate]' -e tools/sandbox -e tools/demo
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -51,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict operator/
+	$(BIN)/mypy --strict operator/ tools/sandbox/featurerollout_sandbox tools/demo/featurerollout_demo tools/real_apiserver.py
 
 pytest: $(STAMP) tools prometheus real-tier
 	$(BIN)/pytest
@@ -74,7 +74,7 @@ simulate-picture: $(STAMP) prometheus
 	$(BIN)/python scripts/simulate-picture docs/simulate.png
 
 demo: $(STAMP) tools prometheus
-	$(BIN)/python -m featurerollout.demo
+	$(BIN)/python -m featurerollout_demo
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/active_rollouts.py --duration 120 --compare-duration 60
 
 Everything real, on loopback: a small exporter serving `bench_requests_total{flag,code}` for every
-flag (counters that grow at a steady rate), a real Prometheus scraping it, `featurerollout sandbox`
+flag (counters that grow at a steady rate), a real Prometheus scraping it, `featurerollout-sandbox`
 as the API server (its request log counts the operator's requests), and `featurerollout run`.
 
 1. setup: one ConfigMap per `--per-configmap` rollouts, then N FeatureRollouts holding a 1 h first
@@ -406,7 +406,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-configmap", type=int, default=50,
                         help="rollouts sharing one flagd ConfigMap (default 50)")
     parser.add_argument("--apiserver", choices=("sandbox", "real"), default="sandbox",
-                        help="the API server: `featurerollout sandbox` (default, as idle_rollouts.py), or the real "
+                        help="the API server: `featurerollout-sandbox` (default, as idle_rollouts.py), or the real "
                         "kube-apiserver that `make apiserver` builds (requests counted from its audit log)")
     parser.add_argument("--scrape-interval", default="5s", help="Prometheus's scrape interval (default 5s)")
     parser.add_argument("--timeout", type=float, default=900,

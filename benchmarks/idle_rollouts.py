@@ -5,7 +5,7 @@ under 200 MiB, and no write to the API while nothing changes.
 
     .venv/bin/python benchmarks/idle_rollouts.py --rollouts 1000 --idle 60
 
-Phases, each against a real `featurerollout sandbox` and a real `featurerollout run` (both
+Phases, each against a real `featurerollout-sandbox` and a real `featurerollout run` (both
 subprocesses, loopback only):
 
 1. setup: a ConfigMap (a flagd document) per `--per-configmap` rollouts, then N FeatureRollouts

@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from featurerollout.process.children import spawn
+from featurerollout_sandbox.children import spawn
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "tools" / "kube-apiserver"

@@ -121,7 +121,7 @@ def test_healthy_rollout_with_analysis_succeeds_through_every_stage(
     make_configmap(cluster)
     port = free_port()
     service = Process(
-        [sys.executable, "-m", "featurerollout.demo.service", "--port", str(port), "--flag", "healthy",
+        [sys.executable, "-m", "featurerollout_demo.service", "--port", str(port), "--flag", "healthy",
          "--on-error-rate", "0.0", "--off-error-rate", "0.0", "--rps", "50",
          "--kubeconfig", str(cluster.kubeconfig), "--namespace", "default", "--configmap", "feature-flags"],
         tmp_path / "service.log",

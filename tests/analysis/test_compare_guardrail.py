@@ -49,7 +49,7 @@ def demo_service(cluster: Cluster, tmp_path: Path, *, on: float, off: float) -> 
     port = free_port()
     flags = [arg for flag in FLAGS for arg in ("--flag", flag)]
     service = Process(
-        [sys.executable, "-m", "featurerollout.demo.service", "--port", str(port), *flags,
+        [sys.executable, "-m", "featurerollout_demo.service", "--port", str(port), *flags,
          "--on-error-rate", str(on), "--off-error-rate", str(off), "--rps", "100", "--seed", "14",
          "--kubeconfig", str(cluster.kubeconfig), "--namespace", "default", "--configmap", "feature-flags"],
         tmp_path / "service.log",

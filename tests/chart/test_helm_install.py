@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from featurerollout.sandbox.resources import ResourceType, Version
-from featurerollout.sandbox.server import Sandbox
+from featurerollout_sandbox.resources import ResourceType, Version
+from featurerollout_sandbox.server import Sandbox
 
 from .chart_support import CHART, KUBECTL, NAMESPACE, RELEASE, REPO, helm, require_tool
 
@@ -38,7 +38,7 @@ CHART_KINDS = [
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     """An in-process sandbox that also stores the chart's built-in kinds."""
-    with Sandbox(bookmark_interval=0.2) as running:
+    with Sandbox(crd_dir=REPO / "crds", bookmark_interval=0.2) as running:
         resources = running.server.cluster.resources
         for group, version, kind, plural, namespaced, status in CHART_KINDS:
             rt = ResourceType(group=group, kind=kind, plural=plural, singular=kind.lower(), namespaced=namespaced,

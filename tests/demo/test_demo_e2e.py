@@ -1,4 +1,4 @@
-"""`python -m featurerollout.demo` end to end, as `make demo` runs it: the real sandbox, demo service,
+"""`python -m featurerollout_demo` end to end, as `make demo` runs it: the real sandbox, demo service,
 Prometheus and operator. It must exit 0 with the expected summary, and leave no process behind,
 also when it is interrupted."""
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from tests.support.missing import skip_or_fail
 
-from featurerollout.demo.stack import find_prometheus
-from featurerollout.process.children import spawn
+from featurerollout_demo.stack import find_prometheus
+from featurerollout_sandbox.children import spawn
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ class Demo:
         self.workdir = workdir
         self.lines: list[str] = []
         self.popen = spawn(
-            [sys.executable, "-m", "featurerollout.demo", "--workdir", str(workdir), *args],
+            [sys.executable, "-m", "featurerollout_demo", "--workdir", str(workdir), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
         )
         self.children_seen: set[int] = set()

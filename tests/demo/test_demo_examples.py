@@ -13,8 +13,8 @@ import yaml
 from tests.crd.crd_helpers import apply_defaults, cel_errors, root_schema, schema_errors
 
 from featurerollout import api
-from featurerollout.demo.__main__ import EXAMPLES, ROLLOUTS, load_documents, with_prometheus
 from featurerollout.edges.targets.flagd import read_flag_weight
+from featurerollout_demo.__main__ import EXAMPLES, ROLLOUTS, load_documents, with_prometheus
 
 ROLLOUT_FILES = [EXAMPLES / name for name, _ in ROLLOUTS]
 PLACEHOLDER = "http://127.0.0.1:9090"
@@ -60,7 +60,7 @@ def test_the_three_rollouts_are_new_checkout_new_search_and_new_pricing() -> Non
 def test_the_slow_rollout_stays_within_its_error_budget_and_breaks_its_latency_budget() -> None:
     """What the demo service does to new-pricing, against the templates' budgets: the p95 of a typical
     0.2 s (uniform 0.1-0.3 s) is far above 0.1 s, and it never fails."""
-    from featurerollout.demo.__main__ import CAUSES, METRIC_TEMPLATES, SLOW_FLAG, SLOW_LATENCY
+    from featurerollout_demo.__main__ import CAUSES, METRIC_TEMPLATES, SLOW_FLAG, SLOW_LATENCY
 
     latency = load(METRIC_TEMPLATES / "latency-p95.yaml")["spec"]
     assert 2 * latency["max"] < 1.45 * SLOW_LATENCY  # the p95 is more than twice the budget

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurerollout.demo.progress import Outcome, change_key, compact_line, is_terminal, summary, warning_events
+from featurerollout_demo.progress import Outcome, change_key, compact_line, is_terminal, summary, warning_events
 
 SPEC = {
     "flag": "new-search",

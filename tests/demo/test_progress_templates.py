@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurerollout.demo.progress import Outcome, compact_line
+from featurerollout_demo.progress import Outcome, compact_line
 
 SPEC = {
     "flag": "new-pricing",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from featurerollout.demo.stack import Stack, Terminated, group_alive, group_members, wait_until
+from featurerollout_demo.stack import Stack, Terminated, group_alive, group_members, wait_until
 
 IGNORES_TERM = ["sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 0.1; done"]
 HAS_A_GRANDCHILD = ["sh", "-c", "sleep 300 & wait"]

@@ -31,13 +31,13 @@ from tests.support.cluster import REPO, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.real_server import require_real
 
-from featurerollout.process.children import spawn
+from featurerollout_sandbox.children import spawn
 
 pytestmark = pytest.mark.integration
 
 INNER = Path(__file__).with_name("servers_until_stopped.py")
 # What the inner run starts, by a word of each one's command line.
-SERVERS = ("kube-apiserver-etcd", "prometheus", "featurerollout sandbox", "featurerollout run")
+SERVERS = ("kube-apiserver-etcd", "prometheus", "featurerollout_sandbox", "featurerollout run")
 READY_TIMEOUT = 240.0  # the real kube-apiserver's start on a loaded 2-core machine, and the rest
 TEARDOWN_TIMEOUT = 90.0  # stopping every server gracefully (kube-apiserver's own grace is 30 s)
 GONE_TIMEOUT = 15.0  # after the parent is killed, for the kernel to kill and the reaper to reap

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 
-from featurerollout.demo.service import DemoService, FixedWeights, Latencies, parser, service_from_args
+from featurerollout_demo.service import DemoService, FixedWeights, Latencies, parser, service_from_args
 
 
 def bucket_counts(service: DemoService, flag: str, variant: str) -> dict[str, float]:

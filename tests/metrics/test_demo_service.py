@@ -19,7 +19,9 @@ from tests.support.prometheus import wait_for_query_async
 
 from featurerollout.api import PrometheusProvider
 from featurerollout.core.measurement import MeasurementKind
-from featurerollout.demo.service import (
+from featurerollout.edges.metrics import PrometheusMetricProvider, render_query
+from featurerollout.edges.targets.flagd import flag_entry
+from featurerollout_demo.service import (
     ConfigMapFlags,
     DemoService,
     FixedWeights,
@@ -29,8 +31,6 @@ from featurerollout.demo.service import (
     service_from_args,
     weight_in,
 )
-from featurerollout.edges.metrics import PrometheusMetricProvider, render_query
-from featurerollout.edges.targets.flagd import flag_entry
 
 
 def flagd(weight_on: int, weight_off: int, state: str = "ENABLED") -> dict[str, object]:
@@ -118,7 +118,7 @@ def test_a_flagd_file_is_followed(tmp_path: Path) -> None:
 
 def test_the_module_runs_with_help() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "featurerollout.demo.service", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "featurerollout_demo.service", "--help"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert "--on-error-rate" in done.stdout and "--kubeconfig" in done.stdout

@@ -9,9 +9,9 @@ from tests.support.prometheus import wait_for_query_async
 
 from featurerollout.api import PrometheusProvider
 from featurerollout.core.measurement import Measurement, MeasurementKind
-from featurerollout.demo.service import DemoService, FixedWeights
 from featurerollout.edges.metrics import PrometheusMetricProvider, nodata
 from featurerollout.edges.metrics.provider import measure_query
+from featurerollout_demo.service import DemoService, FixedWeights
 
 ERRORS = 'sum(rate(http_requests_total{flag="f",code=~"5.."}[1m]))'
 TOTAL = 'sum(rate(http_requests_total{flag="f"}[1m]))'

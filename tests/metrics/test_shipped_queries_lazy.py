@@ -140,7 +140,7 @@ def latency_query(d: Documented) -> bool:
 def lazy_app(cluster: Cluster, cases: list[Case], workdir: Path) -> Iterator[str]:
     """The demo service as a subprocess, reading the flags from the ConfigMap; yields host:port."""
     port = free_port()
-    args = [sys.executable, "-m", "featurerollout.demo.service", "--port", str(port), "--rps", "150",
+    args = [sys.executable, "-m", "featurerollout_demo.service", "--port", str(port), "--rps", "150",
             "--seed", "18", "--kubeconfig", str(cluster.kubeconfig), "--namespace", "default",
             "--configmap", "feature-flags"]
     for case in cases:

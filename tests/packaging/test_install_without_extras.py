@@ -1,5 +1,6 @@
 """`pip install .` (what the operator image runs) gives a working operator and CLI, and nothing
-of the sandbox or the demo: no local API server in an image that runs in real clusters.
+of the sandbox or the demo (their own distributions under tools/): no local API server in an image
+that runs in real clusters.
 
 A fresh virtualenv, the real pip, this checkout, the pinned versions (constraints.txt). Slow-ish
 (a minute on a loaded machine, mostly pip), so it is in the integration tier.
@@ -14,10 +15,9 @@ from pathlib import Path
 import pytest
 from tests.support.cluster import REPO
 
-from featurerollout.commands.extras import SANDBOX_MODULES
-
 pytestmark = pytest.mark.integration
-KOPF_BRINGS = {"aiohttp", "jsonpatch"}
+# What only the sandbox and the demo bring: their own code, and what only they depend on.
+SANDBOX_AND_DEMO_MODULES = ("featurerollout_sandbox", "featurerollout_demo", "celpy")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,7 @@ def run(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_no_sandbox_or_demo_dependency_is_installed(plain_venv: Path) -> None:
     python = str(plain_venv / "bin" / "python")
-    # aiohttp and jsonpatch are kopf's own dependencies, so they are there whatever we do.
-    for module in (m for m in SANDBOX_MODULES if m not in KOPF_BRINGS):
+    for module in SANDBOX_AND_DEMO_MODULES:
         done = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True, timeout=60,
                               cwd=plain_venv.parent)
         assert done.returncode != 0, f"{module} is importable after a plain `pip install .`"
@@ -68,11 +67,27 @@ def test_the_operator_loads_its_whole_code_path(plain_venv: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_the_sandbox_says_how_to_get_the_extra(plain_venv: Path, tmp_path: Path) -> None:
+def test_the_installed_package_holds_no_sandbox_or_demo_code(plain_venv: Path) -> None:
+    python = str(plain_venv / "bin" / "python")
+    listing = ("import importlib.metadata as m; "
+               "print('\\n'.join(str(f) for f in m.distribution('featurerollout').files or []))")
+    done = subprocess.run([python, "-c", listing], capture_output=True, text=True, timeout=60, cwd=plain_venv.parent)
+    assert done.returncode == 0, done.stderr
+    files = done.stdout.split()
+    assert any(f.endswith("featurerollout/core/engine.py") for f in files), files[:20]
+    # (commands/sandbox.py is only the pointer to featurerollout-sandbox)
+    carried = [f for f in files if any(part in f for part in ("featurerollout/sandbox/", "featurerollout/demo/",
+                                                              "featurerollout_sandbox", "featurerollout_demo"))]
+    assert carried == []
+
+
+def test_the_old_sandbox_command_says_where_it_went(plain_venv: Path, tmp_path: Path) -> None:
     done = run(plain_venv, "sandbox", "--kubeconfig", str(tmp_path / "kubeconfig"))
     assert done.returncode == 2
-    assert "pip install 'featurerollout[sandbox]'" in done.stderr
+    assert "featurerollout-sandbox --kubeconfig FILE --crd-dir crds" in done.stderr
+    assert "pip install ./tools/sandbox" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "kubeconfig").exists()
 
 
 def test_simulate_png_without_the_extra_says_how_to_install_it(plain_venv: Path) -> None:

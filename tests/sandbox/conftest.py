@@ -9,15 +9,15 @@ import httpx
 import pytest
 from tests.support.real_server import conformance_servers, real_http_client, reset
 
-from featurerollout.sandbox.server import Sandbox
+from featurerollout_sandbox.server import Sandbox
 
-from .fixtures import FIXTURE_CRDS, Kubectl, require_kubectl, sandbox_process  # noqa: F401 - fixture
+from .fixtures import FIXTURE_CRDS, REPO, Kubectl, require_kubectl, sandbox_process  # noqa: F401 - fixture
 
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     """An in-process sandbox on a free loopback port, serving crds/ and the fixture CRDs."""
-    with Sandbox(crd_paths=list(FIXTURE_CRDS), bookmark_interval=0.2) as running:
+    with Sandbox(crd_dir=REPO / "crds", crd_paths=list(FIXTURE_CRDS), bookmark_interval=0.2) as running:
         yield running
 
 

@@ -3,7 +3,7 @@
     from sandbox.fixtures import SandboxProcess, require_kubectl, wait_for
 
 - `Sandbox` (in-process, a background thread) for fast conformance tests;
-- `SandboxProcess`: `featurerollout sandbox` as a subprocess, for tests whose operator runs as
+- `SandboxProcess`: `featurerollout-sandbox` as a subprocess, for tests whose operator runs as
   another subprocess; drive its faults and read its request log with `.control`;
 - `require_kubectl()`: the repo's kubectl 1.37, or skip (fail under CI=true);
 - `wait_for(condition, timeout)`: poll a condition with a deadline (never sleep blindly).
@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import pytest
 from tests.support.missing import skip_or_fail
 
-from featurerollout.process.children import spawn
-from featurerollout.sandbox.client import SandboxControl
+from featurerollout_sandbox.children import spawn
+from featurerollout_sandbox.client import SandboxControl
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "crds"
@@ -91,12 +91,13 @@ class Kubectl:
 
 
 class SandboxProcess:
-    """`featurerollout sandbox` as a subprocess; stopped (SIGTERM, then SIGKILL) on exit."""
+    """`featurerollout-sandbox` (serving crds/ and `crds`) as a subprocess; stopped (SIGTERM, then SIGKILL) on exit."""
 
     def __init__(self, workdir: Path, crds: Sequence[Path] = FIXTURE_CRDS, extra_args: Sequence[str] = ()) -> None:
         self.kubeconfig = workdir / "sandbox.kubeconfig"
         self.log_path = workdir / "sandbox.log"
-        self.args = [sys.executable, "-m", "featurerollout", "sandbox", "--kubeconfig", str(self.kubeconfig)]
+        self.args = [sys.executable, "-m", "featurerollout_sandbox", "--kubeconfig", str(self.kubeconfig),
+                     "--crd-dir", str(REPO / "crds")]
         for crd in crds:
             self.args += ["--crd", str(crd)]
         self.args += list(extra_args)

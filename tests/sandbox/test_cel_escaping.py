@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from featurerollout.sandbox.cel import check_rules, escape_property
+from featurerollout_sandbox.cel import check_rules, escape_property
 
 
 @pytest.mark.parametrize(

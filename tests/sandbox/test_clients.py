@@ -13,8 +13,8 @@ import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
-from featurerollout.process.children import spawn
-from featurerollout.sandbox.server import Sandbox
+from featurerollout_sandbox.children import spawn
+from featurerollout_sandbox.server import Sandbox
 
 from .fixtures import REPO, SandboxProcess, wait_for
 

@@ -1,4 +1,4 @@
-"""`featurerollout sandbox` as a process, and scripts/fetch_kube_tools.py."""
+"""`featurerollout-sandbox` as a process, and scripts/fetch_kube_tools.py."""
 
 from __future__ import annotations
 
@@ -47,14 +47,14 @@ def test_sandbox_command_refuses_a_bad_crd_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: x}\n"
                    "spec: {}\n")
-    done = subprocess.run([sys.executable, "-m", "featurerollout", "sandbox", "--kubeconfig",
+    done = subprocess.run([sys.executable, "-m", "featurerollout_sandbox", "--kubeconfig",
                            str(tmp_path / "kc"), "--crd", str(bad)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "cannot load CRDs" in done.stderr and "spec.group" in done.stderr
     assert not (tmp_path / "kc").exists()
 
 
 def test_sandbox_help_names_the_options() -> None:
-    done = subprocess.run([sys.executable, "-m", "featurerollout", "sandbox", "--help"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "featurerollout_sandbox", "--help"], capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 0
     for option in ("--kubeconfig", "--port", "--crd", "--log-level", "--watch-history"):

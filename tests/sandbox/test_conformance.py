@@ -10,15 +10,14 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from featurerollout.sandbox.client import SandboxControl
-from featurerollout.sandbox.server import Sandbox
+from featurerollout_sandbox.client import SandboxControl
+from featurerollout_sandbox.server import Sandbox
 
 from .fixtures import CANARY_CRD, REPO, wait_for
 
@@ -124,15 +123,15 @@ def test_discovery_group_version_lists_status_subresource_and_short_names(api: h
     assert api.get("/apis/featurerollout.io/v9").status_code == 404
 
 
-def test_crds_from_the_repo_crds_dir_are_served_by_default(api: httpx.Client) -> None:
+def test_crds_from_the_crd_dir_are_served(api: httpx.Client) -> None:
     assert api.get(ROLLOUTS).status_code == 200
     crd = api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/featurerollouts.featurerollout.io")
     conditions = {c["type"]: c["status"] for c in crd.json()["status"]["conditions"]}
     assert conditions == {"NamesAccepted": "True", "Established": "True"}
 
 
-def test_crd_dir_default_can_be_overridden(tmp_path: Path) -> None:
-    with Sandbox(crd_dir=tmp_path, crd_paths=[CANARY_CRD]) as other, httpx.Client(base_url=other.url) as client:
+def test_without_a_crd_dir_only_the_crds_given_are_served() -> None:
+    with Sandbox(crd_paths=[CANARY_CRD]) as other, httpx.Client(base_url=other.url) as client:
         assert client.get(ROLLOUTS).status_code == 404
         assert client.get(CANARIES).status_code == 200
 
@@ -599,7 +598,7 @@ def test_cel_numbers_reach_cel_typed_by_the_schema(api: httpx.Client) -> None:
 
 
 def test_cel_standard_macros_and_size_forms() -> None:
-    from featurerollout.sandbox import cel
+    from featurerollout_sandbox import cel
 
     node = {"type": "array", "items": {"type": "object", "properties": {"w": {"type": "integer"}}}}
     value = [{"w": 1}, {"w": 2}, {"w": 3}]
@@ -617,7 +616,7 @@ def test_cel_standard_macros_and_size_forms() -> None:
 
 
 def test_cel_equality_between_int_and_double_is_an_error_as_kube_apiserver_refuses_it() -> None:
-    from featurerollout.sandbox import cel
+    from featurerollout_sandbox import cel
 
     node = {"type": "number", "x-kubernetes-validations": [{"rule": "self == 100"}]}
     causes = cel.check_rules(100, node, cel.MISSING, "spec.w")
@@ -816,7 +815,7 @@ def test_table_for_configmaps_has_name_data_age(api: httpx.Client) -> None:
 
 
 def test_human_duration_matches_kubernetes() -> None:
-    from featurerollout.sandbox.tables import human_duration
+    from featurerollout_sandbox.tables import human_duration
 
     cases = {0: "0s", 119: "119s", 120: "2m", 125: "2m5s", 600: "10m", 3 * 3600: "3h", 3 * 3600 + 60: "3h1m",
              9 * 3600: "9h", 50 * 3600: "2d2h", 10 * 86400: "10d", 800 * 86400: "2y70d"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from featurerollout.sandbox.server import Sandbox
+from featurerollout_sandbox.server import Sandbox
 
 from .fixtures import require_helm
 

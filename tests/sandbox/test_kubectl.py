@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from featurerollout.process.children import spawn
-from featurerollout.sandbox.server import Sandbox
+from featurerollout_sandbox.children import spawn
+from featurerollout_sandbox.server import Sandbox
 
 from .fixtures import CANARY_CRD, REPO, Kubectl, require_kubectl, wait_for
 

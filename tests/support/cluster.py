@@ -1,4 +1,4 @@
-"""Real processes for integration tests: `featurerollout sandbox` and `featurerollout run`.
+"""Real processes for integration tests: `featurerollout-sandbox` and `featurerollout run`.
 
 Both run as subprocesses of the test, exactly as a user starts them, and are always stopped by
 the fixture that started them. Nothing here mocks the operator's own code paths.
@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from kubernetes import client, config
 
-from featurerollout.process.children import spawn
-from featurerollout.sandbox.client import SandboxControl
+from featurerollout_sandbox.children import spawn
+from featurerollout_sandbox.client import SandboxControl
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -93,7 +93,7 @@ def featurerollout_command(*args: str) -> list[str]:
 
 @dataclass
 class Cluster:
-    """A running Kubernetes API for a test (today `featurerollout sandbox`) and clients for it.
+    """A running Kubernetes API for a test (today `featurerollout-sandbox`) and clients for it.
 
     `log` is the server's request log on both (the sandbox's own; the real server's audit log),
     with `requests(**match)` and `clear_requests()`. `control` is the sandbox's fault injection:
@@ -123,7 +123,8 @@ def start_sandbox(workdir: Path, *extra: str) -> Cluster:
     """Start the sandbox on a free loopback port and wait until its kubeconfig is written."""
     kubeconfig = workdir / "kubeconfig.yaml"
     process = Process(
-        featurerollout_command("sandbox", "--kubeconfig", str(kubeconfig), "--port", "0", *extra),
+        [sys.executable, "-m", "featurerollout_sandbox", "--kubeconfig", str(kubeconfig), "--port", "0",
+         "--crd-dir", str(REPO / "crds"), *extra],
         workdir / "sandbox.log",
     ).start()
     try:

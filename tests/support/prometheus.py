@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
-from featurerollout.process.children import spawn
+from featurerollout_sandbox.children import spawn
 
 READY_TIMEOUT = 30.0
 

@@ -8,7 +8,7 @@ stops as on Ctrl-C and tears down every fixture still set up (its `pytest_sessio
 stops the operators, Prometheus servers, sandboxes and the real kube-apiserver. Further signals
 while that runs are ignored, so that the teardown is not cut short. If the run is killed anyway
 (SIGKILL), its children still end with it: every server is started with
-`featurerollout.process.children.spawn` (the kernel's parent-death signal).
+`featurerollout_sandbox.children.spawn` (the kernel's parent-death signal).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "featurerollout.commands.manual",  # promote, pause, resume, abort, retry
     "featurerollout.api.crd",  # crd
     "featurerollout.commands.simulate",  # simulate
-    "featurerollout.sandbox.command",  # sandbox
+    "featurerollout.commands.sandbox",  # sandbox (only says where it went)
 )
 
 

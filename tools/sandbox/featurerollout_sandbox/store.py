@@ -10,18 +10,15 @@ import asyncio
 import copy
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from featurerollout.sandbox.errors import gone
+from featurerollout_sandbox.errors import gone
 
 Json = dict[str, Any]
 ResourceKey = tuple[str, str]  # (group, plural)
 ObjectKey = tuple[str, str]  # (namespace or "", name)
 
 DEFAULT_HISTORY_LIMIT = 1000
-# The CRDs a sandbox serves from the start: this checkout's crds/ directory.
-DEFAULT_CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A demo HTTP service behind a feature flag, with its own load generator.
 
-    python -m featurerollout.demo.service --weight new-checkout=25 --on-error-rate 0.3 --rps 50
+    python -m featurerollout_demo.service --weight new-checkout=25 --on-error-rate 0.3 --rps 50
 
 `GET /serve?flag=F&user=U` asks the official flagd evaluator (`openfeature-flagd-core`) for the
 flag's boolean value with U as the targeting key, so the variant is the one real flagd would
@@ -43,7 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from featurerollout.edges.targets import flagd
 
-log = logging.getLogger("featurerollout.demo")
+log = logging.getLogger("featurerollout_demo")
 
 FlagDocument = Mapping[str, Any]
 """A flagd flag-definition document (`{"flags": {...}}`), parsed."""
@@ -478,9 +478,9 @@ def _probability(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line of `python -m featurerollout.demo.service`."""
+    """The command line of `python -m featurerollout_demo.service`."""
     p = argparse.ArgumentParser(
-        prog="python -m featurerollout.demo.service",
+        prog="python -m featurerollout_demo.service",
         description="A demo service behind a feature flag: serves /serve, /metrics and /control, and "
         "generates its own load. Requests with the flag on fail at --on-error-rate.",
     )
@@ -564,7 +564,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m featurerollout.demo.service`."""
+    """Entry point of `python -m featurerollout_demo.service`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per generated request is noise
     asyncio.run(run(parser().parse_args(argv)))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from featurerollout.sandbox.resources import ResourceType
+from featurerollout_sandbox.resources import ResourceType
 
 Json = dict[str, Any]
 Column = tuple[Json, Callable[[Json], Any]]

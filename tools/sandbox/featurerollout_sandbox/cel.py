@@ -21,7 +21,7 @@ import celpy
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 
-from featurerollout.sandbox.schema import MISSING, Cause, Json
+from featurerollout_sandbox.schema import MISSING, Cause, Json
 
 _NUMBERS = (celtypes.IntType, celtypes.UintType, celtypes.DoubleType)
 _OLD_SELF = re.compile(r"\boldSelf\b")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurerollout.sandbox.resources import ResourceType
+from featurerollout_sandbox.resources import ResourceType
 
 Json = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""`make demo` (`python -m featurerollout.demo`): a live rollout and automatic rollbacks, locally.
+"""`make demo` (`python -m featurerollout_demo`): a live rollout and automatic rollbacks, locally.
 
 It starts the sandbox (a local Kubernetes API), the demo service (which serves requests with and
 without the flags, counts them in `http_requests_total{flag,variant,code}` and observes their
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import shutil
 import sys
@@ -33,9 +32,9 @@ from typing import Any
 import yaml
 
 from featurerollout import GROUP, PLURAL, VERSION
-from featurerollout.commands.extras import SANDBOX_MODULES, missing_extra_message
-from featurerollout.demo.progress import Outcome, change_key, compact_line, full_view, is_terminal, summary
-from featurerollout.demo.stack import (
+from featurerollout.edges.targets.flagd import read_flag_weight
+from featurerollout_demo.progress import Outcome, change_key, compact_line, full_view, is_terminal, summary
+from featurerollout_demo.stack import (
     Stack,
     StartError,
     Terminated,
@@ -44,7 +43,6 @@ from featurerollout.demo.stack import (
     start_sandbox,
     start_service,
 )
-from featurerollout.edges.targets.flagd import read_flag_weight
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "demo"
@@ -64,7 +62,7 @@ RPS = 60
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m featurerollout.demo",
+        prog="python -m featurerollout_demo",
         description="Run a healthy rollout to 100%% and watch a failing one roll back by itself, on a local "
         "sandbox with a real Prometheus. Every process it starts is stopped when it ends (or on Ctrl-C).",
     )
@@ -222,8 +220,8 @@ def run_demo(stack: Stack, args: argparse.Namespace) -> int:
     if missing:
         raise StartError(f"the demo's manifests are missing: {', '.join(missing)}")
 
-    with step(1, "starting the local Kubernetes API (featurerollout sandbox)") as detail:
-        sandbox = start_sandbox(stack)
+    with step(1, "starting the local Kubernetes API (featurerollout-sandbox)") as detail:
+        sandbox = start_sandbox(stack, REPO / "crds")
         detail.append(sandbox.url)
     cluster = Cluster(sandbox.kubeconfig)
     try:
@@ -321,22 +319,8 @@ def stop(stack: Stack) -> bool:
     return True
 
 
-def missing_extra() -> str | None:
-    """The first module of the `sandbox` extra that cannot be imported, if any."""
-    for module in SANDBOX_MODULES:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            return module
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    missing = missing_extra()
-    if missing is not None:  # say so before starting any process, not halfway through
-        print(missing_extra_message("the demo", missing), file=sys.stderr)
-        return 2
     began = time.monotonic()
     workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="featurerollout-demo-"))
     say(f"featurerollout demo: logs and kubeconfig in {workdir}")

@@ -9,7 +9,7 @@ import base64
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from featurerollout.sandbox.errors import ApiError
+from featurerollout_sandbox.errors import ApiError
 
 Json = dict[str, Any]
 MAGIC = b"k8s\x00"

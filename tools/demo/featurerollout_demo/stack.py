@@ -1,7 +1,7 @@
 """The demo's processes: start each one, wait until it serves, and stop every one of them.
 
     with Stack(workdir) as stack:                 # SIGINT -> KeyboardInterrupt, SIGTERM -> Terminated
-        sandbox = start_sandbox(stack)
+        sandbox = start_sandbox(stack, crd_dir)
         ...
     # here every child is gone: SIGTERM to its process group, SIGKILL after a grace period
 
@@ -9,7 +9,7 @@ Each child runs in its own session (`start_new_session=True`), so a Ctrl-C in th
 only the demo, which then stops the children itself, in the reverse order of their start, whether
 the demo succeeded, failed, raised, or was interrupted. While it stops them, further SIGINT/SIGTERM
 are held back so that a second Ctrl-C cannot cut the cleanup short. If the demo is killed outright
-(SIGKILL), its children die with it (`featurerollout.process.children.spawn`).
+(SIGKILL), its children die with it (`featurerollout_sandbox.children.spawn`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from featurerollout.process.children import spawn
+from featurerollout_sandbox.children import spawn
 
 T = TypeVar("T")
 
@@ -270,11 +270,13 @@ class Sandbox:
     url: str
 
 
-def start_sandbox(stack: Stack, timeout: float = 30.0) -> Sandbox:
-    """`featurerollout sandbox` on a free port; ready when its kubeconfig exists and /sandbox/healthz answers."""
+def start_sandbox(stack: Stack, crd_dir: Path, timeout: float = 30.0) -> Sandbox:
+    """`featurerollout-sandbox` serving `crd_dir`, on a free port; ready when its kubeconfig exists and
+    /sandbox/healthz answers."""
     kubeconfig = stack.workdir / "kubeconfig"
     child = stack.start(
-        "sandbox", python_command("-m", "featurerollout", "sandbox", "--kubeconfig", str(kubeconfig), "--port", "0")
+        "sandbox", python_command("-m", "featurerollout_sandbox", "--kubeconfig", str(kubeconfig), "--port", "0",
+                                  "--crd-dir", str(crd_dir))
     )
     wait_until(lambda: kubeconfig.exists() or _exited(child), timeout, "the sandbox's kubeconfig")
     _check_running(child)
@@ -298,7 +300,7 @@ def start_service(stack: Stack, kubeconfig: Path, args: Sequence[str], timeout: 
     """The demo service on a free port, its weights from the ConfigMap; ready when /healthz answers."""
     child = stack.start(
         "service",
-        python_command("-m", "featurerollout.demo.service", "--port", "0", "--kubeconfig", str(kubeconfig), *args),
+        python_command("-m", "featurerollout_demo.service", "--port", "0", "--kubeconfig", str(kubeconfig), *args),
     )
 
     def announced() -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from featurerollout.sandbox.errors import ApiError
+from featurerollout_sandbox.errors import ApiError
 
 Json = dict[str, Any]
 

@@ -65,7 +65,7 @@ class SandboxControl:
             time.sleep(0.05)
 
     def add_fault(self, **rule: Any) -> Json:
-        """Add a fault rule (see featurerollout.sandbox.faults.Fault); returns it with its `id`."""
+        """Add a fault rule (see featurerollout_sandbox.faults.Fault); returns it with its `id`."""
         result: Json = self._call("POST", "faults", rule)
         return result
 

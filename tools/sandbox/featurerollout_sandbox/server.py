@@ -21,17 +21,17 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from featurerollout.sandbox import discovery, openapi, patch, protobuf, selectors, tables
-from featurerollout.sandbox.cluster import Cluster
-from featurerollout.sandbox.errors import ApiError, status_body
-from featurerollout.sandbox.faults import ERROR_REASONS, FaultInjector, RequestInfo, RequestLog, RequestRecord
-from featurerollout.sandbox.kubeconfig import write_kubeconfig
-from featurerollout.sandbox.resources import ResourceType
-from featurerollout.sandbox.store import DEFAULT_CRD_DIR, DEFAULT_HISTORY_LIMIT
-from featurerollout.sandbox.watch import WatchRequest, serve_watch
+from featurerollout_sandbox import discovery, openapi, patch, protobuf, selectors, tables
+from featurerollout_sandbox.cluster import Cluster
+from featurerollout_sandbox.errors import ApiError, status_body
+from featurerollout_sandbox.faults import ERROR_REASONS, FaultInjector, RequestInfo, RequestLog, RequestRecord
+from featurerollout_sandbox.kubeconfig import write_kubeconfig
+from featurerollout_sandbox.resources import ResourceType
+from featurerollout_sandbox.store import DEFAULT_HISTORY_LIMIT
+from featurerollout_sandbox.watch import WatchRequest, serve_watch
 
 Json = dict[str, Any]
-log = logging.getLogger("featurerollout.sandbox")
+log = logging.getLogger("featurerollout_sandbox")
 
 CONTROL_PREFIX = "/sandbox/"
 
@@ -112,7 +112,6 @@ class SandboxServer:
         port: int = 0,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         bookmark_interval: float = 1.0,
-        default_crds: bool = True,
         crd_dir: Path | None = None,
     ) -> None:
         self.host = host
@@ -125,9 +124,10 @@ class SandboxServer:
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         paths: list[Path] = []
-        directory = crd_dir if crd_dir is not None else DEFAULT_CRD_DIR
-        if default_crds and directory.is_dir():
-            paths += sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+        # The CRD directory is always given (there is no checkout to find one in): the tests and
+        # the demo pass this repository's crds/.
+        if crd_dir is not None:
+            paths += sorted(p for p in crd_dir.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
         paths += [Path(p) for p in crd_paths or []]
         for path in paths:
             self.load_crds(path)

@@ -17,16 +17,16 @@ from typing import Any
 
 import yaml
 
-from featurerollout.sandbox import cel, patch, schema
-from featurerollout.sandbox.errors import (
+from featurerollout_sandbox import cel, patch, schema
+from featurerollout_sandbox.errors import (
     ApiError,
     already_exists,
     conflict,
     invalid,
     not_found,
 )
-from featurerollout.sandbox.resources import ResourceType, builtin_resources, check_crd, from_crd
-from featurerollout.sandbox.store import DEFAULT_HISTORY_LIMIT, Store
+from featurerollout_sandbox.resources import ResourceType, builtin_resources, check_crd, from_crd
+from featurerollout_sandbox.store import DEFAULT_HISTORY_LIMIT, Store
 
 Json = dict[str, Any]
 

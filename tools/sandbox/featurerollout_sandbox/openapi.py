@@ -12,8 +12,8 @@ import hashlib
 import json
 from typing import Any
 
-from featurerollout.sandbox import patch
-from featurerollout.sandbox.resources import ResourceType
+from featurerollout_sandbox import patch
+from featurerollout_sandbox.resources import ResourceType
 
 Json = dict[str, Any]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import jsonpatch
 
-from featurerollout.sandbox.errors import ApiError
+from featurerollout_sandbox.errors import ApiError
 
 Json = dict[str, Any]
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from featurerollout.sandbox import tables
-from featurerollout.sandbox.cluster import Cluster
-from featurerollout.sandbox.errors import ApiError
-from featurerollout.sandbox.resources import ResourceType
-from featurerollout.sandbox.store import WatchEvent
+from featurerollout_sandbox import tables
+from featurerollout_sandbox.cluster import Cluster
+from featurerollout_sandbox.errors import ApiError
+from featurerollout_sandbox.resources import ResourceType
+from featurerollout_sandbox.store import WatchEvent
 
 Json = dict[str, Any]
 
