@@ -2,10 +2,7 @@
 
 __version__ = "0.1.0"
 
-GROUP = "featurerollout.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "FeatureRollout"
-PLURAL = "featurerollouts"
-SINGULAR = "featurerollout"
-SHORT_NAME = "fro"
+# The group and the names live in api/group.py; re-exported here for `from featurerollout import GROUP`.
+from featurerollout.api.group import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
+
+__all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "SHORT_NAME", "SINGULAR", "VERSION", "__version__"]

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from featurerollout.api import ControlAction
+from featurerollout.api.group import annotation
 from featurerollout.core.engine import ControlRequest
 
-REQUEST_ANNOTATION = "featurerollout.io/request"
+REQUEST_ANNOTATION = annotation("request")
 
 
 class BadRequest(ValueError):

@@ -13,18 +13,17 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 from featurerollout import GROUP, PLURAL, VERSION
 
-if TYPE_CHECKING:
-    from featurerollout.edges.targets.coalesce import DocumentReader, DocumentWriter
-
-CONFLICT = 409
-NOT_FOUND = 404
+# The API's errors (re-exported: most callers take them from here with the client).
+from featurerollout.edges.api_errors import CONFLICT as CONFLICT
+from featurerollout.edges.api_errors import NOT_FOUND as NOT_FOUND
+from featurerollout.edges.api_errors import api_message as api_message
+from featurerollout.edges.api_errors import status_code as status_code
 
 
 def load_config(kubeconfig: str | None = None, context: str | None = None) -> None:
@@ -38,37 +37,7 @@ def load_config(kubeconfig: str | None = None, context: str | None = None) -> No
         config.load_kube_config(context=context)
 
 
-def status_code(error: BaseException) -> int | None:
-    """The HTTP status of an API error, None for anything else."""
-    return int(error.status) if isinstance(error, ApiException) and error.status else None
-
-
-def api_message(error: BaseException) -> str:
-    """The API server's own message for an error, falling back to the exception text."""
-    if isinstance(error, ApiException) and error.body:
-        import json
-
-        try:
-            body = json.loads(error.body)
-            return str(body.get("message") or error.reason)
-        except (ValueError, AttributeError):
-            return str(error.body)[:500]
-    return str(error)
-
-
 WORKERS = 32
-
-
-def _document_writer() -> DocumentWriter:
-    from featurerollout.edges.targets.coalesce import DocumentWriter  # it builds on this module
-
-    return DocumentWriter()
-
-
-def _document_reader() -> DocumentReader:
-    from featurerollout.edges.targets.coalesce import DocumentReader  # it builds on this module
-
-    return DocumentReader()
 
 
 def _api_client() -> client.ApiClient:
@@ -79,17 +48,12 @@ def _api_client() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-@dataclass
+@dataclass(eq=False)  # one client is one identity: targets/coalesce.py keeps its document writer by it
 class Kube:
     """The API groups the operator touches, plus the pool their calls run in."""
 
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(WORKERS, "kube"))
     api: client.ApiClient = field(default_factory=_api_client)
-    # One writer per flag document for the whole process: concurrent changes to one document
-    # become one write (targets/coalesce.py).
-    documents: DocumentWriter = field(default_factory=_document_writer)
-    # ... and one GET for the looks that read one document at the same moment.
-    document_reads: DocumentReader = field(default_factory=_document_reader)
 
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api)

@@ -34,8 +34,8 @@ from typing import Any
 
 from featurerollout.api import Compare
 from featurerollout.core.measurement import Measurement, MeasurementKind
+from featurerollout.edges.metrics.interface import MetricProvider
 from featurerollout.edges.metrics.prometheus import classify_result
-from featurerollout.edges.metrics.provider import MetricProvider
 from featurerollout.stats.counters import Sample, stage_increase
 from featurerollout.stats.sequential import Arm
 

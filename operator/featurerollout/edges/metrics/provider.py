@@ -1,40 +1,19 @@
-"""The metric provider interface, as Flagger's `RunQuery(q) -> float` and `IsOnline()`.
-
-A provider turns one query into one Measurement: a number, NoData or Error. It never raises for
-anything a user or a server can cause: an unreachable server, a broken query and a timeout are
-all Error measurements with a message meant for people. More backends (Datadog, CloudWatch, ...)
-can follow behind the same two methods.
-"""
+"""Measuring through a provider (interface.py): one metric's query rendered and run, NoData
+explained, and all of one rollout's metrics at once (a compare metric through compare.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
 
 from featurerollout.api import Metric
 from featurerollout.core.measurement import Measurement, MeasurementKind
 from featurerollout.edges.metrics import nodata
+from featurerollout.edges.metrics.compare import measure_compare
 from featurerollout.edges.metrics.grouping import SENTINEL
+from featurerollout.edges.metrics.interface import MetricProvider as MetricProvider
 from featurerollout.edges.metrics.queries import render_query
-
-
-@runtime_checkable
-class MetricProvider(Protocol):
-    """A metrics backend: one query in, one Measurement out."""
-
-    async def measure(self, query: str) -> Measurement:
-        """Run one (already rendered) query. Never raises for server or query problems."""
-        ...
-
-    async def is_online(self) -> bool:
-        """Whether the backend answers at all (for a status condition, not for verdicts)."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections and temporary files."""
-        ...
 
 
 async def measure_query(
@@ -97,8 +76,6 @@ async def measure_all(
     (metrics/compare.py). A template that does not render
     (an unknown `{{variable}}`) is an Error for that metric only; the others are still measured.
     """
-    from featurerollout.edges.metrics.compare import measure_compare  # it builds on this module
-
     def render(template: str) -> str:
         return render_query(template, flag=flag, name=name, namespace=namespace, interval=interval, window=window)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from featurerollout.api import LOWERED_BY_HAND
+from featurerollout.api.group import annotation
 
 
 class TargetError(Exception):
@@ -70,8 +71,8 @@ class Target(Protocol):
 # --- ownership: one FeatureRollout per flag ------------------------------------------------------
 
 OWNED_ELSEWHERE = "FlagOwnedElsewhere"
-OWNER_KEY = "featurerollout.io/owner"
-OWNER_UID_KEY = "featurerollout.io/owner-uid"
+OWNER_KEY = annotation("owner")
+OWNER_UID_KEY = annotation("owner-uid")
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def check_not_lowered(where: str, flag: str, read: float | None, now: float | No
 
 # --- the owner marker as an annotation (objects whose flag entries cannot carry metadata) --------
 
-OWNERS_ANNOTATION = "featurerollout.io/owners"
+OWNERS_ANNOTATION = annotation("owners")
 
 
 def annotated_owners(body: dict[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,12 @@ first and then modify), so that one refused change leaves no trace in the batch'
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from featurerollout.edges.kube import Kube
 from featurerollout.edges.targets import optimistic
 from featurerollout.edges.targets.base import TargetError
 
@@ -197,3 +199,24 @@ class DocumentReader:
         for done in waiting:
             if not done.done():
                 done.set_result(body)
+
+
+@dataclass
+class Documents:
+    """The writer and the reader of the flag documents of one API client."""
+
+    writes: DocumentWriter = field(default_factory=DocumentWriter)
+    reads: DocumentReader = field(default_factory=DocumentReader)
+
+
+# One writer and one reader per client, so per process (each process has one Kube): the targets
+# of every rollout that share a document share them. Kept by the client's identity, and gone with it.
+_DOCUMENTS: weakref.WeakKeyDictionary[Kube, Documents] = weakref.WeakKeyDictionary()
+
+
+def documents_of(kube: Kube) -> Documents:
+    """The flag documents' writer and reader for everything that writes through `kube`."""
+    documents = _DOCUMENTS.get(kube)
+    if documents is None:
+        documents = _DOCUMENTS[kube] = Documents()
+    return documents

@@ -15,6 +15,7 @@ from featurerollout.api import ConfigMapTarget as ConfigMapSpec
 from featurerollout.edges.kube import NOT_FOUND, Kube, api_message, status_code
 from featurerollout.edges.targets import flagd
 from featurerollout.edges.targets.base import Holding, Owner, TargetError, check_not_lowered, check_owner
+from featurerollout.edges.targets.coalesce import documents_of
 
 
 class ConfigMapTarget:
@@ -83,7 +84,7 @@ class ConfigMapTarget:
             )
 
         # One write for every rollout whose flag lives in this ConfigMap and is due now.
-        return await self.kube.documents.update(
+        return await documents_of(self.kube).writes.update(
             ("ConfigMap", self.namespace, self.name), f"ConfigMap {self.namespace}/{self.name}", self._read, change,
             write,
         )
@@ -93,7 +94,7 @@ class ConfigMapTarget:
 
     async def holding(self) -> Holding:
         # Shared with the other looks reading this ConfigMap now (targets/coalesce.py); read only.
-        config_map = await self.kube.document_reads.read(("ConfigMap", self.namespace, self.name), self._read)
+        config_map = await documents_of(self.kube).reads.read(("ConfigMap", self.namespace, self.name), self._read)
         text = (config_map.data or {}).get(self.key)
         try:
             entry = flagd.read_flag_entry(text, self.flag)

@@ -21,6 +21,7 @@ from featurerollout.edges.targets.base import (
     check_not_lowered,
     check_owner,
 )
+from featurerollout.edges.targets.coalesce import documents_of
 
 GROUP, VERSION, PLURAL = "core.openfeature.dev", "v1beta1", "featureflags"
 # The FeatureFlag CRD's schema has no room for a flag's `metadata` (the API server would prune
@@ -97,7 +98,7 @@ class FeatureFlagTarget:
             )
 
         # One write for every rollout whose flag lives in this FeatureFlag and is due now.
-        return await self.kube.documents.update(
+        return await documents_of(self.kube).writes.update(
             ("FeatureFlag", self.namespace, self.name), self.describe(), self._read, change, write
         )
 
@@ -106,6 +107,6 @@ class FeatureFlagTarget:
 
     async def holding(self) -> Holding:
         # Shared with the other looks reading this FeatureFlag now (targets/coalesce.py); read only.
-        body = await self.kube.document_reads.read(("FeatureFlag", self.namespace, self.name), self._read)
+        body = await documents_of(self.kube).reads.read(("FeatureFlag", self.namespace, self.name), self._read)
         return Holding(flagd.weight_of(self._flags(body).get(self.flag)),
                        Owner.from_marker(annotated_owners(body).get(self.flag)))

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from featurerollout.edges import telemetry
-from featurerollout.edges.kube import CONFLICT, api_message, status_code
+from featurerollout.edges.api_errors import CONFLICT, api_message, status_code
 from featurerollout.edges.targets.base import TargetError
 
 T = TypeVar("T")
