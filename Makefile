@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip
 PINNED := -c $(CONSTRAINTS)
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test lint typecheck pytest unit install tools prometheus apiserver real-tier crd demo clean pins simulate-picture
+.PHONY: test lint typecheck pytest unit install tools prometheus apiserver real-tier crd demo clean pins simulate-picture docs reference
 
 ## the package with its dev tools and the sandbox/demo extra, every version pinned
 $(STAMP): pyproject.toml $(CONSTRAINTS)
@@ -59,7 +59,15 @@ pytest: $(STAMP) tools prometheus real-tier
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not slow"
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
+
+## the docs site (mkdocs.yml, docs/) into site/, strictly: a broken link or a missing page fails
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+## regenerate docs/reference/crd.md (from the models) and docs/reference/cli.md (from the CLI parser)
+reference: $(STAMP)
+	$(BIN)/python scripts/gen-reference
 
 ## regenerate crds/*.yaml (FeatureRollout, MetricTemplate, ClusterMetricTemplate) from the pydantic models
 crd: $(STAMP) tools
@@ -77,4 +85,4 @@ demo: $(STAMP) tools prometheus
 	$(BIN)/python -m featurerollout.demo
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache site
