@@ -61,9 +61,10 @@ unit: $(STAMP)
 
 test: lint typecheck docs pytest
 
-## the docs site (mkdocs.yml, docs/) into site/, strictly: a broken link or a missing page fails
+## the docs site (mkdocs.yml, docs/) into site/, strictly: a broken link, anchor or missing page fails
+## (NO_MKDOCS_2_WARNING: mkdocs-material 9.7+ prints a banner about its end of life on every build)
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 ## regenerate docs/reference/crd.md (from the models) and docs/reference/cli.md (from the CLI parser)
 reference: $(STAMP)
