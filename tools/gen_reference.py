@@ -12,8 +12,10 @@ tests/docs/test_reference_up_to_date.py fails while the committed pages differ f
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,13 +35,16 @@ def _cell(text: str) -> str:
     text = " ".join(text.split())
     parts = text.split("`")
     for index in range(0, len(parts), 2):  # the even parts are outside code spans
-        parts[index] = parts[index].replace("<", "&lt;")
+        parts[index] = re.sub(r"<(?!/?code>)", "&lt;", parts[index])
     return "`".join(parts).replace("|", "\\|")
 
 
 def _code(value: Any) -> str:
     """A value as inline code, JSON-spelled (as `kubectl explain` and YAML accept it)."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=False)
+    if "|" in text:  # a pipe would end a table cell on GitHub, and `\\|` shows its backslash on MkDocs
+        escaped = html.escape(text, quote=False).replace("|", "&#124;").replace("\\", "&#92;").replace("*", "&#42;")
+        return f"<code>{escaped}</code>"
     fence = "``" if "`" in text else "`"
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
