@@ -62,7 +62,7 @@ unit: $(STAMP)
 test: lint typecheck docs pytest
 
 ## the docs site (mkdocs.yml, docs/) into site/, strictly: a broken link, anchor or missing page fails
-## (NO_MKDOCS_2_WARNING: mkdocs-material 9.7+ prints a banner about its end of life on every build)
+## (NO_MKDOCS_2_WARNING: the pinned mkdocs-material prints a banner about its end of life on every build)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
@@ -71,11 +71,13 @@ reference: $(STAMP)
 	$(BIN)/python scripts/gen-reference
 
 ## regenerate crds/*.yaml (FeatureRollout, MetricTemplate, ClusterMetricTemplate) from the pydantic models
+## (and docs/reference/, whose CRD page is generated from the same schema)
 crd: $(STAMP) tools
 	$(BIN)/featurerollout crd --output-dir crds
 	cp crds/*.yaml charts/featurerollout/crds/
 	cp examples/metric-templates/*.yaml charts/featurerollout/metric-templates/
 	.cache/bin/helm template featurerollout charts/featurerollout --namespace featurerollout-system > deploy/featurerollout.yaml
+	$(BIN)/python scripts/gen-reference
 
 ## docs/simulate.png (in the README): `featurerollout simulate` over the test data (a week with one
 ## bad hour, tests/support/history.py) backfilled into a real Prometheus with promtool
