@@ -12,13 +12,13 @@ PIP := $(BIN)/python -m pip
 PINNED := -c $(CONSTRAINTS)
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test lint typecheck pytest unit install tools prometheus apiserver real-tier crd demo clean pins simulate-picture
+.PHONY: test lint typecheck pytest unit install tools prometheus apiserver real-tier crd demo clean pins simulate-picture docs reference
 
 ## the package with its dev tools, and the sandbox and the demo (tools/, their own distributions), every version pinned
 $(STAMP): pyproject.toml tools/sandbox/pyproject.toml tools/demo/pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $(PINNED) --upgrade pip
-	$(PIP) install --quiet $(PINNED) --build-constraint $(CONSTRAINTS) -e '.[dev,simulate]' -e tools/sandbox -e tools/demo
+	$(PIP) install --quiet $(PINNED) --build-constraint $(CONSTRAINTS) -e '.[dev,simulate,docs]' -e tools/sandbox -e tools/demo
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -59,14 +59,25 @@ pytest: $(STAMP) tools prometheus real-tier
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not slow"
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
+
+## the docs site (mkdocs.yml, docs/) into site/, strictly: a broken link, anchor or missing page fails
+## (NO_MKDOCS_2_WARNING: the pinned mkdocs-material prints a banner about its end of life on every build)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+## regenerate docs/reference/crd.md (from the models) and docs/reference/cli.md (from the CLI parser)
+reference: $(STAMP)
+	$(BIN)/python scripts/gen-reference
 
 ## regenerate crds/*.yaml (FeatureRollout, MetricTemplate, ClusterMetricTemplate) from the pydantic models
+## (and docs/reference/, whose CRD page is generated from the same schema)
 crd: $(STAMP) tools
 	$(BIN)/featurerollout crd --output-dir crds
 	cp crds/*.yaml charts/featurerollout/crds/
 	cp examples/metric-templates/*.yaml charts/featurerollout/metric-templates/
 	.cache/bin/helm template featurerollout charts/featurerollout --namespace featurerollout-system > deploy/featurerollout.yaml
+	$(BIN)/python scripts/gen-reference
 
 ## docs/simulate.png (in the README): `featurerollout simulate` over the test data (a week with one
 ## bad hour, tests/support/history.py) backfilled into a real Prometheus with promtool
@@ -77,4 +88,4 @@ demo: $(STAMP) tools prometheus
 	$(BIN)/python -m featurerollout_demo
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache site

@@ -2,7 +2,7 @@
 
 pyproject.toml keeps open ranges (`kopf>=1.45`) for people who install featurerollout as a
 library; constraints.txt pins the whole transitive set that `make install` puts into `.venv/`
-(the package with its `dev` and `simulate` extras, the sandbox and demo distributions under
+(the package with its `dev`, `simulate` and `docs` extras, the sandbox and demo distributions under
 tools/, pip and the build backend), plus the PyPI
 wheel that `scripts/fetch_kube_tools.py` takes kubectl and helm from. So a release of any of
 them can no longer turn CI red overnight: it arrives only when someone runs this and commits.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONSTRAINTS = REPO / "constraints.txt"
-EXTRAS = "dev,simulate"
+EXTRAS = "dev,simulate,docs"
 # Our own distributions: installed from this checkout, so never pinned.
 OURS = ("featurerollout", "featurerollout-sandbox", "featurerollout-demo")
 TOOLS = ("tools/sandbox", "tools/demo")

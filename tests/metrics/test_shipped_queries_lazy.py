@@ -6,7 +6,7 @@ variant that never failed has no `code="500"` series. The real operator (`featur
 real API server (the `cluster` fixture: the real kube-apiserver by default) and a real Prometheus.
 
 The queries are read from where users copy them: every FeatureRollout `query:` and every
-(Cluster)MetricTemplate in README.md, docs/*.md and examples/ (the chart's templates are a copy of
+(Cluster)MetricTemplate in README.md, DEVELOPMENT.md, docs/**/*.md and examples/ (the chart's templates are a copy of
 examples/metric-templates, checked elsewhere). For each: a healthy flag (never one error) reaches
 100%, with the default `onNoData: Hold`; a broken one (half the "on" requests fail, or "on" answers
 in ~300 ms for a latency query) is rolled back.
@@ -43,7 +43,7 @@ from featurerollout import GROUP, VERSION
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", REPO / "DEVELOPMENT.md", *sorted((REPO / "docs").rglob("*.md"))]
 YAML_FILES = sorted((REPO / "examples").rglob("*.yaml"))
 # Queries documented for the demo's 1 s scrape only (their comments say so): not proved at 15 s.
 ONE_SECOND_ONLY = ("examples/demo/",)
