@@ -47,11 +47,14 @@ real-tier:
 	  echo "make test: CI is set and Go is not on PATH: the real kube-apiserver tier cannot be built" >&2; exit 1; \
 	else echo "make test: Go is not on PATH, so the real kube-apiserver tier is skipped (install Go 1.26+ to enable it)"; fi
 
+## ruff, and the layers' contracts (pyproject.toml [tool.importlinter])
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict operator/ tools/sandbox/featurerollout_sandbox tools/demo/featurerollout_demo tools/real_apiserver.py
+	$(BIN)/mypy --strict operator/ tools/sandbox/featurerollout_sandbox tools/demo/featurerollout_demo \
+	  tools/real_apiserver.py tools/gen_reference.py tools/guardrail_report.py
 
 pytest: $(STAMP) tools prometheus real-tier
 	$(BIN)/pytest

@@ -206,7 +206,7 @@ def test_every_committed_crd_is_what_the_models_render(kind: Kind) -> None:
 
     committed = Path(__file__).resolve().parents[2] / "crds" / kind.file_name
     assert committed.read_text(encoding="utf-8") == render_crd_yaml(kind), (
-        f"crds/{kind.file_name} is out of date with api.py: run `make crd` and commit it")
+        f"crds/{kind.file_name} is out of date with the API models (api/): run `make crd` and commit it")
 
 
 def test_crd_all_prints_every_kind(capsys: pytest.CaptureFixture[str]) -> None:

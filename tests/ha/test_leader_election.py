@@ -29,7 +29,7 @@ from tests.rollouts.test_rollout import wait_rolled_back, weights_seen
 from tests.support.cluster import Cluster, wait_until
 
 from featurerollout.api import ControlAction
-from featurerollout.core.manual_requests import request_patch
+from featurerollout.commands.manual import request_patch
 
 pytestmark = pytest.mark.integration
 

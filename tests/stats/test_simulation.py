@@ -14,7 +14,8 @@ try:
 except ImportError:
     skip_or_fail("the simulations need numpy: pip install -e '.[simulate]'", module=True)
 
-from featurerollout.stats import report
+from tools import guardrail_report as report
+
 from featurerollout.stats.simulation import Guardrail, Traffic, simulate
 
 CONFIDENCE = 0.99

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from featurerollout.api import ControlAction, FeatureRolloutStatus, Phase, parse_spec
+from featurerollout.commands.manual import request_patch
 from featurerollout.commands.status_view import progress_bar, render, time_left
-from featurerollout.core.manual_requests import REQUEST_ANNOTATION, BadRequest, parse_request, request_patch
+from featurerollout.core.manual_requests import REQUEST_ANNOTATION, BadRequest, parse_request
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SPEC = {"flag": "f", "target": {"configMap": {"name": "cm"}},

@@ -20,7 +20,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "featurerollout.commands.status_view",  # status
     "featurerollout.commands.listing",  # list
     "featurerollout.commands.manual",  # promote, pause, resume, abort, retry
-    "featurerollout.api.crd",  # crd
+    "featurerollout.commands.crd",  # crd
     "featurerollout.commands.simulate",  # simulate
     "featurerollout.commands.sandbox",  # sandbox (only says where it went)
 )

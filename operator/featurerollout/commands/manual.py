@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from featurerollout import GROUP, PLURAL, VERSION
 from featurerollout.api import ControlAction, Phase, RequestOutcome, settled
-from featurerollout.core.manual_requests import REQUEST_ANNOTATION, request_patch
+from featurerollout.core.manual_requests import REQUEST_ANNOTATION
+
+
+def new_request(action: ControlAction, now: datetime | None = None) -> dict[str, str]:
+    """A fresh request's annotation value, with an id no earlier request has."""
+    moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
+    return {"id": f"{moment}-{secrets.token_hex(4)}", "action": action.value}
+
+
+def request_patch(action: ControlAction, now: datetime | None = None) -> dict[str, Any]:
+    """The merge patch that files a request on a FeatureRollout."""
+    return {"metadata": {"annotations": {REQUEST_ANNOTATION: json.dumps(new_request(action, now))}}}
+
 
 WHAT_IT_DOES: dict[ControlAction, str] = {
     ControlAction.PROMOTE: "move to the next stage now, skipping the rest of this stage's hold and analysis",

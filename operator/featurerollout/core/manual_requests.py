@@ -6,14 +6,14 @@ the annotation `featurerollout.io/request` as `{"id": ..., "action": ...}`; the 
 it out once, records its id in `status.lastRequest`, and keeps the outcome (a pause, a stage)
 in the status. A `kubectl apply` of the original manifest leaves an annotation it never set
 alone, and the status is not the GitOps tool's to write, so neither undoes the request.
+
+Reading a request is here (pure); filing one, which takes the clock and a random id, is the CLI's
+(commands/manual.py).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
-from datetime import UTC, datetime
-from typing import Any
 
 from featurerollout.api import ControlAction
 from featurerollout.api.group import annotation
@@ -39,14 +39,3 @@ def parse_request(annotations: dict[str, str] | None) -> ControlRequest | None:
             f"annotation {REQUEST_ANNOTATION} must be JSON like "
             f'{{"id": "...", "action": "promote|pause|resume|abort|retry|approve"}}: {error}'
         ) from None
-
-
-def new_request(action: ControlAction, now: datetime | None = None) -> dict[str, str]:
-    """A fresh request's annotation value, with an id no earlier request has."""
-    moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
-    return {"id": f"{moment}-{secrets.token_hex(4)}", "action": action.value}
-
-
-def request_patch(action: ControlAction, now: datetime | None = None) -> dict[str, Any]:
-    """The merge patch that files a request on a FeatureRollout."""
-    return {"metadata": {"annotations": {REQUEST_ANNOTATION: json.dumps(new_request(action, now))}}}

@@ -1,6 +1,7 @@
 """The edges: every place the operator talks to the world, each behind one small interface.
 
-- `kube`, `events`, `mergepatch`: the Kubernetes API (objects, Events, status patches);
+- `kube`, `api_errors`, `events`, `mergepatch`: the Kubernetes API (objects, its errors, Events,
+  status patches);
 - `targets/`: where a flag's exposure is written (one module per target kind);
 - `metrics/`: where analysis asks for numbers (one module per metric backend);
 - `notify/`: where people are told (one module per notifier);

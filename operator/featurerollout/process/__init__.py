@@ -4,8 +4,7 @@
 - `scheduler`: one heap of due looks for every rollout;
 - `reconciler`: one look at one rollout, from reading the target to writing the status;
 - `leader`, `sharding`: which replica acts on which rollout;
-- `runner`: `featurerollout run`, the process itself;
-- `children`: child processes that end with their parent (used by the test tiers and the demo).
+- `runner`: `featurerollout run`, the process itself.
 
 May import every layer below it (`api`, `core`, `stats`, `edges`); never the commands.
 """
