@@ -2,7 +2,8 @@
 
 What is here: the engine's rules (`engine`), what a measurement is (`measurement`), the status
 conditions (`conditions`), gates (`gates`), the compare guardrail (`guardrail`), what a manual
-request is (`manual_requests`: reading one; filing one is the CLI's), and whether a status is worth writing (`statuswrites`).
+request is (`manual_requests`: reading one; filing one is the CLI's), and whether a status is
+worth writing (`statuswrites`).
 
 May import: `featurerollout.api` (the resource's models) and `featurerollout.stats` (the
 statistics), and the standard library's pure parts. Never an I/O library (kubernetes, kopf,
