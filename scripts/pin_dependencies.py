@@ -10,7 +10,7 @@ them can no longer turn CI red overnight: it arrives only when someone runs this
 How: resolve from scratch in a throw-away virtualenv (newest versions that satisfy
 pyproject.toml, with no constraints), then `pip freeze --all` it. After adding or changing a
 dependency in pyproject.toml, run `make pins` and commit pyproject.toml and constraints.txt
-together (tests/unit/test_pins.py fails until they agree).
+together (tests/packaging/test_pins.py fails until they agree).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 CHART = REPO / "charts" / "featurerollout"
 HELM = REPO / ".cache" / "bin" / "helm"
 KUBECTL = REPO / ".cache" / "bin" / "kubectl"

@@ -12,11 +12,11 @@ import yaml
 from featurerollout import api
 from featurerollout.edges.metrics.queries import render_query
 from featurerollout.edges.metrics.templates import resolve_metric
+from tests.support.paths import REPO
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import of_kind, render, require_tool
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "metric-templates"
 
 

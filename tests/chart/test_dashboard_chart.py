@@ -3,7 +3,7 @@ sidecar picks up by its label, holding the dashboard file as valid JSON. And the
 what Grafana needs of it (unique ids, one data source variable, the panels the operator promises).
 
 Whether each of its PromQL expressions parses and returns data from the operator's own metrics is
-tests/metrics/test_dashboard_queries.py, against a real Prometheus scraping the real operator.
+tests/edges/metrics/test_dashboard_queries.py, against a real Prometheus scraping the real operator.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+
 from tests.support import grafana
 
 from .chart_support import CHART, NAMESPACE, Manifest, helm, of_kind, render

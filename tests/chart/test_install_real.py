@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.support.real_server import AuditLog, require_real
 from tools import real_apiserver
 

@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.edges.targets.gateway import create_route, httproute_crd_path, shop_route
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, start_sandbox, wait_until
-from tests.targets.gateway import create_route, httproute_crd_path, shop_route
+from tests.support.paths import FIXTURES
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import NAMESPACE, RELEASE, Access, Grants, Manifest, grants_for, of_kind, render, require_tool
 
 pytestmark = pytest.mark.integration
 
-FEATUREFLAG_CRD = Path(__file__).resolve().parents[1] / "fixtures" / "crds" / "openfeature-featureflags.yaml"
+FEATUREFLAG_CRD = FIXTURES / "crds" / "openfeature-featureflags.yaml"
 GROUP, VERSION, PLURAL = "featurerollout.io", "v1alpha1", "featurerollouts"
 TEST_USER_AGENT = "featurerollout-chart-test"
 # The operator's own client (featurerollout/VERSION (identity)) and Kopf's.

@@ -31,6 +31,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+
+from tests.edges.targets.gateway import install_httproute_crd
 from tests.support.cluster import (
     Cluster,
     OperatorFactory,
@@ -41,7 +43,6 @@ from tests.support.cluster import (
 )
 from tests.support.fixtures import PrometheusFactory
 from tests.support.real_server import require_real
-from tests.targets.gateway import install_httproute_crd
 from tools import real_apiserver
 
 from .chart_support import HELM as HELM_BINARY

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
-from tests.support.cluster import REPO, Process, featurerollout_command, rollout_manifest, wait_until
 
 from featurerollout.edges.targets.flagd import read_flag_weight
+from tests.support.cluster import REPO, Process, featurerollout_command, rollout_manifest, wait_until
 
 KUBECONFIG = os.environ.get("FEATUREROLLOUT_E2E_KUBECONFIG")
 pytestmark = [

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes import client
+
 from tests.e2e.test_real_cluster import GROUP, PLURAL, VERSION, _status
 from tests.e2e.test_real_cluster import cluster as cluster  # the fixture: CRD, namespace, operator
 from tests.support.cluster import wait_until

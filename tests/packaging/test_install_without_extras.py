@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.support.cluster import REPO
 
 pytestmark = pytest.mark.integration

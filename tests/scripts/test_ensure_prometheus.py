@@ -21,6 +21,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from tests.support.cluster import REPO
 from tests.support.fixtures import require_prometheus
 

@@ -8,14 +8,14 @@ import asyncio
 from datetime import datetime
 
 import pytest
-from tests.support.history import find_promtool
-from tests.support.prometheus import PrometheusServer, find_prometheus
 
 from featurerollout.api import Compare, PrometheusProvider
 from featurerollout.core.measurement import Measurement
 from featurerollout.edges.metrics.compare import measure_compare
 from featurerollout.edges.metrics.prometheus import PrometheusMetricProvider
 from featurerollout.edges.metrics.queries import render_query
+from tests.support.history import find_promtool
+from tests.support.prometheus import PrometheusServer, find_prometheus
 
 NEEDS_PROMETHEUS = [
     pytest.mark.integration,

@@ -9,8 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from tests.crd.crd_helpers import crd_errors
-from tests.engine.builders import Rollout, make_spec, reasons
 
 from featurerollout import api
 from featurerollout.commands.status_view import render
@@ -19,6 +17,8 @@ from featurerollout.core.measurement import Measurement, MeasurementKind
 from featurerollout.edges.metrics.compare import counts_measurement
 from featurerollout.edges.metrics.queries import render_query
 from featurerollout.stats.sequential import Arm
+from tests.api.crd_helpers import crd_errors
+from tests.core.builders import Rollout, make_spec, reasons
 
 ERRORS = 'sum(increase(http_requests_total{flag="{{flag}}",variant="%s",code=~"5.."}[{{window}}]))'
 TOTAL = 'sum(increase(http_requests_total{flag="{{flag}}",variant="%s"}[{{window}}]))'

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operator_measures
-from tests.support.history import backfill
-from tests.support.prometheus import PrometheusServer, start_prometheus
 
 from featurerollout.api import Compare
 from featurerollout.core.measurement import MeasurementKind
 from featurerollout.edges.metrics import compare
 from featurerollout.stats.sequential import Arm
+from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operator_measures
+from tests.support.history import backfill
+from tests.support.prometheus import PrometheusServer, start_prometheus
 
 pytestmark = NEEDS_PROMETHEUS
 

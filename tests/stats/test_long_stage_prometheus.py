@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operator_measures
-from tests.support.history import backfill
-from tests.support.prometheus import PrometheusServer, start_prometheus
 
 from featurerollout.api import PrometheusProvider
 from featurerollout.core.measurement import Measurement, MeasurementKind
 from featurerollout.edges.metrics import compare
 from featurerollout.edges.metrics.prometheus import PrometheusMetricProvider
 from featurerollout.stats.sequential import Arm
+from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operator_measures
+from tests.support.history import backfill
+from tests.support.prometheus import PrometheusServer, start_prometheus
 
 pytestmark = NEEDS_PROMETHEUS
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.support.missing import skip_or_fail
 
 try:
@@ -14,9 +15,8 @@ try:
 except ImportError:
     skip_or_fail("the simulations need numpy: pip install -e '.[simulate]'", module=True)
 
-from tools import guardrail_report as report
-
 from featurerollout.stats.simulation import Guardrail, Traffic, simulate
+from tools import guardrail_report as report
 
 CONFIDENCE = 0.99
 

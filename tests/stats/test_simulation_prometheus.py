@@ -14,13 +14,12 @@ import pytest
 
 np = pytest.importorskip("numpy", reason="the simulations need numpy: pip install -e '.[simulate]'")
 
-from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operator_measures  # noqa: E402
-from tests.support.history import backfill  # noqa: E402
-from tests.support.prometheus import PrometheusServer, start_prometheus  # noqa: E402
-
 from featurerollout.core.measurement import MeasurementKind  # noqa: E402
 from featurerollout.stats.sequential import Arm  # noqa: E402
 from featurerollout.stats.simulation import Timeline, Traffic, stage_counts, timeline  # noqa: E402
+from tests.stats.prometheus_counts import NEEDS_PROMETHEUS, compare_spec, operator_measures  # noqa: E402
+from tests.support.history import backfill  # noqa: E402
+from tests.support.prometheus import PrometheusServer, start_prometheus  # noqa: E402
 
 pytestmark = NEEDS_PROMETHEUS
 

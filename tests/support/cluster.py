@@ -20,8 +20,8 @@ from kubernetes import client, config
 
 from featurerollout_sandbox.children import spawn
 from featurerollout_sandbox.client import SandboxControl
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 

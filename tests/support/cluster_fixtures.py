@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.support.cluster import REPO, Cluster, OperatorFactory, real_fixture, sandbox_fixture
 from tests.support.missing import skip_or_fail
 from tests.support.real_server import CrdBaseline, require_real, selected_servers, session_control_plane
 
-# The fixture CRDs the sandbox's own tests serve (tests/sandbox/fixtures.py), applied to the real
+# The fixture CRDs the sandbox's own tests serve (tests/tools/sandbox/fixtures.py), applied to the real
 # server too so that both start in the same state.
 FIXTURE_CRDS = sorted((REPO / "tests" / "fixtures" / "crds").glob("*.yaml"))
 

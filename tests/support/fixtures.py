@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+
 from tests.support.missing import skip_or_fail
 from tests.support.prometheus import PrometheusMissing, PrometheusServer, Targets, find_prometheus, start_prometheus
 

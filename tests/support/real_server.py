@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.support.missing import skip_or_fail, under_ci
 from tools import real_apiserver
 

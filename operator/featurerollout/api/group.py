@@ -1,7 +1,7 @@
 """The API group, its version, and the names of its kinds: the one place they are spelled.
 
 The CRDs (crd.py), the models' `apiVersion` (objects.py, templates.py: there a `Literal` must
-spell the string out, and tests/crd checks that it is this one), the annotations the operator
+spell the string out, and tests/api checks that it is this one), the annotations the operator
 writes on targets and rollouts, and every client of the API take them from here.
 """
 

@@ -15,7 +15,7 @@ replay does what the operator does at a look:
 
 The live operator evaluates its queries at its look's instant too and records it as the metrics'
 `evaluatedAt`, so a replay that looks at the live run's instants (`replay(..., looks=, held=)`) asks
-Prometheus exactly what the operator asked and decides the same (tests/simulate/test_live_vs_replay.py).
+Prometheus exactly what the operator asked and decides the same (tests/commands/simulate/test_live_vs_replay.py).
 
 Only time, weights and decisions are simulated; the metric values are what was recorded, which came
 from whatever exposure was live at the time, not from the simulated weights. Gates are taken as

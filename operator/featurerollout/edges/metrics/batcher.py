@@ -12,7 +12,7 @@ Rollouts due within `window` seconds of each other hand their queries to one rou
   queries are sent instead, so that an error is reported in the words of the rollout's own query.
 
 Every answer is the one the rollout's own query would have given at that moment: the conditions
-are in grouping.py, and tests/metrics/test_query_batching.py compares both on a real Prometheus.
+are in grouping.py, and tests/edges/metrics/test_query_batching.py compares both on a real Prometheus.
 
 Each ask carries the instant it is evaluated at (the look's instant, sent as Prometheus's `time`, so
 that `featurerollout simulate` can ask the same question later); only asks at the same instant share
