@@ -70,7 +70,7 @@ def test_default_stages_are_the_seed_ramp() -> None:
 
 
 def test_status_defaults_equal_model_defaults() -> None:
-    from crd_helpers import root_schema
+    from tests.api.crd_helpers import root_schema
 
     schema = root_schema()["properties"]["status"]
     assert apply_defaults({}, schema) == api.FeatureRolloutStatus().to_wire()

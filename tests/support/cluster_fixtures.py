@@ -17,6 +17,7 @@ import pytest
 from tests.support.cluster import REPO, Cluster, OperatorFactory, real_fixture, sandbox_fixture
 from tests.support.missing import skip_or_fail
 from tests.support.real_server import CrdBaseline, require_real, selected_servers, session_control_plane
+from tests.support.scenario import Given
 
 # The fixture CRDs the sandbox's own tests serve (tests/tools/sandbox/fixtures.py), applied to the real
 # server too so that both start in the same state.
@@ -75,6 +76,12 @@ def operator(cluster: Cluster, tmp_path: Path) -> Iterator[OperatorFactory]:
         for process in factory.started:
             # Leave the operator's log in the test report when something failed.
             print(f"--- {process.log_path.name} ---\n{process.log()[-6000:]}")
+
+
+@pytest.fixture
+def given(cluster: Cluster, operator: OperatorFactory) -> Given:
+    """The start of a given/when/then scenario on this test's cluster (tests/support/scenario.py)."""
+    return Given(cluster, operator)
 
 
 @pytest.fixture

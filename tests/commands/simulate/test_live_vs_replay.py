@@ -27,11 +27,11 @@ from kubernetes import watch
 
 from featurerollout import api
 from featurerollout.commands.simulate import Replay, operator_measure, replay
-from tests.process.rollouts.test_rollout import GROUP, PLURAL, VERSION, make_configmap, make_rollout, wait_rolled_back
 from tests.support.cluster import Cluster, OperatorFactory
 from tests.support.fixtures import require_prometheus
 from tests.support.history import find_promtool, history_prometheus
 from tests.support.missing import skip_or_fail
+from tests.support.rollouts import GROUP, PLURAL, VERSION, make_configmap, make_rollout, wait_rolled_back
 
 pytestmark = pytest.mark.integration
 

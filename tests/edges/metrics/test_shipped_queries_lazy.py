@@ -33,11 +33,11 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.process.rollouts.test_rollout import make_configmap, make_rollout, status
 from tests.support.cluster import Cluster, OperatorFactory, Process, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.paths import REPO
 from tests.support.prometheus import free_port, start_prometheus
+from tests.support.rollouts import make_configmap, make_rollout, status
 
 from featurerollout import GROUP, VERSION
 

@@ -40,9 +40,9 @@ from typing import Any
 
 import pytest
 from tests.process.analysis.test_analysis import Exporter, analysis, operator_metric, wait_for_series
-from tests.process.rollouts.test_rollout import document, make_configmap, make_rollout, wait_rolled_back
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, free_port
+from tests.support.rollouts import document, make_configmap, make_rollout, wait_rolled_back
 
 from featurerollout.edges.targets.flagd import read_flag_weight
 

@@ -20,8 +20,8 @@ from tests.edges.targets.gateway import (
     shop_route,
 )
 from tests.process.rollouts.test_operator_promises import OF_GROUP, OF_PLURAL, OF_VERSION, install_openfeature_crd
-from tests.process.rollouts.test_rollout import KEY, make_configmap
 from tests.support.cluster import Cluster
+from tests.support.rollouts import KEY, make_configmap
 
 from featurerollout.api import LOWERED_BY_HAND, ConfigMapTarget, FeatureFlagTarget, HTTPRouteTarget
 from featurerollout.edges.kube import Kube

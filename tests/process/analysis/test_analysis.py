@@ -21,7 +21,10 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from featurerollout.edges.targets.flagd import read_flag_weight
-from tests.process.rollouts.test_rollout import (
+from tests.support.cluster import Cluster, OperatorFactory, Process, featurerollout_command, wait_until
+from tests.support.fixtures import require_prometheus
+from tests.support.prometheus import PrometheusServer, free_port, query, start_prometheus
+from tests.support.rollouts import (
     document,
     events_of,
     make_configmap,
@@ -30,9 +33,6 @@ from tests.process.rollouts.test_rollout import (
     wait_phase,
     wait_rolled_back,
 )
-from tests.support.cluster import Cluster, OperatorFactory, Process, featurerollout_command, wait_until
-from tests.support.fixtures import require_prometheus
-from tests.support.prometheus import PrometheusServer, free_port, query, start_prometheus
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from featurerollout.edges.targets.flagd import read_flag_weight
-from tests.process.rollouts.test_rollout import document, make_configmap, make_rollout, wait_phase, wait_rolled_back
 from tests.support.cluster import Cluster, OperatorFactory, Process, featurerollout_command, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus
+from tests.support.rollouts import document, make_configmap, make_rollout, wait_phase, wait_rolled_back
 from tests.support.watching import values_seen
 
 pytestmark = pytest.mark.integration

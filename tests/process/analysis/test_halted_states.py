@@ -21,7 +21,10 @@ from tests.process.analysis.test_analysis import (  # noqa: F401 (exporter and p
     prometheus,
     wait_for_series,
 )
-from tests.process.rollouts.test_rollout import (
+from tests.process.rollouts.test_status_truth import assert_tells_the_truth, cli, cm_weight
+from tests.support.cluster import Cluster, OperatorFactory, wait_until
+from tests.support.prometheus import PrometheusServer
+from tests.support.rollouts import (
     GROUP,
     PLURAL,
     VERSION,
@@ -30,9 +33,6 @@ from tests.process.rollouts.test_rollout import (
     status,
     wait_rolled_back,
 )
-from tests.process.rollouts.test_status_truth import assert_tells_the_truth, cli, cm_weight
-from tests.support.cluster import Cluster, OperatorFactory, wait_until
-from tests.support.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
 

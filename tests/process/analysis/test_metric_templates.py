@@ -28,10 +28,10 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from featurerollout import GROUP, VERSION
 from featurerollout.edges.metrics import nodata
-from tests.process.rollouts.test_rollout import events_of, make_configmap, make_rollout, status
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.fixtures import require_prometheus
 from tests.support.prometheus import PrometheusServer, free_port, start_prometheus
+from tests.support.rollouts import events_of, make_configmap, make_rollout, status
 
 pytestmark = pytest.mark.integration
 

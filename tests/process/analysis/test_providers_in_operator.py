@@ -15,9 +15,9 @@ import pytest
 
 from tests.edges.metrics.servers import AuthProxy, auth_proxy, slow_prometheus
 from tests.process.analysis.test_analysis import Exporter, analysis, exporter, prometheus  # noqa: F401 (fixtures)
-from tests.process.rollouts.test_rollout import make_configmap, make_rollout, status, wait_phase
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer
+from tests.support.rollouts import make_configmap, make_rollout, status, wait_phase
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")

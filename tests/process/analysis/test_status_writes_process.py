@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from featurerollout.core.statuswrites import write_spread
 from tests.process.analysis.test_analysis import Exporter, analysis, exporter, prometheus  # noqa: F401
-from tests.process.rollouts.test_rollout import make_configmap, make_rollout, status, wait_rolled_back
 from tests.process.rollouts.test_status_truth import cli
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, free_port, wait_for_query
+from tests.support.rollouts import make_configmap, make_rollout, status, wait_rolled_back
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,10 @@ from tests.process.analysis.test_analysis import (  # noqa: F401 (exporter and p
     wait_for_series,
 )
 from tests.process.gates.receiver import GateReceiver
-from tests.process.rollouts.test_rollout import (
+from tests.process.rollouts.test_status_truth import cli, cm_weight
+from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
+from tests.support.prometheus import PrometheusServer
+from tests.support.rollouts import (
     document,
     events_of,
     make_configmap,
@@ -38,9 +41,6 @@ from tests.process.rollouts.test_rollout import (
     wait_phase,
     wait_rolled_back,
 )
-from tests.process.rollouts.test_status_truth import cli, cm_weight
-from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
-from tests.support.prometheus import PrometheusServer
 from tests.support.windows import holds_for
 
 pytestmark = pytest.mark.integration

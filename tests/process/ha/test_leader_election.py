@@ -28,8 +28,8 @@ from tests.process.ha.support import (
     status,
     wait_holder,
 )
-from tests.process.rollouts.test_rollout import wait_rolled_back, weights_seen
 from tests.support.cluster import Cluster, wait_until
+from tests.support.rollouts import wait_rolled_back, weights_seen
 
 pytestmark = pytest.mark.integration
 

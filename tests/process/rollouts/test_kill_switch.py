@@ -27,9 +27,9 @@ from tests.process.rollouts.test_operator_promises import (
     feature_flag,
     install_openfeature_crd,
 )
-from tests.process.rollouts.test_rollout import KEY, events_of, make_configmap, make_rollout, status, wait_phase
 from tests.process.rollouts.test_status_truth import assert_tells_the_truth, cli, cm_weight
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
+from tests.support.rollouts import KEY, events_of, make_configmap, make_rollout, status, wait_phase
 from tests.support.windows import holds_for
 
 pytestmark = pytest.mark.integration

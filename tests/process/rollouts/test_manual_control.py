@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from featurerollout.edges.targets.flagd import read_flag_weight
-from tests.process.rollouts.test_rollout import document, make_configmap, status
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
+from tests.support.rollouts import document, make_configmap, status
 from tests.support.windows import holds_for
 
 pytestmark = pytest.mark.integration

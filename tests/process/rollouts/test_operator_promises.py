@@ -26,7 +26,9 @@ from featurerollout.edges.targets.flagd import flag_entry, read_flag_weight, set
 from tests.edges.metrics.servers import auth_proxy
 from tests.process.analysis.test_analysis import Exporter, analysis, exporter, operator_metric, prometheus  # noqa: F401
 from tests.process.analysis.test_providers_in_operator import in_background
-from tests.process.rollouts.test_rollout import (
+from tests.support.cluster import REPO, Cluster, OperatorFactory, wait_until
+from tests.support.prometheus import PrometheusServer, free_port
+from tests.support.rollouts import (
     GROUP,
     PLURAL,
     VERSION,
@@ -40,8 +42,6 @@ from tests.process.rollouts.test_rollout import (
     wait_rolled_back,
     weights_seen,
 )
-from tests.support.cluster import REPO, Cluster, OperatorFactory, wait_until
-from tests.support.prometheus import PrometheusServer, free_port
 from tests.support.windows import holds_for
 
 pytestmark = pytest.mark.integration

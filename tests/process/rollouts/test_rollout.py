@@ -8,117 +8,48 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
 from featurerollout.edges.targets.flagd import read_flag_weight
-from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, wait_until
-from tests.support.watching import values_seen
+from tests.support.cluster import Cluster, OperatorFactory, wait_until
+from tests.support.rollouts import (
+    OTHER_FLAG,
+    SHARED_DOC,
+    TWO_SECOND_STAGES,
+    configmap_writes,
+    document,
+    events_of,
+    make_configmap,
+    make_rollout,
+    rollout,
+    status,
+    wait_phase,
+    weights_seen,
+)
+from tests.support.scenario import Given
 
 pytestmark = pytest.mark.integration
 
-GROUP, VERSION, PLURAL = "featurerollout.io", "v1alpha1", "featurerollouts"
-KEY = "flags.flagd.json"
-OTHER_FLAG = '"dark-mode": {"state": "ENABLED", "variants": {"a": 1.0e0}, "defaultVariant": "a"}'
-SHARED_DOC = '{\n  "flags": {\n    ' + OTHER_FLAG + "\n  }\n}\n"
-TWO_SECOND_STAGES = [
-    {"weight": 10, "duration": "2s"},
-    {"weight": 25, "duration": "2s"},
-    {"weight": 50, "duration": "2s"},
-    {"weight": 100, "duration": "2s"},
-]
-
-
-def make_configmap(cluster: Cluster, name: str = "feature-flags", doc: str = SHARED_DOC, **extra: str) -> None:
-    cluster.core.create_namespaced_config_map(
-        "default", {"metadata": {"name": name}, "data": {KEY: doc, **extra}}
-    )
-
-
-def make_rollout(cluster: Cluster, name: str, **spec: Any) -> None:
-    spec.setdefault("flag", name)
-    spec.setdefault("target", {"configMap": {"name": "feature-flags"}})
-    cluster.custom.create_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, rollout_manifest(name, **spec)
-    )
-
-
-def rollout(cluster: Cluster, name: str) -> dict[str, Any]:
-    body: dict[str, Any] = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
-    return body
-
-
-def status(cluster: Cluster, name: str) -> dict[str, Any]:
-    return rollout(cluster, name).get("status") or {}
-
-
-def document(cluster: Cluster, name: str = "feature-flags") -> str:
-    return str(cluster.core.read_namespaced_config_map(name, "default").data[KEY])
-
-
-def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = 30) -> dict[str, Any]:
-    return wait_until(lambda: (s := status(cluster, name)).get("phase") == phase and s, timeout,
-                      f"{name} to reach {phase}")
-
-
-def wait_rolled_back(cluster: Cluster, name: str, timeout: float = 30) -> dict[str, Any]:
-    """The status once the rollback is done: RolledBack at 0%. A RolledBack status that still has
-    a weight is a rollback whose 0% is being written (engine.rollback_intent) or retried."""
-    return wait_until(
-        lambda: (s := status(cluster, name)).get("phase") == "RolledBack" and s.get("currentWeight") == 0 and s,
-        timeout, f"{name} to be rolled back to 0%",
-    )
-
-
-def wait_degraded(cluster: Cluster, name: str, timeout: float = 20) -> dict[str, Any]:
-    """The Degraded condition, once it is True."""
-    return wait_until(
-        lambda: next((c for c in status(cluster, name).get("conditions", [])
-                      if c["type"] == "Degraded" and c["status"] == "True"), None),
-        timeout, f"a Degraded condition on {name}",
-    )
-
-
-@contextmanager
-def weights_seen(cluster: Cluster, flag: str, configmap: str = "feature-flags") -> Iterator[list[float | None]]:
-    """Every weight the ConfigMap gives `flag`, in the order the API server stored them."""
-    start = cluster.core.read_namespaced_config_map(configmap, "default").metadata.resource_version
-    with values_seen(cluster.core.list_namespaced_config_map, "default", name=configmap, start=start, timeout=120,
-                     value=lambda obj: read_flag_weight((obj.data or {}).get(KEY), flag)) as seen:
-        yield seen
-
-
-def configmap_writes(cluster: Cluster, name: str = "feature-flags") -> list[dict[str, Any]]:
-    return [r for r in cluster.log.requests(resource="configmaps", name=name)
-            if r["verb"] in ("update", "patch") and r["status"] < 300]
-
-
-def test_rollout_steps_through_exactly_each_stage_and_succeeds(cluster: Cluster, operator: OperatorFactory) -> None:
-    make_configmap(cluster, other="untouched: true\n")
-    operator()
-    with weights_seen(cluster, "new-checkout") as seen:
-        make_rollout(cluster, "new-checkout", stages=TWO_SECOND_STAGES)
-        final = wait_phase(cluster, "new-checkout", "Succeeded", timeout=40)
+def test_rollout_steps_through_exactly_each_stage_and_succeeds(given: Given) -> None:
+    given = given.a_flag_document(other="untouched: true\n").an_operator()
+    with weights_seen(given.cluster, "new-checkout") as seen:
+        then = (given.when().a_rollout_is_created("new-checkout", stages=TWO_SECOND_STAGES)
+                .it_reaches("Succeeded", timeout=40).then())
         wait_until(lambda: seen and seen[-1] == 100, 5, "the watch to see 100%")
     assert seen == [10, 25, 50, 100]
-    assert final["currentWeight"] == 100
-    assert final["currentStage"] == 3
+    then.the_weight_is(100).the_condition("Ready", "True").the_flag_document_contains(OTHER_FLAG)
+    assert then.status["currentStage"] == 3
+    assert then.status["observedGeneration"] == 1
     # Each weight held at least its 2 s, by the API server's own clock of the writes.
-    writes = [w["time"] for w in configmap_writes(cluster)]
+    writes = [w["time"] for w in configmap_writes(then.cluster)]
     assert len(writes) == 4
     for earlier, later in itertools.pairwise(writes):
         assert later - earlier >= 2.0
-    assert json.loads(document(cluster))["flags"]["dark-mode"] == {
+    assert json.loads(document(then.cluster))["flags"]["dark-mode"] == {
         "state": "ENABLED", "variants": {"a": 1.0}, "defaultVariant": "a"
     }
-    assert OTHER_FLAG in document(cluster)
-    assert cluster.core.read_namespaced_config_map("feature-flags", "default").data["other"] == "untouched: true\n"
-    conditions = {c["type"]: c for c in final["conditions"]}
-    assert conditions["Ready"]["status"] == "True"
-    assert final["observedGeneration"] == 1
+    assert then.cluster.core.read_namespaced_config_map("feature-flags", "default").data["other"] == "untouched: true\n"
 
 
 @pytest.mark.sandbox_only("injects 409 Conflicts with the sandbox's fault injection")
@@ -193,38 +124,25 @@ def test_kill_9_mid_stage_resumes_the_same_stage(cluster: Cluster, operator: Ope
     assert final["currentWeight"] == 100
 
 
-def events_of(cluster: Cluster, name: str) -> list[Any]:
-    items = cluster.core.list_namespaced_event("default").items
-    mine = [e for e in items if e.involved_object.name == name]
-    return sorted(mine, key=lambda e: int(e.metadata.resource_version))  # the order they were stored in
-
-
-def test_invalid_flagd_document_degrades_and_is_left_untouched(cluster: Cluster, operator: OperatorFactory) -> None:
+def test_invalid_flagd_document_degrades_and_is_left_untouched(given: Given) -> None:
     broken = '{"flags": {"dark-mode": {"state": "ENABLED",,}}'
-    make_configmap(cluster, doc=broken)
-    operator()
-    make_rollout(cluster, "blocked", stages=TWO_SECOND_STAGES)
-    degraded = wait_degraded(cluster, "blocked")
-    assert degraded["reason"] == "InvalidDocument"
-    assert "ConfigMap default/feature-flags key flags.flagd.json is not a valid flagd document" in degraded["message"]
-    assert document(cluster) == broken
-    assert status(cluster, "blocked").get("currentWeight", 0) == 0
-    warnings = wait_until(lambda: [e for e in events_of(cluster, "blocked") if e.type == "Warning"], 10,
-                          "a Warning event")
-    assert [e.reason for e in warnings] == ["InvalidDocument"]
+    then = (given.a_flag_document(broken).an_operator()
+            .when().a_rollout_is_created("blocked", stages=TWO_SECOND_STAGES).it_is_degraded()
+            .then().the_condition("Degraded", "True", reason="InvalidDocument",
+                                  says="ConfigMap default/feature-flags key flags.flagd.json is not a valid "
+                                       "flagd document")
+            .the_flag_document_is(broken).the_weight_is(0).the_warnings_are("InvalidDocument"))
     # Someone repairs the document: the rollout carries on from where it was.
-    cluster.core.patch_namespaced_config_map("feature-flags", "default", {"data": {KEY: SHARED_DOC}})
-    wait_until(lambda: status(cluster, "blocked").get("currentWeight") == 10, 30, "the rollout to start")
-    assert OTHER_FLAG in document(cluster)
+    (then.when().the_flag_document_becomes(SHARED_DOC).its_weight_becomes(10)
+     .then().the_flag_document_contains(OTHER_FLAG))
 
 
-def test_missing_configmap_is_reported_not_created(cluster: Cluster, operator: OperatorFactory) -> None:
-    operator()
-    make_rollout(cluster, "typo", target={"configMap": {"name": "feature-flagz"}})
-    degraded = wait_degraded(cluster, "typo")
-    assert degraded["reason"] == "TargetNotFound"
-    assert "feature-flagz" in degraded["message"]
-    assert cluster.core.list_namespaced_config_map("default").items == []
+def test_missing_configmap_is_reported_not_created(given: Given) -> None:
+    (given.an_operator()
+     .when().a_rollout_is_created("typo", target={"configMap": {"name": "feature-flagz"}}).it_is_degraded()
+     .then().the_condition("Degraded", "True", reason="TargetNotFound", says="feature-flagz")
+     .that(lambda then: then.cluster.core.list_namespaced_config_map("default").items == [],
+           "no ConfigMap was created"))
 
 
 def test_nothing_is_written_while_nothing_changes(cluster: Cluster, operator: OperatorFactory) -> None:
@@ -241,16 +159,13 @@ def test_nothing_is_written_while_nothing_changes(cluster: Cluster, operator: Op
     assert writes == []
 
 
-def test_deleting_a_rollout_leaves_the_flag_and_never_hangs(cluster: Cluster, operator: OperatorFactory) -> None:
-    make_configmap(cluster)
-    operator()
-    make_rollout(cluster, "going", stages=[{"weight": 25, "duration": "1h"}, {"weight": 100}])
-    wait_until(lambda: status(cluster, "going").get("currentWeight") == 25, 20, "the first stage")
-    assert not rollout(cluster, "going")["metadata"].get("finalizers")
-    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "going")
-    wait_until(lambda: not cluster.custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"],
-               10, "the rollout to be gone")
-    assert read_flag_weight(document(cluster), "going") == 25
+def test_deleting_a_rollout_leaves_the_flag_and_never_hangs(given: Given) -> None:
+    (given.a_flag_document().an_operator()
+     .when().a_rollout_is_created("going", stages=[{"weight": 25, "duration": "1h"}, {"weight": 100}])
+     .its_weight_becomes(25, timeout=20)
+     .then().that(lambda then: not rollout(then.cluster, "going")["metadata"].get("finalizers"), "no finalizer")
+     .when().the_rollout_is_deleted().it_is_gone()
+     .then().the_flag_weight_is(25))
 
 
 def test_a_restart_with_nothing_changed_writes_nothing(cluster: Cluster, operator: OperatorFactory) -> None:

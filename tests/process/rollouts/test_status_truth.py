@@ -24,7 +24,8 @@ import pytest
 
 from featurerollout import api
 from featurerollout.edges.targets.flagd import read_flag_weight
-from tests.process.rollouts.test_rollout import (
+from tests.support.cluster import Cluster, OperatorFactory, wait_until
+from tests.support.rollouts import (
     GROUP,
     PLURAL,
     VERSION,
@@ -36,7 +37,6 @@ from tests.process.rollouts.test_rollout import (
     status,
     wait_phase,
 )
-from tests.support.cluster import Cluster, OperatorFactory, wait_until
 
 pytestmark = pytest.mark.integration
 

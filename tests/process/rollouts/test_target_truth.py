@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.process.rollouts.test_rollout import (
+from tests.process.rollouts.test_status_truth import assert_tells_the_truth, cli, cm_weight
+from tests.support.cluster import Cluster, OperatorFactory, wait_until
+from tests.support.rollouts import (
     GROUP,
     KEY,
     PLURAL,
@@ -35,8 +37,6 @@ from tests.process.rollouts.test_rollout import (
     wait_phase,
     weights_seen,
 )
-from tests.process.rollouts.test_status_truth import assert_tells_the_truth, cli, cm_weight
-from tests.support.cluster import Cluster, OperatorFactory, wait_until
 
 pytestmark = pytest.mark.integration
 

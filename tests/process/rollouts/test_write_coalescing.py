@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from tests.process.rollouts.test_rollout import (
+from tests.process.rollouts.test_status_truth import assert_tells_the_truth
+from tests.support.cluster import Cluster, OperatorFactory, wait_until
+from tests.support.rollouts import (
     KEY,
     OTHER_FLAG,
     configmap_writes,
@@ -16,8 +18,6 @@ from tests.process.rollouts.test_rollout import (
     make_configmap,
     make_rollout,
 )
-from tests.process.rollouts.test_status_truth import assert_tells_the_truth
-from tests.support.cluster import Cluster, OperatorFactory, wait_until
 
 pytestmark = pytest.mark.integration
 
