@@ -17,7 +17,7 @@ What it is, and what it is not:
   these: they mint ServiceAccount tokens through the TokenRequest API, which the API server
   serves itself (`kubectl create token`), and they clean up by deleting objects, not namespaces.
 
-It needs only the standard library (and `operator/featurerollout/process/children.py`, which needs no more:
+It needs only the standard library (and `tools/sandbox/featurerollout_sandbox/children.py`, which needs no more:
 the server it starts dies with it), `go` (to build) and `.cache/bin/kubectl` and `helm` (`make tools`),
 so the script runs with any Python 3.11.
 """
@@ -235,7 +235,7 @@ def start(port: int = 0, workdir: Path | None = None, verbosity: int = 0) -> Con
     log_path = workdir / "apiserver.log"
     with log_path.open("wb") as out:
         # Its own session: a Ctrl-C in the terminal reaches only the caller, which stops it. And it
-        # dies with the caller whatever ends that (featurerollout/process/children.py).
+        # dies with the caller whatever ends that (featurerollout_sandbox/children.py).
         process = spawn(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     plane = ControlPlane(process, workdir, f"https://127.0.0.1:{port}", certs / "apiserver.crt", admin_token,
                          log_path)

@@ -28,7 +28,7 @@ K8S_VERSION = kubernetes_validate.latest_version()
 def test_committed_crd_is_up_to_date() -> None:
     committed = CRD_FILE.read_text(encoding="utf-8") if CRD_FILE.exists() else "(missing)"
     assert committed == render_crd_yaml(), (
-        f"{CRD_FILE.relative_to(ROOT)} differs from what api.py renders: run `make crd` and commit it"
+        f"{CRD_FILE.relative_to(ROOT)} differs from what the API models (api/) render: run `make crd` and commit it"
     )
 
 

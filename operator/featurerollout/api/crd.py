@@ -1,5 +1,5 @@
 """Render the CustomResourceDefinitions (FeatureRollout, MetricTemplate, ClusterMetricTemplate) from
-the pydantic models in `api.py`.
+the pydantic models of this package (`api/`).
 
 The models are the one source of truth. Their JSON Schema (draft 2020-12) is turned into the
 structural OpenAPI v3.0 schema kube-apiserver requires: every `$ref` inlined, `Optional[X]` as X
@@ -7,7 +7,7 @@ structural OpenAPI v3.0 schema kube-apiserver requires: every `$ref` inlined, `O
 `additionalProperties: false` dropped (a structural schema prunes unknown fields instead), and every
 default in the wire form the operator reads back (kube-apiserver applies schema defaults itself, so
 they must equal the models' defaults). The cross-field rules become CEL `x-kubernetes-validations`
-written in standard CEL only, with the messages `api.py` uses.
+written in standard CEL only, with the messages the models use.
 
 `featurerollout crd` prints one (`--all`: every one); `make crd` writes each to `crds/<plural>.yaml`.
 """

@@ -1,6 +1,6 @@
 """`featurerollout promote|pause|resume|abort|retry|approve NAME`: manual control, safe from GitOps.
 
-Each command files a request in the annotation that the operator consumes (see control.py), then
+Each command files a request in the annotation that the operator consumes (core/manual_requests.py), then
 waits (by default up to 30 s) until the operator records its outcome in `status.lastRequest`, so
 that a person knows what became of it. The exit code says which outcome it was (EXIT_CODES).
 """

@@ -8,7 +8,7 @@ way runs get stopped, and checks by pid that nothing it started is left:
   (tests/support/termination.py): the servers are stopped and the real server's directory removed;
 - the real `timeout` command, its time limit expiring;
 - SIGKILL, which no teardown survives: the servers die with it all the same, by the kernel's
-  parent-death signal (featurerollout/process/children.py).
+  parent-death signal (tools/sandbox/featurerollout_sandbox/children.py).
 """
 
 from __future__ import annotations
