@@ -40,8 +40,8 @@ from featurerollout.core.engine import (
     plan_hash,
     rollback_pending,
     target_failed,
-    target_moved,
 )
+from featurerollout.core.facts import target_moved
 from featurerollout.core.measurement import Measurement
 from featurerollout.edges.mergepatch import diff
 
