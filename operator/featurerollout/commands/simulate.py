@@ -212,9 +212,10 @@ async def replay(
         measurements = dict(await measure(status, now)) if due else None
         before = status
         decision = engine.decide(spec, status, generation=1, now=now, measurements=measurements)
-        if held and decision.status.stage_started_at == now and decision.status.current_stage in held:
-            # The live target held this stage's weight from then (reconciler: engine.held_from).
-            decision = engine.held_from(spec, decision, held[decision.status.current_stage], 1)
+        if held and decision.status.current_stage in held:
+            # The live target held this stage's weight from then (reconciler: engine.settle).
+            written = engine.WriteOutcome.applied(held[decision.status.current_stage])
+            decision = engine.settle(spec, before, decision, written, generation=1, now=now)
         status = decision.status
         if measurements is not None:
             evaluations.append(Evaluation(now, before.current_weight, before.current_stage,

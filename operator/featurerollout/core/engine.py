@@ -75,7 +75,7 @@ facts (what a status says); decision (the interface, re-exported here).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import featurerollout.core.gates as gates
@@ -89,6 +89,7 @@ from featurerollout.api import (
     HandledRequest,
     Phase,
     RequestOutcome,
+    TemplateUsed,
 )
 from featurerollout.core.conditions import DEGRADED, find_condition, set_condition
 from featurerollout.core.decision import Action, ControlRequest, Decision, EmitEvent, Observed, SetWeight
@@ -117,6 +118,7 @@ from featurerollout.core.messages import (
     stamp,
     status_message,
 )
+from featurerollout.core.verdicts import record_templates
 
 __all__ = [
     "TARGET_REASONS",
@@ -126,16 +128,15 @@ __all__ = [
     "EmitEvent",
     "Observed",
     "SetWeight",
+    "WriteOutcome",
     "analysis_due",
     "cannot_proceed",
     "decide",
-    "held_from",
     "next_check",
     "plan_hash",
     "rollback_intent",
-    "rollback_not_applied",
     "rollback_pending",
-    "target_failed",
+    "settle",
 ]
 
 TARGET_RETRY_MIN = timedelta(seconds=5)
@@ -154,6 +155,7 @@ def decide(
     observed: Observed | None = None,
     gate_checks: Mapping[str, gates.GateCheck] | None = None,
     plan: FeatureRolloutSpec | None = None,
+    templates: Mapping[str, TemplateUsed | None] | None = None,
 ) -> Decision:
     """The next status, the actions that get there, and when to call again. See the module doc.
 
@@ -161,6 +163,8 @@ def decide(
     `gate_checks`: what the webhook gate that `gates.webhook_due()` named answered at this look.
     `plan` is the spec as written when `spec` has its metric templates resolved (metrics/templates.py):
     the plan is hashed from it, so that editing a template is not a change of plan.
+    `templates`: which template (and generation) each metric measured at this look used; recorded
+    on the evaluations this look made (verdicts.record_templates).
     """
     work = _Work(spec, status, generation, now, observed, gate_checks)
     work.plan = plan if plan is not None else spec
@@ -183,11 +187,74 @@ def decide(
             work.progress()
     work.finish_pending_rollback(status)
     work.rewrite_after_target_error(status)
-    return work.finish(status)
+    decision = work.finish(status)
+    if templates is None:
+        return decision
+    return replace(decision, status=record_templates(decision.status, templates, now))
 
 
+# --- after the target write ----------------------------------------------------------------------
 
-def held_from(spec: FeatureRolloutSpec, decision: Decision, held_at: datetime, generation: int) -> Decision:
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What the target did with a look's write (or its read), for settle()."""
+
+    # The target took the decision's SetWeight: its write returned at this moment.
+    held_at: datetime | None = None
+    # The target was not written (it refused, could not be read, or holds the flag for another live
+    # rollout): the target's reason (TARGET_REASONS) and its words.
+    refused: str | None = None
+    message: str = ""
+
+    @classmethod
+    def applied(cls, at: datetime) -> WriteOutcome:
+        return cls(held_at=at)
+
+    @classmethod
+    def failed(cls, reason: str, message: str) -> WriteOutcome:
+        return cls(refused=reason, message=message)
+
+
+def settle(
+    spec: FeatureRolloutSpec,
+    given: FeatureRolloutStatus,
+    decision: Decision | None,
+    outcome: WriteOutcome,
+    *,
+    generation: int,
+    now: datetime,
+    request: ControlRequest | None = None,
+) -> Decision:
+    """The decision as the target left it: the one step between the target write and the status.
+
+    `given` is the status decide() was given; `decision` what it returned (None: the look stopped
+    before deciding, at a flag another live rollout drives); `now` the instant it decided at.
+    - Applied: a stage this decision started holds from `outcome.held_at`, the moment the write
+      returned, when users really began to get its weight; its words and the next look are worked
+      out again from that moment (_held_from).
+    - Refused, for a rollback's (or an abort's) 0%: the rollback stands, its 0% pending and retried
+      (_rollback_not_applied).
+    - Refused otherwise: `given` is kept, with the target's reason on Degraded, and a request of
+      this look refused (_target_failed).
+    - Nothing written (`WriteOutcome()`): the decision as it is.
+    """
+    if outcome.refused is not None:
+        write = next((a for a in decision.actions if isinstance(a, SetWeight)), None) if decision else None
+        if decision is not None and write is not None and write.weight == 0 and \
+                decision.status.phase == Phase.ROLLED_BACK:
+            # A rollback stands even when the target refuses its 0%: it is retried.
+            return _rollback_not_applied(decision, given, generation=generation, now=now, reason=outcome.refused,
+                                         message=outcome.message)
+        return _target_failed(given, generation=generation, now=now, reason=outcome.refused,
+                              message=outcome.message, request=request)
+    assert decision is not None, "settle() without a decision is for a refusal only"
+    if outcome.held_at is not None and decision.status.stage_started_at == now:
+        return _held_from(spec, decision, outcome.held_at, generation)
+    return decision
+
+
+def _held_from(spec: FeatureRolloutSpec, decision: Decision, held_at: datetime, generation: int) -> Decision:
     """The decision, with the stage it started timed from `held_at`: the moment the target's write
     returned, when users really began to get the new weight. The message and conditions that
     speak of the stage's end are worked out again from that moment, so that the next look, which
@@ -199,7 +266,6 @@ def held_from(spec: FeatureRolloutSpec, decision: Decision, held_at: datetime, g
     return replace(decision, status=status, next_check=next_check(spec, status, held_at))
 
 
-
 def _refused(status: FeatureRolloutStatus, request: ControlRequest | None, now: datetime,
              reason: str) -> tuple[FeatureRolloutStatus, tuple[Action, ...]]:
     """`status` with `request` recorded as refused (once), and the event that says so."""
@@ -209,7 +275,6 @@ def _refused(status: FeatureRolloutStatus, request: ControlRequest | None, now: 
                              outcome=RequestOutcome.REFUSED, reason=reason[:4096])
     event = EmitEvent("Warning", "RequestRefused", f"{cli(request.action)} refused: {reason}")
     return status.model_copy(update={"last_request": handled}), (event,)
-
 
 
 def cannot_proceed(
@@ -245,8 +310,7 @@ def cannot_proceed(
     return Decision(failed, actions, None, None if already else f"failed ({reason}): {message}")
 
 
-
-def target_failed(
+def _target_failed(
     status: FeatureRolloutStatus, *, generation: int, now: datetime, reason: str, message: str,
     request: ControlRequest | None = None,
 ) -> Decision:
@@ -281,9 +345,7 @@ def target_failed(
     )
 
 
-
-
-def rollback_not_applied(
+def _rollback_not_applied(
     decision: Decision, given: FeatureRolloutStatus, *, generation: int, now: datetime, reason: str, message: str
 ) -> Decision:
     """The target could not apply a rollback's (or an abort's) 0%. The rollback stands, it is not
@@ -318,11 +380,10 @@ def rollback_not_applied(
     )
 
 
-
 def rollback_intent(given: FeatureRolloutStatus, decision: Decision) -> FeatureRolloutStatus | None:
     """The status to put on record BEFORE the target write of a decision that takes exposure away
     (an automatic rollback, a gate's, an abort): phase RolledBack with its halt, but
-    `currentWeight` still what users have, as rollback_not_applied() records it. A process killed
+    `currentWeight` still what users have, as settle() records a 0% the target refused. A process killed
     (or out of its Lease) between the two writes then leaves a pending rollback that whoever looks
     next completes (finish_pending_rollback() sends 0% whatever the target holds), not a
     Progressing status beside a 0% target, which would read as drift and could expose users again
@@ -341,7 +402,6 @@ def rollback_intent(given: FeatureRolloutStatus, decision: Decision) -> FeatureR
         "message": f"{base}{PENDING_NOTE}: writing it now; users may still be exposed at "
                    f"{pct(given.current_weight)} until it does",
     })
-
 
 
 class _Work(DriftRules):

@@ -4,6 +4,7 @@ the analysis passed at the current weight.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from featurerollout.api import (
@@ -14,6 +15,7 @@ from featurerollout.api import (
     MetricResult,
     MetricStatus,
     OnNoData,
+    TemplateUsed,
 )
 from featurerollout.core.guardrail import compare_status
 from featurerollout.core.measurement import Measurement, MeasurementKind
@@ -91,3 +93,19 @@ def analysis_passed(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> b
             return False
     return True
 
+
+def record_templates(
+    status: FeatureRolloutStatus, templates: Mapping[str, TemplateUsed | None] | None, now: datetime
+) -> FeatureRolloutStatus:
+    """The status with `metrics[].template` set on the evaluations made at `now`: which template, and
+    which generation of it, each used (`templates`: for the metrics measured at this look). Earlier
+    evaluations keep what they recorded, also when the engine took no evaluation from this look's
+    measurements."""
+    if not templates or status.last_analysis_at != now:
+        return status
+    metrics = []
+    for metric in status.metrics:
+        if metric.name in templates and metric.evaluated_at == status.last_analysis_at:
+            metric = metric.model_copy(update={"template": templates[metric.name]})
+        metrics.append(metric)
+    return status.model_copy(update={"metrics": metrics})

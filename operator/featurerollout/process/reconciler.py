@@ -10,7 +10,8 @@ safe and the record honest:
 3. measure every metric when the engine says analysis is due;
 4. `engine.decide()`;
 5. apply its SetWeight through the target first: a rollback reaches users before anything else;
-   if the target refuses, `engine.target_failed()` records the old weight and why;
+   `engine.settle()` records what the target did: the stage timed from when it took the weight,
+   or, if it refused, the old weight and why (a refused rollback stands, its 0% retried);
 6. write the status, only when it changed, as a merge patch that names every removed field
    (mergepatch.py says why), guarded by the resourceVersion that was read (a 409 means someone
    changed the object meanwhile: look again at once; but once the target was written, the same
@@ -37,7 +38,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,7 +58,7 @@ from featurerollout.edges.metrics.prometheus import (
     credentials_from_secret,
 )
 from featurerollout.edges.metrics.provider import MetricProvider, measure_all
-from featurerollout.edges.metrics.template_reader import measure_resolution, read_templates, record_templates
+from featurerollout.edges.metrics.template_reader import measure_resolution, read_templates, templates_used
 from featurerollout.edges.metrics.templates import Resolution, resolve, template_refs
 from featurerollout.edges.targets import Target, TargetError, target_for
 from featurerollout.edges.targets.base import Owner, check_owner
@@ -182,9 +183,9 @@ class Reconciler:
                         try:
                             check_owner(target.describe(), spec.flag, holding.owner, owner, None)
                         except TargetError as refused:
-                            decision = engine.target_failed(
-                                status, generation=meta.generation, now=self.clock(), reason=refused.reason,
-                                message=refused.message, request=request,
+                            decision = engine.settle(
+                                spec, status, None, engine.WriteOutcome.failed(refused.reason, refused.message),
+                                generation=meta.generation, now=self.clock(), request=request,
                             )
                             return await self._record(body, spec, meta, status, decision)
                     replacing = holding.owner  # its rollout is gone: the flag is free to take over
@@ -220,19 +221,17 @@ class Reconciler:
         now = look if look is not None else self.clock()
         decision = engine.decide(
             decided, status, generation=meta.generation, now=now, measurements=measurements, request=request,
-            observed=observed, gate_checks=gate_checks, plan=spec,
+            observed=observed, gate_checks=gate_checks, plan=spec, templates=templates_used(resolution, measurements),
         )
         if measurements is not None and decision.status.last_analysis_at is not None:
             self.evaluated[key] = decision.status.last_analysis_at  # the engine's next due counts from it
-        if resolution is not None:
-            decision = replace(decision, status=record_templates(decision.status, resolution, measurements, now))
         spec = decided
         writes = any(isinstance(a, engine.SetWeight) for a in decision.actions)
         if read_error is not None and not writes:
             # The target could not be read (gone, broken JSON): say so, as a failed write would.
-            decision = engine.target_failed(
-                status, generation=meta.generation, now=now, reason=read_error.reason,
-                message=read_error.message, request=request,
+            decision = engine.settle(
+                spec, status, decision, engine.WriteOutcome.failed(read_error.reason, read_error.message),
+                generation=meta.generation, now=now, request=request,
             )
             return await self._record(body, spec, meta, status, decision)
         intent = engine.rollback_intent(status, decision)
@@ -241,7 +240,8 @@ class Reconciler:
         # What this look read (targets that read back): a write must not raise a flag someone
         # lowered since (targets/base.check_not_lowered).
         read = (observed.weight or 0.0) if observed is not None else None
-        decision = await self._apply(spec, meta, status, decision, now, owner, replacing, request, read)
+        outcome = await self._write(spec, meta, decision, owner, replacing, read)
+        decision = engine.settle(spec, status, decision, outcome, generation=meta.generation, now=now, request=request)
         return await self._record(body, spec, meta, status, decision)
 
     async def _record_intent(
@@ -419,18 +419,17 @@ class Reconciler:
         except InvalidCredentials as error:
             raise InvalidCredentials(f"{where}: {error}") from None
 
-    async def _apply(
+    async def _write(
         self,
         spec: api.FeatureRolloutSpec,
         meta: api.ObjectMeta,
-        before: api.FeatureRolloutStatus,
         decision: engine.Decision,
-        now: datetime,
         owner: Owner,
         replacing: Owner | None,
-        request: engine.ControlRequest | None,
         read: float | None = None,
-    ) -> engine.Decision:
+    ) -> engine.WriteOutcome:
+        """Apply the decision's SetWeight (if any) through the target; what became of it is for
+        engine.settle() to record."""
         for action in decision.actions:
             if not isinstance(action, engine.SetWeight):
                 continue
@@ -445,21 +444,11 @@ class Reconciler:
                 await target.apply(action.weight)
             except TargetError as error:
                 telemetry.target_errors.labels(meta.namespace, meta.name, error.reason).inc()
-                if action.weight == 0 and decision.status.phase == api.Phase.ROLLED_BACK:
-                    # A rollback stands even when the target refuses its 0%: it is retried.
-                    return engine.rollback_not_applied(
-                        decision, before, generation=meta.generation, now=now, reason=error.reason,
-                        message=error.message,
-                    )
-                return engine.target_failed(
-                    before, generation=meta.generation, now=now, reason=error.reason, message=error.message,
-                    request=request,
-                )
-            if decision.status.stage_started_at == now:
-                # A stage holds from the moment the target really holds its weight, which is now
-                # that the write returned, not when the decision was taken.
-                decision = engine.held_from(spec, decision, self.clock(), meta.generation)
-        return decision
+                return engine.WriteOutcome.failed(error.reason, error.message)
+            # A stage holds from the moment the target really holds its weight, which is now that
+            # the write returned, not when the decision was taken.
+            return engine.WriteOutcome.applied(self.clock())
+        return engine.WriteOutcome()
 
     async def _announce(
         self,

@@ -157,19 +157,11 @@ async def measure_resolution(
     return results
 
 
-def record_templates(
-    status: api.FeatureRolloutStatus, resolution: Resolution | None, measured: Mapping[str, Measurement] | None,
-    now: datetime,
-) -> api.FeatureRolloutStatus:
-    """The status with `metrics[].template` set on the evaluations this look made (at `now`): which
-    template, and which generation of it, each used. Earlier evaluations keep what they recorded,
-    also when the engine took no evaluation from this look's measurements."""
-    if resolution is None or not measured or status.last_analysis_at != now:
-        return status
-    metrics = []
-    for metric in status.metrics:
-        resolved = resolution.metrics.get(metric.name)
-        if metric.name in measured and metric.evaluated_at == status.last_analysis_at and resolved is not None:
-            metric = metric.model_copy(update={"template": resolved.template})
-        metrics.append(metric)
-    return status.model_copy(update={"metrics": metrics})
+def templates_used(
+    resolution: Resolution | None, measured: Mapping[str, Measurement] | None
+) -> dict[str, api.TemplateUsed | None] | None:
+    """Which template (and generation) each metric measured at this look used, for the engine to
+    record on the evaluations it takes from them (engine.decide(templates=...))."""
+    if resolution is None or not measured:
+        return None
+    return {name: resolved.template for name, resolved in resolution.metrics.items() if name in measured}
