@@ -133,7 +133,7 @@ def test_the_status_records_the_template_only_for_this_looks_evaluations() -> No
 
     from featurerollout.core.measurement import Measurement
     from featurerollout.core.verdicts import record_templates
-    from featurerollout.edges.metrics.template_reader import templates_used
+    from featurerollout.edges.metrics.measurer import templates_used
 
     earlier, now = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
     spec = api.parse_spec({"flag": "f", "target": {"configMap": {"name": "c"}},

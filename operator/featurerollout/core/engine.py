@@ -2,8 +2,8 @@
 -> the next status, the actions to apply, and when to look again.
 
 No I/O and no clock: the handler reads the object into `api` models, measures when
-`analysis_due()` says so, calls `decide()`, applies the `SetWeight` through the target (or calls
-`target_failed()` if it could not), writes the status it gets back and emits the Events. Calling
+`analysis_due()` says so, calls `decide()`, applies the `SetWeight` through the target, gives
+what became of the write to `settle()`, writes the status it gets back and emits the Events. Calling
 `decide()` again with nothing new returns an equal status and no actions, so the handler writes
 nothing.
 
@@ -11,7 +11,7 @@ The rules, in the order `decide()` applies them:
 
 1. A manual request whose id is `status.lastRequest.id` was handled already and is ignored. Every
    other request gets exactly one outcome in `status.lastRequest`: Done, Refused (with a reason:
-   also from target_failed() and cannot_proceed(), so a request the target could not carry out is
+   also from settle() and cannot_proceed(), so a request the target could not carry out is
    never left to fire later) or Ignored (with a reason: nothing to do in this phase).
 2. Spec changes. When the plan changes (`plan_hash()`: the spec without `paused`, so toggling
    spec.paused is a pause, not a change; a status without `specHash` compares generations):
@@ -442,8 +442,8 @@ class _Work(DriftRules):
     # -- the end
 
     def finish_pending_rollback(self, given: FeatureRolloutStatus) -> None:
-        """A RolledBack rollout whose target still holds a weight (see rollback_not_applied): send
-        0% again; the rollback's Event, held back until the target takes it, goes with it."""
+        """A RolledBack rollout whose target still holds a weight (settle(): a 0% the target refused):
+        send 0% again; the rollback's Event, held back until the target takes it, goes with it."""
         if self.weight is not None or self.st.phase != Phase.ROLLED_BACK or not rollback_pending(given):
             return
         self.apply(0)

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 
 import featurerollout.core.gates as gates
 from featurerollout.api import LOWERED_BY_HAND, FeatureRolloutSpec, FeatureRolloutStatus, Phase
+from featurerollout.core.measurement import analysis_interval
 
-# Reasons a target reports through target_failed(); while one is on Degraded, decide() writes the
+# Reasons a target reports through settle(); while one is on Degraded, decide() writes the
 # current weight again so that the condition clears only once the target really takes a write.
 # (targets/httproute.py and targets/webhook.py list theirs in REASONS; a test keeps them in here.)
 TARGET_REASONS = frozenset({
@@ -34,9 +35,10 @@ def analysis_due(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: da
     promotion only: analysis and automatic rollback keep protecting users), once an interval has
     passed since the last analysis.
     """
-    if spec.analysis is None or status.phase not in ACTIVE_PHASES or status.started_at is None:
+    interval = analysis_interval(spec)
+    if interval is None or status.phase not in ACTIVE_PHASES or status.started_at is None:
         return False
-    return status.last_analysis_at is None or now >= status.last_analysis_at + spec.analysis.every
+    return status.last_analysis_at is None or now >= status.last_analysis_at + interval.every
 
 
 def next_check(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: datetime) -> datetime | None:
@@ -46,18 +48,19 @@ def next_check(spec: FeatureRolloutSpec, status: FeatureRolloutStatus, now: date
         return None
     if status.phase == Phase.PENDING:
         return now
+    interval = analysis_interval(spec)
     if status.phase == Phase.WAITING:
         # At a gate: its next ask or its timeout, and the analysis, which never stops for a gate.
         moments = [m for m in (gates.next_look(spec, status, now),) if m is not None]
-        if spec.analysis is not None and status.started_at is not None:
-            due = now if status.last_analysis_at is None else status.last_analysis_at + spec.analysis.every
+        if interval is not None and status.started_at is not None:
+            due = now if status.last_analysis_at is None else status.last_analysis_at + interval.every
             moments.append(max(due, now))
         return min(moments) if moments else None
     if status.started_at is None:  # paused before the start: waits for a person or a spec change
         return None
     candidates: list[datetime] = []
-    if spec.analysis is not None:
-        due = now if status.last_analysis_at is None else status.last_analysis_at + spec.analysis.every
+    if interval is not None:
+        due = now if status.last_analysis_at is None else status.last_analysis_at + interval.every
         candidates.append(max(due, now))
     if status.phase == Phase.PROGRESSING and status.stage_started_at is not None:
         end = status.stage_started_at + stage_hold(spec, status.current_stage)

@@ -7,6 +7,7 @@ import featurerollout.core.gates as gates
 from featurerollout.api import Gate, GateWait, OnGateTimeout, OpenedGate, Phase, TargetRef, format_duration
 from featurerollout.core.analysis_rules import AnalysisRules
 from featurerollout.core.facts import stage_hold
+from featurerollout.core.measurement import analysis_interval
 from featurerollout.core.messages import cli, pause_causes, pct, stage_words
 from featurerollout.core.verdicts import analysis_passed
 
@@ -107,8 +108,8 @@ class StageRules(AnalysisRules):
                     self.event("Normal", "GateOpened", f"gate {gate.name!r} {gates.point_words(point)} "
                                f"opened: {check.message}")
                     continue  # the next gate at this point, if any
-                every = (self.spec.analysis.interval if self.spec.analysis is not None
-                         else format_duration(gates.DEFAULT_RETRY))
+                interval = analysis_interval(self.spec)
+                every = interval.text if interval is not None else format_duration(gates.DEFAULT_RETRY)
                 wait = wait.model_copy(update={"checked_at": self.now,
                                                "message": f"{check.message}; asking again every {every}"[:4096]})
             if gates.timed_out(gate, wait, self.now):

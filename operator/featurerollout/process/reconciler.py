@@ -7,7 +7,8 @@ safe and the record honest:
 2. read what the target holds for the flag (its weight and owner marker): a flag that another
    live FeatureRollout owns is never written; drift from the status is the engine's to judge (a
    raise is put back down, a lowering by hand is never written back up);
-3. measure every metric when the engine says analysis is due;
+3. measure every metric when the engine says analysis is due (metrics/measurer.py: templates,
+   credentials, providers and batching, in one call);
 4. `engine.decide()`;
 5. apply its SetWeight through the target first: a rollback reaches users before anything else;
    `engine.settle()` records what the target did: the stage timed from when it took the weight,
@@ -33,7 +34,6 @@ on from the same stage with the same stage clock and re-emits no old Event.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -45,21 +45,12 @@ from typing import Any
 from featurerollout import api
 from featurerollout.core import engine, gates, statuswrites
 from featurerollout.core.manual_requests import BadRequest, parse_request
-from featurerollout.core.measurement import Measurement
 from featurerollout.edges import gate_webhook as gates_webhook
 from featurerollout.edges import mergepatch, notify, telemetry
 from featurerollout.edges.events import post_event
-from featurerollout.edges.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
-from featurerollout.edges.metrics import provider_for
-from featurerollout.edges.metrics.batcher import QueryBatcher, batched_provider
-from featurerollout.edges.metrics.prometheus import (
-    InvalidCredentials,
-    PrometheusCredentials,
-    credentials_from_secret,
-)
-from featurerollout.edges.metrics.provider import MetricProvider, measure_all
-from featurerollout.edges.metrics.template_reader import measure_resolution, read_templates, templates_used
-from featurerollout.edges.metrics.templates import Resolution, resolve, template_refs
+from featurerollout.edges.kube import CONFLICT, NOT_FOUND, Kube, status_code
+from featurerollout.edges.metrics.batcher import QueryBatcher
+from featurerollout.edges.metrics.measurer import Measurer
 from featurerollout.edges.targets import Target, TargetError, target_for
 from featurerollout.edges.targets.base import Owner, check_owner
 from featurerollout.edges.targets.webhook import WebhookClients
@@ -125,6 +116,11 @@ class Reconciler:
     # When each rollout was last evaluated by this process: with --analysis-status-every the stored
     # lastAnalysisAt may be up to that old, and the analysis lag must be measured from the real one.
     evaluated: dict[RolloutKey, datetime] = field(default_factory=dict)
+    # Templates, credentials, providers and the shared round of queries: measuring, in one component.
+    measurer: Measurer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.measurer = Measurer(self.kube, default_address=self.prometheus_address, queries=self.queries)
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -194,19 +190,11 @@ class Reconciler:
             except TargetError as error:
                 read_error = error
 
-        # Metric templates are read at every look, so that an edit counts from the next evaluation;
-        # the engine decides on the resolved spec, and hashes the plan from the spec as written.
-        resolution = await self._resolve(spec, meta)
-        decided = resolution.spec if resolution is not None else spec
-        measurements: dict[str, Measurement] | None = None
-        look: datetime | None = None
-        if engine.analysis_due(decided, status, (measuring := self.clock())):
-            last = max((t for t in (status.last_analysis_at, self.evaluated.get(key)) if t is not None), default=None)
-            if last is not None and decided.analysis is not None:
-                due = last + decided.analysis.every
-                telemetry.analysis_lag.observe(max(0.0, (measuring - due).total_seconds()))
-            look = self._instant(measuring, status)
-            measurements = await self._measure(decided, meta, status, resolution, at=look)
+        # One call to the measuring component: the spec to decide on (its metric templates read and
+        # resolved at every look, so that an edit counts from the next evaluation; the plan is hashed
+        # from the spec as written) and, when the engine says analysis is due, every metric measured.
+        look = await self.measurer.look(spec, meta, status, clock=self.clock, evaluated=self.evaluated.get(key))
+        decided, measurements = look.spec, look.measurements
 
         gate_checks: dict[str, gates.GateCheck] | None = None
         gate = gates.webhook_due(spec, status, self.clock())
@@ -218,10 +206,10 @@ class Reconciler:
 
         # A look that measured decides at the instant its queries were evaluated at (and records it as
         # evaluatedAt): `featurerollout simulate` asks Prometheus the same questions at that instant.
-        now = look if look is not None else self.clock()
+        now = look.at if look.at is not None else self.clock()
         decision = engine.decide(
             decided, status, generation=meta.generation, now=now, measurements=measurements, request=request,
-            observed=observed, gate_checks=gate_checks, plan=spec, templates=templates_used(resolution, measurements),
+            observed=observed, gate_checks=gate_checks, plan=spec, templates=look.templates,
         )
         if measurements is not None and decision.status.last_analysis_at is not None:
             self.evaluated[key] = decision.status.last_analysis_at  # the engine's next due counts from it
@@ -328,14 +316,6 @@ class Reconciler:
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
-    async def _resolve(self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta) -> Resolution | None:
-        """The spec with its templateRef metrics resolved (None: it uses no template)."""
-        keys = template_refs(spec)
-        if not keys:
-            return None
-        templates = await read_templates(self.kube, meta.namespace, keys)
-        return resolve(spec, templates, meta.namespace)
-
     async def _post_events(
         self, metadata: dict[str, Any], before: api.FeatureRolloutStatus, decision: engine.Decision, now: datetime,
         lasting: bool = False,
@@ -349,75 +329,6 @@ class Reconciler:
             key = f"{metadata.get('uid')}|{metadata.get('generation')}|{previous}|{index}|{action.reason}"
             await post_event(self.kube, metadata, action.type, action.reason, action.message, now,
                              key if lasting else None)
-
-    def _instant(self, measuring: datetime, status: api.FeatureRolloutStatus) -> datetime:
-        """The instant a look that starts at `measuring` evaluates its queries at: with batching, the
-        one the rollouts due together share (never before the stage began); else `measuring`."""
-        if self.queries is None:
-            return measuring
-        shared = self.queries.instant(measuring)
-        began = status.stage_started_at
-        return measuring if began is not None and shared < began else shared
-
-    async def _measure(
-        self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus,
-        resolution: Resolution | None = None, at: datetime | None = None,
-    ) -> dict[str, Measurement]:
-        """Every metric of a look at the instant `at` (None: now), as Prometheus answers for that
-        instant. `featurerollout simulate` replays looks through this very method."""
-        analysis = spec.analysis
-        assert analysis is not None
-        when = at if at is not None else self.clock()
-        # {{window}}: the stage so far, for the counts a compare metric's sequential test needs.
-        window = when - status.stage_started_at if status.stage_started_at is not None else None
-
-        def make_provider(where: api.PrometheusProvider, credentials: PrometheusCredentials | None) -> MetricProvider:
-            return self._provider(where, credentials, when)
-
-        if resolution is not None or analysis.prometheus is None:
-            return await measure_resolution(
-                resolution or resolve(spec, {}, meta.namespace), default_address=self.prometheus_address,
-                credentials_for=self._credentials, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                window=window, now=when, make_provider=make_provider,
-            )
-        try:
-            credentials = await self._credentials(analysis.prometheus, meta.namespace)
-        except InvalidCredentials as error:
-            return {m.name: Measurement.error(str(error)) for m in analysis.metrics}
-        provider = make_provider(analysis.prometheus, credentials)
-        try:
-            return await measure_all(
-                provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                interval=analysis.interval, window=window, now=when,
-            )
-        finally:
-            await provider.aclose()
-
-    def _provider(
-        self, where: api.PrometheusProvider, credentials: PrometheusCredentials | None, at: datetime | None = None
-    ) -> MetricProvider:
-        """The provider for one Prometheus, its queries evaluated at `at`: in the shared round of
-        queries (metrics/batcher.py), or, with --no-query-batching, one of its own."""
-        if self.queries is None:
-            return provider_for(where, credentials, at)
-        return batched_provider(self.queries, where, credentials, at)
-
-    async def _credentials(
-        self, spec: api.PrometheusProvider, namespace: str, field: str = "spec.analysis.prometheus.auth"
-    ) -> PrometheusCredentials | None:
-        if spec.auth is None:
-            return None
-        # Always the rollout's namespace, a ClusterMetricTemplate's auth too (docs/metric-templates.md).
-        where = f"Secret {namespace}/{spec.auth.secret_name} ({field})"
-        try:
-            secret = await self.kube.call(self.kube.core.read_namespaced_secret, spec.auth.secret_name, namespace)
-        except Exception as error:
-            raise InvalidCredentials(f"{where}: {api_message(error)}") from None
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-        try:
-            return credentials_from_secret(data)
-        except InvalidCredentials as error:
-            raise InvalidCredentials(f"{where}: {error}") from None
 
     async def _write(
         self,
