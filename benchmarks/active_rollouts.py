@@ -68,6 +68,7 @@ from tests.support.cluster import Cluster as Sandbox  # noqa: E402  (the sandbox
 from tests.support.cluster import Process, start_operator, start_sandbox  # noqa: E402
 from tests.support.prometheus import free_port, start_prometheus, wait_for_query  # noqa: E402
 from tests.support.real_server import AuditLog  # noqa: E402
+
 from tools import real_apiserver  # noqa: E402
 
 GOAL_CORES = 0.5

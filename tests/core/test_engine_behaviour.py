@@ -10,11 +10,12 @@ from featurerollout.core.engine import (
     Decision,
     EmitEvent,
     SetWeight,
+    WriteOutcome,
     analysis_due,
     cannot_proceed,
     decide,
     next_check,
-    target_failed,
+    settle,
 )
 from featurerollout.core.measurement import Measurement
 from tests.core.builders import T0, Rollout, bad, error, events, make_spec, no_data, ok, reasons, req, seconds, weights
@@ -589,8 +590,9 @@ def test_target_failed_keeps_the_old_status_and_warns_once() -> None:
     before = r.status
     d = decide(r.spec, before, generation=1, now=r.now + seconds(60))
     assert weights(d) == [25]
-    f = target_failed(before, generation=1, now=r.now + seconds(60), reason="InvalidDocument",
-                      message="feature-flags/flags.flagd.json is not JSON: line 1")
+    f = settle(r.spec, before, d, WriteOutcome.failed("InvalidDocument",
+                                                      "feature-flags/flags.flagd.json is not JSON: line 1"),
+               generation=1, now=r.now + seconds(60))
     assert (f.status.current_weight, f.status.current_stage, f.status.phase) == (10, 0, Phase.PROGRESSING)
     assert cond(f, "Degraded") == ("True", "InvalidDocument")
     assert f.actions == (EmitEvent("Warning", "InvalidDocument",
@@ -599,8 +601,9 @@ def test_target_failed_keeps_the_old_status_and_warns_once() -> None:
     # the next tick tries the same change again; failing again raises no new event
     d2 = decide(r.spec, f.status, generation=1, now=r.now + seconds(65))
     assert weights(d2) == [25]
-    f2 = target_failed(f.status, generation=1, now=r.now + seconds(65), reason="InvalidDocument",
-                       message="feature-flags/flags.flagd.json is not JSON: line 1")
+    f2 = settle(r.spec, f.status, d2, WriteOutcome.failed("InvalidDocument",
+                                                         "feature-flags/flags.flagd.json is not JSON: line 1"),
+                generation=1, now=r.now + seconds(65))
     assert f2.actions == ()
     assert f2.next_check is not None and seconds(5) <= f2.next_check - (r.now + seconds(65)) <= seconds(60)
     # once it works, Degraded clears
@@ -611,7 +614,8 @@ def test_target_failed_keeps_the_old_status_and_warns_once() -> None:
 def test_decide_rewrites_the_weight_while_the_target_is_degraded() -> None:
     r = Rollout(make_spec())
     r.tick()
-    f = target_failed(r.status, generation=1, now=r.now + seconds(1), reason="TargetError", message="503")
+    f = settle(r.spec, r.status, None, WriteOutcome.failed("TargetError", "503"), generation=1,
+               now=r.now + seconds(1))
     d = decide(r.spec, f.status, generation=1, now=r.now + seconds(6))
     assert weights(d) == [10]
 
@@ -653,15 +657,22 @@ def test_cannot_proceed_without_a_readable_spec_has_no_analysis_condition() -> N
     assert {c.type for c in f.status.conditions} == {"Progressing", "Ready", "Degraded"}
 
 
-def test_held_from_retimes_the_stage_and_its_words_so_the_next_look_writes_nothing() -> None:
-    from featurerollout.core.engine import held_from
-
+def test_settle_retimes_the_stage_and_its_words_from_the_write_so_the_next_look_writes_nothing() -> None:
     spec = make_spec()
     d = decide(spec, FeatureRolloutStatus(), generation=1, now=T0)
-    held = held_from(spec, d, T0 + seconds(1.5), 1)
+    held = settle(spec, FeatureRolloutStatus(), d, WriteOutcome.applied(T0 + seconds(1.5)), generation=1, now=T0)
     assert held.status.stage_started_at == T0 + seconds(1.5)
     assert "holds at least until 2026-01-01T12:01:01Z" in (held.status.message or "")
     assert held.next_check == T0 + seconds(61.5)
     assert held.actions == d.actions
     later = decide(spec, held.status, generation=1, now=T0 + seconds(30))
     assert later.status == held.status and later.actions == ()
+
+
+def test_settle_changes_nothing_when_nothing_was_written_or_no_stage_started() -> None:
+    spec = make_spec()
+    d = decide(spec, FeatureRolloutStatus(), generation=1, now=T0)
+    assert settle(spec, FeatureRolloutStatus(), d, WriteOutcome(), generation=1, now=T0) == d
+    later = decide(spec, d.status, generation=1, now=T0 + seconds(30))  # mid-stage: no stage starts
+    assert settle(spec, d.status, later, WriteOutcome.applied(T0 + seconds(31)), generation=1,
+                  now=T0 + seconds(30)) == later

@@ -34,13 +34,14 @@ from featurerollout.core.engine import (
     Decision,
     Observed,
     SetWeight,
+    WriteOutcome,
     analysis_due,
     decide,
     plan_hash,
     rollback_pending,
-    target_failed,
-    target_moved,
+    settle,
 )
+from featurerollout.core.facts import target_moved
 from featurerollout.core.measurement import Measurement
 from featurerollout.edges.mergepatch import diff
 from tests.core.builders import T0, make_spec
@@ -151,8 +152,9 @@ class RolloutMachine(RuleBasedStateMachine):
         if lowered and (request is None or request.action not in RAISING):
             assert all(w.weight <= held for w in writes), (held, stored.current_weight, writes)
         if self.target_broken:  # the read failed, and so would any write: the reconciler's path
-            decision = target_failed(stored, generation=self.generation, now=self.now, reason="TargetNotFound",
-                                     message="ConfigMap default/feature-flags does not exist", request=request)
+            refused = WriteOutcome.failed("TargetNotFound", "ConfigMap default/feature-flags does not exist")
+            decision = settle(self.spec, stored, None, refused, generation=self.generation, now=self.now,
+                              request=request)
             failed = True
         elif writes:
             self.target = writes[0].weight

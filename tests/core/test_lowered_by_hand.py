@@ -303,11 +303,11 @@ def test_a_ramp_that_is_never_lowered_is_unchanged() -> None:
 def test_a_configmap_recreated_empty_after_a_target_error_gets_no_entry_written() -> None:
     """Deleted (the read failed: Degraded TargetNotFound), then re-created empty: the look that finds
     no entry must not 'retry the failed write' either (that would put an entry back)."""
-    from featurerollout.core.engine import target_failed
+    from featurerollout.core.engine import WriteOutcome, settle
 
     for t in (at_25(), succeeded()):
-        failed = target_failed(t.status, generation=1, now=t.now + seconds(5), reason="TargetNotFound",
-                               message="ConfigMap default/feature-flags: the ConfigMap does not exist")
+        refused = WriteOutcome.failed("TargetNotFound", "ConfigMap default/feature-flags: the ConfigMap does not exist")
+        failed = settle(t.spec, t.status, None, refused, generation=1, now=t.now + seconds(5))
         t.status = failed.status
         t.held = None
         d = t.look(10)

@@ -7,7 +7,7 @@ exposed by the rollback being forgotten; the status says they may still be expos
 from __future__ import annotations
 
 from featurerollout.api import Phase
-from featurerollout.core.engine import TARGET_REASONS, Observed, decide, rollback_not_applied
+from featurerollout.core.engine import TARGET_REASONS, Observed, WriteOutcome, decide, settle
 from featurerollout.edges.targets import httproute, webhook
 from tests.core.builders import Rollout, bad, events, make_spec, ok, reasons, req, seconds, weights
 
@@ -23,8 +23,8 @@ def rolled_back_while_the_target_is_down() -> tuple[Rollout, object]:
     decision = decide(r.spec, given, generation=1, now=r.now + seconds(10), measurements=bad())
     assert weights(decision) == [0] and decision.status.phase == Phase.ROLLED_BACK
     r.now += seconds(10)
-    failed = rollback_not_applied(decision, given, generation=1, now=r.now, reason="WebhookUnreachable",
-                                  message=DOWN)
+    failed = settle(r.spec, given, decision, WriteOutcome.failed("WebhookUnreachable", DOWN), generation=1,
+                    now=r.now)
     r.status = failed.status
     return r, failed
 
@@ -66,8 +66,8 @@ def test_failing_retries_back_off_without_a_new_event() -> None:
         r.now += seconds(after)
         decision = decide(r.spec, r.status, generation=1, now=r.now)
         assert weights(decision) == [0]
-        failed = rollback_not_applied(decision, r.status, generation=1, now=r.now, reason="WebhookUnreachable",
-                                      message=DOWN)
+        failed = settle(r.spec, r.status, decision, WriteOutcome.failed("WebhookUnreachable", DOWN), generation=1,
+                        now=r.now)
         assert events(failed) == []
         assert failed.status.message == first.status.message  # type: ignore[attr-defined]
         delays.append((failed.next_check - r.now).total_seconds())  # type: ignore[operator]
@@ -80,8 +80,8 @@ def test_an_abort_the_target_refuses_is_handled_once_and_retried() -> None:
     r.tick()
     given = r.status
     decision = decide(r.spec, given, generation=1, now=r.now + seconds(1), request=req("abort", "a1"))
-    failed = rollback_not_applied(decision, given, generation=1, now=r.now + seconds(1),
-                                  reason="WebhookFailed", message="answered 503")
+    failed = settle(r.spec, given, decision, WriteOutcome.failed("WebhookFailed", "answered 503"), generation=1,
+                    now=r.now + seconds(1))
     assert failed.status.last_request is not None and failed.status.last_request.id == "a1"
     assert failed.status.current_weight == 10
     later = decide(r.spec, failed.status, generation=1, now=r.now + seconds(7), request=req("abort", "a1"))

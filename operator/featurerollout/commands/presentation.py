@@ -23,7 +23,7 @@ from featurerollout.api import (
     field_problems,
     parse_spec,
 )
-from featurerollout.core.engine import breach_brief
+from featurerollout.core.messages import breach_brief
 
 
 def pct(weight: float) -> str:

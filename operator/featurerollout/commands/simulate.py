@@ -6,7 +6,7 @@ It replays the live decision, look by look. The rollout starts at `--from`; at e
 engine asks to look again (`engine.next_check`: each analysis interval, each stage's end), the
 replay does what the operator does at a look:
 
- * it measures through the operator's own measuring path (`Reconciler._measure`: the same query
+ * it measures through the operator's own measuring path (`Measurer.measure`: the same query
    rendering, `{{interval}}`, `{{window}}` as the time since the simulated stage began, the same
    compare counting, the same providers), with every query evaluated by Prometheus AT that instant
    (the query API's `time` parameter): the answer the operator would have got then;
@@ -212,9 +212,10 @@ async def replay(
         measurements = dict(await measure(status, now)) if due else None
         before = status
         decision = engine.decide(spec, status, generation=1, now=now, measurements=measurements)
-        if held and decision.status.stage_started_at == now and decision.status.current_stage in held:
-            # The live target held this stage's weight from then (reconciler: engine.held_from).
-            decision = engine.held_from(spec, decision, held[decision.status.current_stage], 1)
+        if held and decision.status.current_stage in held:
+            # The live target held this stage's weight from then (reconciler: engine.settle).
+            written = engine.WriteOutcome.applied(held[decision.status.current_stage])
+            decision = engine.settle(spec, before, decision, written, generation=1, now=now)
         status = decision.status
         if measurements is not None:
             evaluations.append(Evaluation(now, before.current_weight, before.current_stage,
@@ -299,10 +300,11 @@ def parse_time(text: str, now: datetime) -> datetime:
 def operator_measure(spec: FeatureRolloutSpec, *, address: str, name: str, namespace: str,
                      timeout: str | None = None) -> Measure:
     """A Measure that asks Prometheus at `address` through the operator's own measuring path
-    (`Reconciler._measure`), every query evaluated at the look's instant. No Secret is read: the
-    spec's `prometheus.auth` is dropped (give a URL that needs none, e.g. a port-forward)."""
+    (`Measurer.measure`, as the reconciler's looks do), every query evaluated at the look's instant.
+    No Secret is read: the spec's `prometheus.auth` is dropped (give a URL that needs none, e.g. a
+    port-forward)."""
     from featurerollout.edges.kube import Kube
-    from featurerollout.process.reconciler import Reconciler
+    from featurerollout.edges.metrics.measurer import Measurer
 
     analysis = spec.analysis
     assert analysis is not None
@@ -311,11 +313,11 @@ def operator_measure(spec: FeatureRolloutSpec, *, address: str, name: str, names
     measured = spec.model_copy(update={"analysis": analysis.model_copy(update={"prometheus": where})})
     # Without auth and without templates (refused by the command) the measuring path never calls the
     # API server: no cluster is needed to replay.
-    reconciler = Reconciler(kube=cast(Kube, None))
+    measurer = Measurer(kube=cast(Kube, None))
     meta = ObjectMeta(name=name, namespace=namespace)
 
     async def measure(status: FeatureRolloutStatus, at: datetime) -> Mapping[str, Measurement]:
-        return await reconciler._measure(measured, meta, status, None, at=at)
+        return await measurer.measure(measured, meta, status, at=at)
 
     return measure
 

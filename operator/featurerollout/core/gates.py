@@ -32,6 +32,7 @@ from featurerollout.api import (
     Phase,
     parse_duration,
 )
+from featurerollout.core.measurement import analysis_interval
 
 START = "Start"
 SUCCESS = "Success"
@@ -122,7 +123,8 @@ def nothing_to_approve(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -
 
 def retry_interval(spec: FeatureRolloutSpec) -> timedelta:
     """How often a closed webhook gate is asked again: the analysis interval (10 s without analysis)."""
-    return spec.analysis.every if spec.analysis is not None else DEFAULT_RETRY
+    interval = analysis_interval(spec)
+    return interval.every if interval is not None else DEFAULT_RETRY
 
 
 def find(spec: FeatureRolloutSpec, name: str) -> Gate | None:

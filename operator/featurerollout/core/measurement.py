@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
+from featurerollout.api import FeatureRolloutSpec
 from featurerollout.stats.sequential import Arm
 
 
@@ -48,3 +50,19 @@ class Measurement:
     @classmethod
     def error(cls, detail: str) -> Measurement:
         return cls(MeasurementKind.ERROR, None, detail)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """How often a rollout's metrics are evaluated (spec.analysis.interval): `text` as written, for
+    the queries' {{interval}} and the words people read; `every`, its length, for the clock."""
+
+    text: str
+    every: timedelta
+
+
+def analysis_interval(spec: FeatureRolloutSpec) -> Interval | None:
+    """spec.analysis.interval: the one place it is read. None without analysis."""
+    if spec.analysis is None:
+        return None
+    return Interval(spec.analysis.interval, spec.analysis.every)

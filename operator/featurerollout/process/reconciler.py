@@ -7,10 +7,12 @@ safe and the record honest:
 2. read what the target holds for the flag (its weight and owner marker): a flag that another
    live FeatureRollout owns is never written; drift from the status is the engine's to judge (a
    raise is put back down, a lowering by hand is never written back up);
-3. measure every metric when the engine says analysis is due;
+3. measure every metric when the engine says analysis is due (metrics/measurer.py: templates,
+   credentials, providers and batching, in one call);
 4. `engine.decide()`;
 5. apply its SetWeight through the target first: a rollback reaches users before anything else;
-   if the target refuses, `engine.target_failed()` records the old weight and why;
+   `engine.settle()` records what the target did: the stage timed from when it took the weight,
+   or, if it refused, the old weight and why (a refused rollback stands, its 0% retried);
 6. write the status, only when it changed, as a merge patch that names every removed field
    (mergepatch.py says why), guarded by the resourceVersion that was read (a 409 means someone
    changed the object meanwhile: look again at once; but once the target was written, the same
@@ -32,33 +34,23 @@ on from the same stage with the same stage clock and re-emits no old Event.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from featurerollout import api
 from featurerollout.core import engine, gates, statuswrites
 from featurerollout.core.manual_requests import BadRequest, parse_request
-from featurerollout.core.measurement import Measurement
 from featurerollout.edges import gate_webhook as gates_webhook
 from featurerollout.edges import mergepatch, notify, telemetry
 from featurerollout.edges.events import post_event
-from featurerollout.edges.kube import CONFLICT, NOT_FOUND, Kube, api_message, status_code
-from featurerollout.edges.metrics import provider_for
-from featurerollout.edges.metrics.batcher import QueryBatcher, batched_provider
-from featurerollout.edges.metrics.prometheus import (
-    InvalidCredentials,
-    PrometheusCredentials,
-    credentials_from_secret,
-)
-from featurerollout.edges.metrics.provider import MetricProvider, measure_all
-from featurerollout.edges.metrics.template_reader import measure_resolution, read_templates, record_templates
-from featurerollout.edges.metrics.templates import Resolution, resolve, template_refs
+from featurerollout.edges.kube import CONFLICT, NOT_FOUND, Kube, status_code
+from featurerollout.edges.metrics.batcher import QueryBatcher
+from featurerollout.edges.metrics.measurer import Measurer
 from featurerollout.edges.targets import Target, TargetError, target_for
 from featurerollout.edges.targets.base import Owner, check_owner
 from featurerollout.edges.targets.webhook import WebhookClients
@@ -124,6 +116,11 @@ class Reconciler:
     # When each rollout was last evaluated by this process: with --analysis-status-every the stored
     # lastAnalysisAt may be up to that old, and the analysis lag must be measured from the real one.
     evaluated: dict[RolloutKey, datetime] = field(default_factory=dict)
+    # Templates, credentials, providers and the shared round of queries: measuring, in one component.
+    measurer: Measurer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.measurer = Measurer(self.kube, default_address=self.prometheus_address, queries=self.queries)
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()
@@ -182,9 +179,9 @@ class Reconciler:
                         try:
                             check_owner(target.describe(), spec.flag, holding.owner, owner, None)
                         except TargetError as refused:
-                            decision = engine.target_failed(
-                                status, generation=meta.generation, now=self.clock(), reason=refused.reason,
-                                message=refused.message, request=request,
+                            decision = engine.settle(
+                                spec, status, None, engine.WriteOutcome.failed(refused.reason, refused.message),
+                                generation=meta.generation, now=self.clock(), request=request,
                             )
                             return await self._record(body, spec, meta, status, decision)
                     replacing = holding.owner  # its rollout is gone: the flag is free to take over
@@ -193,19 +190,11 @@ class Reconciler:
             except TargetError as error:
                 read_error = error
 
-        # Metric templates are read at every look, so that an edit counts from the next evaluation;
-        # the engine decides on the resolved spec, and hashes the plan from the spec as written.
-        resolution = await self._resolve(spec, meta)
-        decided = resolution.spec if resolution is not None else spec
-        measurements: dict[str, Measurement] | None = None
-        look: datetime | None = None
-        if engine.analysis_due(decided, status, (measuring := self.clock())):
-            last = max((t for t in (status.last_analysis_at, self.evaluated.get(key)) if t is not None), default=None)
-            if last is not None and decided.analysis is not None:
-                due = last + decided.analysis.every
-                telemetry.analysis_lag.observe(max(0.0, (measuring - due).total_seconds()))
-            look = self._instant(measuring, status)
-            measurements = await self._measure(decided, meta, status, resolution, at=look)
+        # One call to the measuring component: the spec to decide on (its metric templates read and
+        # resolved at every look, so that an edit counts from the next evaluation; the plan is hashed
+        # from the spec as written) and, when the engine says analysis is due, every metric measured.
+        look = await self.measurer.look(spec, meta, status, clock=self.clock, evaluated=self.evaluated.get(key))
+        decided, measurements = look.spec, look.measurements
 
         gate_checks: dict[str, gates.GateCheck] | None = None
         gate = gates.webhook_due(spec, status, self.clock())
@@ -217,22 +206,20 @@ class Reconciler:
 
         # A look that measured decides at the instant its queries were evaluated at (and records it as
         # evaluatedAt): `featurerollout simulate` asks Prometheus the same questions at that instant.
-        now = look if look is not None else self.clock()
+        now = look.at if look.at is not None else self.clock()
         decision = engine.decide(
             decided, status, generation=meta.generation, now=now, measurements=measurements, request=request,
-            observed=observed, gate_checks=gate_checks, plan=spec,
+            observed=observed, gate_checks=gate_checks, plan=spec, templates=look.templates,
         )
         if measurements is not None and decision.status.last_analysis_at is not None:
             self.evaluated[key] = decision.status.last_analysis_at  # the engine's next due counts from it
-        if resolution is not None:
-            decision = replace(decision, status=record_templates(decision.status, resolution, measurements, now))
         spec = decided
         writes = any(isinstance(a, engine.SetWeight) for a in decision.actions)
         if read_error is not None and not writes:
             # The target could not be read (gone, broken JSON): say so, as a failed write would.
-            decision = engine.target_failed(
-                status, generation=meta.generation, now=now, reason=read_error.reason,
-                message=read_error.message, request=request,
+            decision = engine.settle(
+                spec, status, decision, engine.WriteOutcome.failed(read_error.reason, read_error.message),
+                generation=meta.generation, now=now, request=request,
             )
             return await self._record(body, spec, meta, status, decision)
         intent = engine.rollback_intent(status, decision)
@@ -241,7 +228,8 @@ class Reconciler:
         # What this look read (targets that read back): a write must not raise a flag someone
         # lowered since (targets/base.check_not_lowered).
         read = (observed.weight or 0.0) if observed is not None else None
-        decision = await self._apply(spec, meta, status, decision, now, owner, replacing, request, read)
+        outcome = await self._write(spec, meta, decision, owner, replacing, read)
+        decision = engine.settle(spec, status, decision, outcome, generation=meta.generation, now=now, request=request)
         return await self._record(body, spec, meta, status, decision)
 
     async def _record_intent(
@@ -328,14 +316,6 @@ class Reconciler:
         await self._announce(body, spec, meta, before, decision, now)
         return self._due(decision.next_check, now)
 
-    async def _resolve(self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta) -> Resolution | None:
-        """The spec with its templateRef metrics resolved (None: it uses no template)."""
-        keys = template_refs(spec)
-        if not keys:
-            return None
-        templates = await read_templates(self.kube, meta.namespace, keys)
-        return resolve(spec, templates, meta.namespace)
-
     async def _post_events(
         self, metadata: dict[str, Any], before: api.FeatureRolloutStatus, decision: engine.Decision, now: datetime,
         lasting: bool = False,
@@ -350,87 +330,17 @@ class Reconciler:
             await post_event(self.kube, metadata, action.type, action.reason, action.message, now,
                              key if lasting else None)
 
-    def _instant(self, measuring: datetime, status: api.FeatureRolloutStatus) -> datetime:
-        """The instant a look that starts at `measuring` evaluates its queries at: with batching, the
-        one the rollouts due together share (never before the stage began); else `measuring`."""
-        if self.queries is None:
-            return measuring
-        shared = self.queries.instant(measuring)
-        began = status.stage_started_at
-        return measuring if began is not None and shared < began else shared
-
-    async def _measure(
-        self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus,
-        resolution: Resolution | None = None, at: datetime | None = None,
-    ) -> dict[str, Measurement]:
-        """Every metric of a look at the instant `at` (None: now), as Prometheus answers for that
-        instant. `featurerollout simulate` replays looks through this very method."""
-        analysis = spec.analysis
-        assert analysis is not None
-        when = at if at is not None else self.clock()
-        # {{window}}: the stage so far, for the counts a compare metric's sequential test needs.
-        window = when - status.stage_started_at if status.stage_started_at is not None else None
-
-        def make_provider(where: api.PrometheusProvider, credentials: PrometheusCredentials | None) -> MetricProvider:
-            return self._provider(where, credentials, when)
-
-        if resolution is not None or analysis.prometheus is None:
-            return await measure_resolution(
-                resolution or resolve(spec, {}, meta.namespace), default_address=self.prometheus_address,
-                credentials_for=self._credentials, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                window=window, now=when, make_provider=make_provider,
-            )
-        try:
-            credentials = await self._credentials(analysis.prometheus, meta.namespace)
-        except InvalidCredentials as error:
-            return {m.name: Measurement.error(str(error)) for m in analysis.metrics}
-        provider = make_provider(analysis.prometheus, credentials)
-        try:
-            return await measure_all(
-                provider, analysis.metrics, flag=spec.flag, name=meta.name, namespace=meta.namespace,
-                interval=analysis.interval, window=window, now=when,
-            )
-        finally:
-            await provider.aclose()
-
-    def _provider(
-        self, where: api.PrometheusProvider, credentials: PrometheusCredentials | None, at: datetime | None = None
-    ) -> MetricProvider:
-        """The provider for one Prometheus, its queries evaluated at `at`: in the shared round of
-        queries (metrics/batcher.py), or, with --no-query-batching, one of its own."""
-        if self.queries is None:
-            return provider_for(where, credentials, at)
-        return batched_provider(self.queries, where, credentials, at)
-
-    async def _credentials(
-        self, spec: api.PrometheusProvider, namespace: str, field: str = "spec.analysis.prometheus.auth"
-    ) -> PrometheusCredentials | None:
-        if spec.auth is None:
-            return None
-        # Always the rollout's namespace, a ClusterMetricTemplate's auth too (docs/metric-templates.md).
-        where = f"Secret {namespace}/{spec.auth.secret_name} ({field})"
-        try:
-            secret = await self.kube.call(self.kube.core.read_namespaced_secret, spec.auth.secret_name, namespace)
-        except Exception as error:
-            raise InvalidCredentials(f"{where}: {api_message(error)}") from None
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-        try:
-            return credentials_from_secret(data)
-        except InvalidCredentials as error:
-            raise InvalidCredentials(f"{where}: {error}") from None
-
-    async def _apply(
+    async def _write(
         self,
         spec: api.FeatureRolloutSpec,
         meta: api.ObjectMeta,
-        before: api.FeatureRolloutStatus,
         decision: engine.Decision,
-        now: datetime,
         owner: Owner,
         replacing: Owner | None,
-        request: engine.ControlRequest | None,
         read: float | None = None,
-    ) -> engine.Decision:
+    ) -> engine.WriteOutcome:
+        """Apply the decision's SetWeight (if any) through the target; what became of it is for
+        engine.settle() to record."""
         for action in decision.actions:
             if not isinstance(action, engine.SetWeight):
                 continue
@@ -445,21 +355,11 @@ class Reconciler:
                 await target.apply(action.weight)
             except TargetError as error:
                 telemetry.target_errors.labels(meta.namespace, meta.name, error.reason).inc()
-                if action.weight == 0 and decision.status.phase == api.Phase.ROLLED_BACK:
-                    # A rollback stands even when the target refuses its 0%: it is retried.
-                    return engine.rollback_not_applied(
-                        decision, before, generation=meta.generation, now=now, reason=error.reason,
-                        message=error.message,
-                    )
-                return engine.target_failed(
-                    before, generation=meta.generation, now=now, reason=error.reason, message=error.message,
-                    request=request,
-                )
-            if decision.status.stage_started_at == now:
-                # A stage holds from the moment the target really holds its weight, which is now
-                # that the write returned, not when the decision was taken.
-                decision = engine.held_from(spec, decision, self.clock(), meta.generation)
-        return decision
+                return engine.WriteOutcome.failed(error.reason, error.message)
+            # A stage holds from the moment the target really holds its weight, which is now that
+            # the write returned, not when the decision was taken.
+            return engine.WriteOutcome.applied(self.clock())
+        return engine.WriteOutcome()
 
     async def _announce(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
@@ -17,12 +18,12 @@ from featurerollout import api
 from featurerollout.api import PrometheusProvider
 from featurerollout.core.measurement import Measurement
 from featurerollout.edges import telemetry
-from featurerollout.edges.metrics.batcher import Ask, QueryBatcher, answer_round, batched_provider
+from featurerollout.edges.kube import Kube
+from featurerollout.edges.metrics.batcher import Ask, QueryBatcher, answer_round
 from featurerollout.edges.metrics.grouping import SENTINEL
-from featurerollout.edges.metrics.prometheus import PrometheusCredentials, PrometheusMetricProvider
-from featurerollout.edges.metrics.provider import MetricProvider
+from featurerollout.edges.metrics.measurer import Measurer
+from featurerollout.edges.metrics.prometheus import PrometheusMetricProvider
 from featurerollout.edges.metrics.queries import render_query
-from featurerollout.edges.metrics.template_reader import measure_resolution
 from featurerollout.edges.metrics.templates import Resolution, resolve
 
 pytestmark = pytest.mark.integration
@@ -152,7 +153,7 @@ async def test_rollouts_using_one_template_with_the_same_args_share_one_grouped_
     prometheus: PrometheusServer,
 ) -> None:
     """A MetricTemplate's query with `{{args.NAME}}` is grouped by flag like an inline one, through the
-    reconciler's path (template_reader.measure_resolution with the batching provider); the answers are
+    reconciler's path (Measurer.measure_resolution with the batching provider); the answers are
     each rollout's own query's. Another value of the argument is another shape: its own query."""
     template = api.MetricTemplate.model_validate({
         "kind": "ClusterMetricTemplate", "metadata": {"name": "errors", "generation": 1},
@@ -169,19 +170,14 @@ async def test_rollouts_using_one_template_with_the_same_args_share_one_grouped_
         return resolve(spec, {(api.TemplateKind.CLUSTER_METRIC_TEMPLATE, "errors"): template}, "ns")
 
     batcher = QueryBatcher(window=0.5)
-
-    def batched(where: PrometheusProvider, credentials: PrometheusCredentials | None) -> MetricProvider:
-        return batched_provider(batcher, where, credentials)  # as the reconciler makes them
-
-    async def no_credentials(*_: object) -> None:
-        return None
+    # As the reconciler's: its providers in the shared round of queries (no auth: no Secret is read).
+    measurer = Measurer(cast(Kube, None), queries=batcher)
 
     rollouts = [("checkout", None), ("search", None), ("dotted.flag", None), ("checkout", {"code": "200"})]
     try:
         before = queries_sent()
         answers = await asyncio.gather(*(
-            measure_resolution(resolution(flag, args), default_address=None, credentials_for=no_credentials,
-                               flag=flag, name=f"r-{i}", namespace="ns", window=None, make_provider=batched)
+            measurer.measure_resolution(resolution(flag, args), flag=flag, name=f"r-{i}", namespace="ns", window=None)
             for i, (flag, args) in enumerate(rollouts)
         ))
         after = queries_sent()

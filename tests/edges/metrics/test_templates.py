@@ -132,7 +132,8 @@ def test_the_status_records_the_template_only_for_this_looks_evaluations() -> No
     from datetime import UTC, datetime
 
     from featurerollout.core.measurement import Measurement
-    from featurerollout.edges.metrics.template_reader import record_templates
+    from featurerollout.core.verdicts import record_templates
+    from featurerollout.edges.metrics.measurer import templates_used
 
     earlier, now = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
     spec = api.parse_spec({"flag": "f", "target": {"configMap": {"name": "c"}},
@@ -145,8 +146,8 @@ def test_the_status_records_the_template_only_for_this_looks_evaluations() -> No
         return api.FeatureRolloutStatus(last_analysis_at=evaluated, metrics=[
             api.MetricStatus(name="errors", result=api.MetricResult.PASSED, evaluated_at=evaluated, template=old)])
 
-    fresh = record_templates(status_at(now), resolution, measured, now)
+    fresh = record_templates(status_at(now), templates_used(resolution, measured), now)
     assert fresh.metrics[0].template == api.TemplateUsed(kind=CLUSTER, name="error-rate", generation=4)
     # The engine took no evaluation at this look (e.g. not started): the old record stands.
-    assert record_templates(status_at(earlier), resolution, measured, now).metrics[0].template == old
-    assert record_templates(status_at(now), resolution, None, now).metrics[0].template == old
+    assert record_templates(status_at(earlier), templates_used(resolution, measured), now).metrics[0].template == old
+    assert record_templates(status_at(now), templates_used(resolution, None), now).metrics[0].template == old
