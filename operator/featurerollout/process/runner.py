@@ -1,4 +1,10 @@
-"""`featurerollout run`: the operator process."""
+"""`featurerollout run`: the operator process.
+
+Its imports of Kopf, the Kubernetes client and the rest of the process are inside `run()` (and
+the functions it calls): every `featurerollout` command builds its parser from this module, and
+`featurerollout status` must not pay for loading an operator it does not start. They hide no
+cycle (tests/packaging/test_layers.py finds none, function-local imports included).
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from matplotlib import image
 
 from featurerollout.api import Phase
 from featurerollout.commands.simulate import HONESTY_NOTE, Replay, load_rollout, operator_measure, replay, timeline_text
-from featurerollout.commands.simulate_picture import CONTROL_COLOR, ROLLBACK_COLOR, draw, figure_size
+from featurerollout.commands.simulate.picture import CONTROL_COLOR, ROLLBACK_COLOR, draw, figure_size
 from tests.support.history import BAD_HOUR, ROLLOUT, STAGE_STARTS, WEEK_END, WEEK_START, find_promtool, week_prometheus
 from tests.support.missing import skip_or_fail
 from tests.support.prometheus import PrometheusServer, find_prometheus, query

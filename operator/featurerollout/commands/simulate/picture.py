@@ -38,7 +38,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import PercentFormatter
 
 from featurerollout.api import Metric, MetricResult, MetricStatus
-from featurerollout.commands.simulate import Replay
+from featurerollout.commands.simulate.replay import Replay
 
 DPI = 100
 WIDTH_IN = 12.0
