@@ -28,6 +28,7 @@ from featurerollout.commands.manual import add_target_arguments, client_for, exp
 from featurerollout.commands.presentation import pct as _pct
 from featurerollout.commands.presentation import read_object, stage_of
 from featurerollout.core.gates import point_words
+from featurerollout.core.measurement import analysis_interval
 from featurerollout.edges.kube import Kube
 from featurerollout.edges.targets import TargetError, target_for
 from featurerollout.edges.targets.httproute import HTTPRouteTarget
@@ -162,7 +163,9 @@ def render(body: dict[str, Any], now: datetime, target: TargetReading | None = N
         # may record up to that long after it (when no verdict changed): say how old they are.
         as_of = ("" if status.last_analysis_at is None
                  else f", as of {max(0, round((now - status.last_analysis_at).total_seconds()))}s ago")
-        lines.append(f"Metrics (every {spec.analysis.interval}, onNoData {spec.analysis.on_no_data.value}{as_of}):")
+        interval = analysis_interval(spec)
+        assert interval is not None  # spec.analysis is set
+        lines.append(f"Metrics (every {interval.text}, onNoData {spec.analysis.on_no_data.value}{as_of}):")
         rows = [("NAME", "VALUE", "BUDGET", "RESULT", "FAILURES")]
         seen = {m.name: m for m in status.metrics}
         for metric in spec.analysis.metrics:

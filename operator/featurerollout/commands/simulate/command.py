@@ -28,6 +28,7 @@ from featurerollout.commands.simulate.replay import (
     summary,
     timeline_text,
 )
+from featurerollout.core.measurement import analysis_interval
 
 # Above this many queries the command refuses and names --step (and --max-queries).
 MAX_QUERIES = 100_000
@@ -125,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--step: {error}")
     if step is not None and step < timedelta(seconds=1):
         return _fail(f"--step: {args.step!r} is shorter than the minimum of 1s")
-    if step is not None and step <= spec.analysis.every:
+    interval = analysis_interval(spec)
+    assert interval is not None  # spec.analysis is set (above)
+    if step is not None and step <= interval.every:
         step = None  # the operator looks at every interval anyway
     address = args.prometheus or (spec.analysis.prometheus.address if spec.analysis.prometheus else None)
     if address is None:
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     looks = planned_looks(spec, start, end, step)
     per_look = queries_per_look(spec)
-    every = step or spec.analysis.every
+    every = step or interval.every
     say(f"replaying {_when(start)} .. {_when(end)} against {url}: about {looks:,} looks (one every "
         f"{every.total_seconds():g}s{'' if step else ', as the operator'}) x {per_look} instant queries = "
         f"about {looks * per_look:,} queries")

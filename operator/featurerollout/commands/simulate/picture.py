@@ -29,6 +29,8 @@ from pathlib import Path
 
 import matplotlib
 
+from featurerollout.core.measurement import analysis_interval
+
 matplotlib.use("Agg")  # no display: a file only
 
 import matplotlib.dates as mdates
@@ -79,7 +81,8 @@ def view_end(result: Replay) -> datetime:
     """Where the time axis ends: shortly after the replay ended, else at the end of the range."""
     if result.finished_at is None:
         return result.end
-    every = result.spec.analysis.every if result.spec.analysis is not None else timedelta(minutes=1)
+    interval = analysis_interval(result.spec)
+    every = interval.every if interval is not None else timedelta(minutes=1)
     tail = max((result.finished_at - result.start) * TAIL_SHARE, every * 3)
     return min(result.end, result.finished_at + tail)
 
@@ -178,7 +181,8 @@ def draw(result: Replay, path: Path) -> Layout:
     """Draw the simulation into a PNG at `path`; returns where its parts landed."""
     spec = result.spec
     metrics = list(spec.analysis.metrics) if spec.analysis is not None else []
-    every = spec.analysis.every if spec.analysis is not None else timedelta(minutes=1)
+    interval = analysis_interval(spec)
+    every = interval.every if interval is not None else timedelta(minutes=1)
     panels = max(1, len(metrics))
     width, height = figure_size(panels)
     fig, axes_array = plt.subplots(panels, 1, sharex=True, squeeze=False,

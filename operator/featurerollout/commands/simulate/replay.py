@@ -16,7 +16,7 @@ from featurerollout.api import (
     Phase,
 )
 from featurerollout.core import engine
-from featurerollout.core.measurement import Measurement
+from featurerollout.core.measurement import Measurement, analysis_interval
 
 HONESTY_NOTE = (
     "note: only time, weights and decisions are simulated; the metric values are what Prometheus "
@@ -109,7 +109,8 @@ def queries_per_look(spec: FeatureRolloutSpec) -> int:
 def planned_looks(spec: FeatureRolloutSpec, start: datetime, end: datetime, step: timedelta | None) -> int:
     """About how many looks a replay from `start` to `end` makes (analysis intervals, or steps, plus
     one per stage for its end), for the bound printed and enforced before it starts."""
-    every = step if step is not None else (spec.analysis.every if spec.analysis is not None else end - start)
+    interval = analysis_interval(spec)
+    every = step if step is not None else (interval.every if interval is not None else end - start)
     return int((end - start) / max(every, timedelta(seconds=1))) + 1 + len(spec.stages)
 
 
