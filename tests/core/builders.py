@@ -127,3 +127,14 @@ class Rollout:
     def change_spec(self, spec: FeatureRolloutSpec) -> None:
         self.spec = spec
         self.generation += 1
+
+
+def cond(decision_or_status: Decision | FeatureRolloutStatus, type_: str) -> tuple[str, str]:
+    status = decision_or_status.status if isinstance(decision_or_status, Decision) else decision_or_status
+    c = status.condition(type_)
+    assert c is not None, f"no {type_} condition"
+    return str(c.status), c.reason
+
+
+def metric(r: Rollout, name: str = "error-rate"):  # type: ignore[no-untyped-def]
+    return next(m for m in r.status.metrics if m.name == name)
