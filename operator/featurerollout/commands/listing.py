@@ -18,8 +18,9 @@ from typing import Any
 from featurerollout import GROUP, PLURAL, VERSION
 from featurerollout.api import Phase
 from featurerollout.commands.manual import add_kubeconfig_arguments, client_for, explain_api_error
-from featurerollout.commands.presentation import human_duration, last_verdict, pct, read_object, stage_of, target_brief
+from featurerollout.commands.presentation import human_duration, last_verdict, read_object, stage_of, target_brief
 from featurerollout.core.engine import next_check
+from featurerollout.core.messages import pct
 
 # Longest LAST VERDICT a table shows; `-o json` has it whole, and `featurerollout status` explains it.
 VERDICT_WIDTH = 72

@@ -26,11 +26,6 @@ from featurerollout.api import (
 from featurerollout.core.messages import breach_brief
 
 
-def pct(weight: float) -> str:
-    """`25%`, `0.5%`."""
-    return f"{weight:g}%"
-
-
 def stage_of(spec: FeatureRolloutSpec, status: FeatureRolloutStatus) -> str:
     """The current stage as `N/M` (1-based), as `kubectl get fro` and `status` show it."""
     stages = len(spec.stages)

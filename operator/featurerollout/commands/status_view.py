@@ -25,10 +25,10 @@ from featurerollout.api import (
     settled,
 )
 from featurerollout.commands.manual import add_target_arguments, client_for, explain_api_error
-from featurerollout.commands.presentation import pct as _pct
 from featurerollout.commands.presentation import read_object, stage_of
 from featurerollout.core.gates import point_words
 from featurerollout.core.measurement import analysis_interval
+from featurerollout.core.messages import pct as _pct
 from featurerollout.edges.kube import Kube
 from featurerollout.edges.targets import TargetError, target_for
 from featurerollout.edges.targets.httproute import HTTPRouteTarget

@@ -28,6 +28,7 @@ from featurerollout.core.verdicts import analysis_passed, fresh, passes, samplin
 
 
 def pct(weight: float) -> str:
+    """A weight as people read it: `25%`, `0.5%` (the engine's messages and the CLI's views)."""
     return f"{weight:g}%"
 
 
