@@ -3,7 +3,8 @@
 - docs/reference/crd.md: every field of FeatureRollout, MetricTemplate and ClusterMetricTemplate
   (path, type, default, enum and limits, description) and every CEL rule, from the same CRD schema
   that `make crd` writes to crds/ (`featurerollout.api.crd.render_crd`, built from the pydantic models).
-- docs/reference/cli.md: every subcommand's `--help`, from `featurerollout.commands.cli.build_parser()`.
+- docs/reference/cli.md: every subcommand's `--help`, from `featurerollout.commands.cli.build_parser()`,
+  and `featurerollout-sandbox --help` (tools/sandbox).
 
 Never edit those two files by hand: change the models or the parser, then run `scripts/gen-reference`.
 tests/docs/test_reference_up_to_date.py fails while the committed pages differ from what this writes.
@@ -210,6 +211,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argpars
 def cli_reference() -> str:
     """docs/reference/cli.md."""
     from featurerollout.commands.cli import build_parser
+    from featurerollout_sandbox.command import parser as sandbox_parser
 
     saved = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_COLUMNS
@@ -217,6 +219,10 @@ def cli_reference() -> str:
         parser = build_parser()
         pages = [(parser.prog, "", parser.format_help())]
         pages += [(sub.prog, summary, sub.format_help()) for summary, sub in _subcommands(parser)]
+        # Not part of the package: the local Kubernetes API, its own distribution (tools/sandbox).
+        sandbox = sandbox_parser()
+        pages.append((sandbox.prog, "the local Kubernetes API for tests and the demo: its own distribution, "
+                      "tools/sandbox (the sandbox page)", sandbox.format_help()))
     finally:
         if saved is None:
             del os.environ["COLUMNS"]

@@ -17,11 +17,11 @@ from featurerollout_sandbox.store import DEFAULT_HISTORY_LIMIT
 
 DESCRIPTION = """\
 Serve a local Kubernetes API on 127.0.0.1 for this project's kinds: namespaces, configmaps,
-secrets, events, leases, CustomResourceDefinitions, and every CRD from --crd-dir and --crd
-(or created at runtime with `kubectl apply -f crds/`); from a checkout, `--crd-dir crds` serves
-featurerollout's own. Custom resources are pruned, defaulted
-and validated against their CRD schema, CEL rules included. Once it serves, it writes a
-kubeconfig (context `sandbox`) atomically; it runs until SIGINT or SIGTERM.
+secrets, events, leases, CustomResourceDefinitions, and every CRD from --crd-dir and --crd (or
+created at runtime with `kubectl apply -f crds/`); from a checkout, `--crd-dir crds` serves
+featurerollout's own. Custom resources are pruned, defaulted and validated against their CRD
+schema, CEL rules included. Once it serves, it writes a kubeconfig (context `sandbox`)
+atomically; it runs until SIGINT or SIGTERM.
 
 Tests drive fault injection and read the request log at /sandbox/faults and /sandbox/requests
 (see featurerollout_sandbox.client.SandboxControl and docs/sandbox.md).
