@@ -8,6 +8,7 @@ A fresh virtualenv, the real pip, this checkout, the pinned versions (constraint
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +24,20 @@ SANDBOX_AND_DEMO_MODULES = ("featurerollout_sandbox", "featurerollout_demo", "ce
 
 @pytest.fixture(scope="module")
 def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv with `pip install .` and no extra."""
+    """A virtualenv with `pip install .` and no extra, from what the image's build context holds
+    (the sources its Dockerfile copies; so the build also leaves no build/ in the checkout)."""
     venv = tmp_path_factory.mktemp("plain") / "venv"
+    context = venv.parent / "context"
+    context.mkdir()
+    for name in ("pyproject.toml", "constraints.txt", "README.md"):
+        shutil.copy(REPO / name, context / name)
+    shutil.copytree(REPO / "operator", context / "operator", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
            "-c", str(REPO / "constraints.txt")]
     done = subprocess.run([*pip, "--upgrade", "pip"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    done = subprocess.run([*pip, "--build-constraint", str(REPO / "constraints.txt"), str(REPO)],
+    done = subprocess.run([*pip, "--build-constraint", str(REPO / "constraints.txt"), str(context)],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     return venv
