@@ -17,6 +17,7 @@ import kopf
 
 from featurerollout import GROUP, PLURAL, VERSION
 from featurerollout.core.manual_requests import REQUEST_ANNOTATION
+from featurerollout.edges.http_bodies import MAX_ANSWER_BYTES
 from featurerollout.edges.kube import Kube, load_config
 from featurerollout.edges.metrics.batcher import QueryBatcher
 from featurerollout.edges.notify import Notifier, kube_secrets
@@ -65,6 +66,7 @@ class OperatorState:
 
     query_batching: bool = True  # --no-query-batching turns it off (metrics/batcher.py)
     analysis_status_every: float = 0.0  # --analysis-status-every (statuswrites.py)
+    max_answer_bytes: int = MAX_ANSWER_BYTES  # --max-response-bytes (edges/http_bodies.py)
     queries: QueryBatcher | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -72,7 +74,8 @@ class OperatorState:
         self.queries = QueryBatcher() if self.query_batching else None
         reconciler = Reconciler(self.kube, resync=self.resync, webhooks=self.webhooks, notifier=self.notifier,
                                 prometheus_address=self.prometheus_address, guard=self.guard,
-                                queries=self.queries, analysis_status_every=self.analysis_status_every)
+                                queries=self.queries, analysis_status_every=self.analysis_status_every,
+                                max_answer_bytes=self.max_answer_bytes)
         if self.elector is not None:
             elector = self.elector
             reconciler.leading = lambda: elector.leading

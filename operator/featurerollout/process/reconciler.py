@@ -48,6 +48,7 @@ from featurerollout.core.manual_requests import BadRequest, parse_request
 from featurerollout.edges import gate_webhook as gates_webhook
 from featurerollout.edges import mergepatch, notify, telemetry
 from featurerollout.edges.events import post_event
+from featurerollout.edges.http_bodies import MAX_ANSWER_BYTES
 from featurerollout.edges.kube import CONFLICT, NOT_FOUND, Kube, status_code
 from featurerollout.edges.metrics.batcher import QueryBatcher
 from featurerollout.edges.metrics.measurer import Measurer
@@ -113,6 +114,7 @@ class Reconciler:
     # --analysis-status-every: an evaluation that changes no verdict is written only once the stored
     # one is this many seconds old (statuswrites.py); 0 writes every evaluation.
     analysis_status_every: float = 0.0
+    max_answer_bytes: int = MAX_ANSWER_BYTES  # --max-response-bytes: the most of one Prometheus answer read
     # When each rollout was last evaluated by this process: with --analysis-status-every the stored
     # lastAnalysisAt may be up to that old, and the analysis lag must be measured from the real one.
     evaluated: dict[RolloutKey, datetime] = field(default_factory=dict)
@@ -120,7 +122,8 @@ class Reconciler:
     measurer: Measurer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.measurer = Measurer(self.kube, default_address=self.prometheus_address, queries=self.queries)
+        self.measurer = Measurer(self.kube, default_address=self.prometheus_address, queries=self.queries,
+                                 max_answer_bytes=self.max_answer_bytes)
 
     async def __call__(self, key: RolloutKey) -> float | None:
         started = time.perf_counter()

@@ -28,6 +28,8 @@ LOG_FORMATS = ("text", "json", "full")
 EXIT_DEADLINE = 20.0
 
 log = logging.getLogger("featurerollout")
+# edges.http_bodies.MAX_ANSWER_BYTES, spelled out so that `--help` imports no HTTP client.
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
 
 def add_parser(subparsers: Any) -> None:
@@ -112,7 +114,18 @@ def add_parser(subparsers: Any) -> None:
         "started together don't write together); the status then shows values as of its lastAnalysisAt "
         "(default 0: write every evaluation; at 1,000 rollouts x 10 s that is 100 status writes a second)",
     )
+    parser.add_argument(
+        "--max-response-bytes", type=_positive_bytes, default=MAX_RESPONSE_BYTES, metavar="BYTES",
+        help="read at most this much of one Prometheus answer: a larger one is an analysis error that names "
+        f"the cap, never a memory spike (default {MAX_RESPONSE_BYTES}: 10 MiB)",
+    )
     parser.set_defaults(func=run)
+
+
+def _positive_bytes(text: str) -> int:
+    if not text.isdigit() or int(text) < 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes of at least 1024")
+    return int(text)
 
 
 def _prometheus_url(text: str) -> str:
@@ -207,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     state = OperatorState(
         kube, concurrency=args.concurrency, resync=args.resync, elector=elector, guard=guard, shard=args.shard,
         prometheus_address=args.prometheus_address, query_batching=not args.no_query_batching,
-        analysis_status_every=args.analysis_status_every,
+        analysis_status_every=args.analysis_status_every, max_answer_bytes=args.max_response_bytes,
     )
     registry = build_registry(
         state, kubeconfig=args.kubeconfig, context=args.context,

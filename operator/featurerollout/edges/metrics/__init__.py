@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from featurerollout.api import PrometheusProvider
+from featurerollout.edges.http_bodies import MAX_ANSWER_BYTES
 from featurerollout.edges.metrics.prometheus import (
     InvalidCredentials,
     PrometheusCredentials,
@@ -33,8 +34,10 @@ __all__ = [
 
 
 def provider_for(
-    spec: PrometheusProvider, credentials: PrometheusCredentials | None = None, at: datetime | None = None
+    spec: PrometheusProvider, credentials: PrometheusCredentials | None = None, at: datetime | None = None,
+    max_answer_bytes: int = MAX_ANSWER_BYTES,
 ) -> MetricProvider:
     """The provider for a rollout's `spec.analysis.prometheus` (the factory more backends will join),
-    its queries evaluated at the instant `at` (None: the backend's now)."""
-    return PrometheusMetricProvider(spec, credentials, at=at)
+    its queries evaluated at the instant `at` (None: the backend's now), its answers read up to
+    `max_answer_bytes` each."""
+    return PrometheusMetricProvider(spec, credentials, at=at, max_answer_bytes=max_answer_bytes)

@@ -31,6 +31,7 @@ from typing import Any
 
 from featurerollout.api import PrometheusProvider
 from featurerollout.core.measurement import Measurement
+from featurerollout.edges.http_bodies import MAX_ANSWER_BYTES
 from featurerollout.edges.metrics.grouping import NotBatchable, Shape, batchable_flag, shape_of
 from featurerollout.edges.metrics.prometheus import PrometheusCredentials, PrometheusMetricProvider
 
@@ -220,10 +221,11 @@ class BatchedProvider:
 
 def batched_provider(
     batcher: QueryBatcher, where: PrometheusProvider, credentials: PrometheusCredentials | None,
-    at: datetime | None = None,
+    at: datetime | None = None, max_answer_bytes: int = MAX_ANSWER_BYTES,
 ) -> BatchedProvider:
     """A rollout's provider for one Prometheus, in the batcher's shared round for that server and
     credentials (one HTTP session each), its queries evaluated at `at`."""
-    key = (where.model_dump_json(), credentials)  # in memory only: credentials never leave it
-    shared = batcher.provider(key, lambda: PrometheusMetricProvider(where, credentials))
+    key = (where.model_dump_json(), credentials, max_answer_bytes)  # in memory only: credentials never leave it
+    shared = batcher.provider(key, lambda: PrometheusMetricProvider(where, credentials,
+                                                                    max_answer_bytes=max_answer_bytes))
     return BatchedProvider(batcher, key, shared, at)

@@ -23,6 +23,7 @@ from featurerollout import api
 from featurerollout.core import engine
 from featurerollout.core.measurement import Measurement, analysis_interval
 from featurerollout.edges import telemetry
+from featurerollout.edges.http_bodies import MAX_ANSWER_BYTES
 from featurerollout.edges.kube import Kube, api_message
 from featurerollout.edges.metrics import provider_for
 from featurerollout.edges.metrics.batcher import QueryBatcher, batched_provider
@@ -67,6 +68,7 @@ class Measurer:
     # One round of queries per Prometheus for the rollouts due together (None: --no-query-batching,
     # one provider and one query per rollout and metric).
     queries: QueryBatcher | None = None
+    max_answer_bytes: int = MAX_ANSWER_BYTES  # --max-response-bytes: the most of one answer read
 
     async def look(
         self, spec: api.FeatureRolloutSpec, meta: api.ObjectMeta, status: api.FeatureRolloutStatus, *,
@@ -225,8 +227,8 @@ class Measurer:
         """The provider for one Prometheus, its queries evaluated at `at`: in the shared round of
         queries (metrics/batcher.py), or, with --no-query-batching, one of its own."""
         if self.queries is None:
-            return provider_for(where, credentials, at)
-        return batched_provider(self.queries, where, credentials, at)
+            return provider_for(where, credentials, at, self.max_answer_bytes)
+        return batched_provider(self.queries, where, credentials, at, self.max_answer_bytes)
 
     async def credentials(
         self, spec: api.PrometheusProvider, namespace: str, field: str = "spec.analysis.prometheus.auth"

@@ -12,7 +12,11 @@ What counts as what (see measurement.py):
   * an empty vector, or NaN                         -> NoData
   * several series, a range vector, a string,
     invalid PromQL (Prometheus's message kept),
-    an HTTP error, an unreachable or timed-out server -> Error
+    an HTTP error, an unreachable or timed-out server,
+    an answer larger than the cap (10 MiB by default) -> Error
+
+Answers are read through http_bodies.CappedSession: streamed, and dropped past the cap, so that one
+huge answer costs at most the cap in memory.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from urllib3.util.retry import Retry
 from featurerollout.api import PrometheusProvider, parse_duration
 from featurerollout.core.measurement import Measurement, MeasurementKind
 from featurerollout.edges import telemetry
+from featurerollout.edges.http_bodies import MAX_ANSWER_BYTES, AnswerTooLarge, CappedSession
 
 # How much longer than the query timeout the caller waits for the worker thread before giving up
 # on it: requests' timeout normally fires first and yields a clearer message.
@@ -237,6 +242,7 @@ class PrometheusMetricProvider:
         *,
         executor: Executor | None = None,
         at: datetime | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.address = spec.address.rstrip("/")
         # The instant every query is evaluated at (Prometheus's `time`): a look's own instant, so that
@@ -255,7 +261,8 @@ class PrometheusMetricProvider:
             auth = (credentials.username, credentials.password)
 
         self._ca_file: str | None = None
-        session = requests.Session()
+        # Every answer is streamed and read up to the cap (http_bodies.py): a huge one is an Error.
+        session = CappedSession(max_answer_bytes)
         if spec.insecure_skip_verify:
             session.verify = False
         elif credentials.ca_bundle is not None:
@@ -304,6 +311,11 @@ class PrometheusMetricProvider:
         """Blocking: one query's `data.result`, or the Error measurement it came to."""
         try:
             return self._query(query, at or self.at)
+        except AnswerTooLarge as error:
+            return Measurement.error(
+                f"Prometheus at {self.address} sent an {error} (the operator reads no more of one answer, "
+                "--max-response-bytes): ask for less, e.g. aggregate with sum(...)"
+            )
         except PrometheusApiClientException as error:
             return _api_error(error, self.address, self.timeout_text)
         except requests.exceptions.ConnectTimeout as error:

@@ -30,6 +30,7 @@ import httpx
 
 from featurerollout.api import SecretKeyRef, parse_duration
 from featurerollout.api import WebhookTarget as WebhookSpec
+from featurerollout.edges.http_bodies import read_at_most
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.targets.base import Holding, Owner, TargetError
 
@@ -117,14 +118,7 @@ def shown_body(raw: bytes, token: str | None) -> str:
 
 async def read_limited(response: httpx.Response) -> bytes:
     """At most MAX_RESPONSE_BYTES of the body: a service that answers with gigabytes costs nothing."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_RESPONSE_BYTES:
-            break
-    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
+    return await read_at_most(response, MAX_RESPONSE_BYTES)
 
 
 def _backoff(attempt: int) -> float:
