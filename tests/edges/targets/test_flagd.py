@@ -151,3 +151,56 @@ def test_flag_spec_gets_our_entry_and_keeps_everything_else() -> None:
     assert set_flag_spec({}, "f", 10) == {"spec": {"flagSpec": {"flags": {"f": flag_entry(10)}}}}
     with pytest.raises(InvalidDocument, match=r"spec\.flagSpec\.flags is not an object"):
         set_flag_spec({"spec": {"flagSpec": {"flags": []}}}, "f", 10)
+
+
+def deeply_nested(depth: int) -> str:
+    """A flagd document whose OTHER flag holds `depth` nested arrays; ours is absent or plain."""
+    other = "[" * depth + "]" * depth
+    return '{"flags": {"mine": {"state": "DISABLED", "defaultVariant": "off"}, "theirs": {"variants": {"x": '\
+        + other + '}}}}'
+
+
+@pytest.mark.parametrize("depth", [1_000, 10_000])
+def test_a_deeply_nested_other_flag_is_an_invalid_document_never_a_recursion_error(depth: int) -> None:
+    from featurerollout.edges.targets.flagd import read_flag_entry
+
+    text = deeply_nested(depth)
+    with pytest.raises(InvalidDocument, match=rf"nested {depth + 4} deep, more than the 256"):
+        read_flag_entry(text, "mine")
+    with pytest.raises(InvalidDocument, match=rf"nested {depth + 4} deep, more than the 256"):
+        set_flag(text, "mine", 10)
+
+
+def test_nesting_up_to_the_limit_parses_and_brackets_in_strings_do_not_count() -> None:
+    from featurerollout.edges.targets.flagd import MAX_DEPTH, json_depth, read_flag_entry
+
+    within = deeply_nested(MAX_DEPTH - 4)
+    assert json_depth(within) == MAX_DEPTH
+    assert read_flag_weight(within, "mine") == 0
+    assert read_flag_weight(set_flag(within, "mine", 25), "mine") == 25
+    quoted = '{"flags": {"mine": {"state": "DISABLED", "x": "' + "[{" * 5000 + '\\" [["}}}'
+    assert json_depth(quoted) == 3
+    assert read_flag_entry(quoted, "mine")["x"].startswith("[{[{")
+
+
+def test_a_document_larger_than_the_cap_is_invalid_and_so_is_one_we_would_make_larger() -> None:
+    from featurerollout.edges.targets.flagd import MAX_DOCUMENT_BYTES, read_flag_entry
+
+    pad = MAX_DOCUMENT_BYTES - 100
+    over = '{"flags": {"theirs": {"x": "' + "p" * (pad + 200) + '"}}}'
+    with pytest.raises(InvalidDocument, match=r"more than the 1048576 \(1 MiB\) the operator parses"):
+        read_flag_entry(over, "mine")
+    near = '{"flags": {"theirs": {"x": "' + "p" * (pad - 20) + '"}}}'
+    assert read_flag_entry(near, "mine") is None
+    with pytest.raises(InvalidDocument, match=r"with the flag's entry it would be \d+ bytes"):
+        set_flag(near, "mine", 10)
+
+
+def test_a_flag_spec_nested_too_deep_is_invalid() -> None:
+    from featurerollout.edges.targets.flagd import set_flag_spec
+
+    nested: list[object] = []
+    for _ in range(400):
+        nested = [nested]
+    with pytest.raises(InvalidDocument, match="more than the 256 deep"):
+        set_flag_spec({"spec": {"flagSpec": {"flags": {"theirs": {"x": nested}}}}}, "f", 10)

@@ -4,21 +4,70 @@ A flagd document (`{"flags": {...}}`) usually holds many flags, written by peopl
 tools. The operator owns exactly one entry. To keep every other flag byte-for-byte (formatting,
 key order, number spelling and all), it never re-serialises the whole document: it locates the
 text span of its own entry and replaces only that span. Everything here is pure.
+
+Bounds: a document is parsed only if it is at most MAX_DOCUMENT_BYTES (a ConfigMap holds at most
+1 MiB) and nests arrays and objects at most MAX_DEPTH deep (JSON parsing recurses once a level: a
+few thousand levels in someone's flag would otherwise raise RecursionError); both are checked
+without recursion before parsing, and a document we would write past the size cap is refused too.
+Either way, InvalidDocument: the document is left untouched and the rollout says why.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 FLAGD_SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 ON, OFF = "on", "off"
+MAX_DOCUMENT_BYTES = 1024 * 1024  # a ConfigMap's data holds at most 1 MiB in all
+MAX_DEPTH = 256  # arrays and objects within one another; flagd's targeting rules nest a few dozen at most
 
 
 class InvalidDocument(ValueError):
     """The document is not a flagd flag-definition JSON object; it must not be overwritten."""
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in a JSON text, found without recursion (strings skipped)."""
+    depth = deepest = 0
+    for char in _NOT_BRACKET.sub("", _STRING.sub("", text)):
+        depth = depth + 1 if char in "[{" else depth - 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def value_depth(value: Any) -> int:
+    """How deep lists and dicts nest in a parsed value, found without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def check_bounds(text: str) -> None:
+    """InvalidDocument when the text is larger or deeper than the operator parses (see the module)."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise InvalidDocument(f"{size} bytes, more than the {MAX_DOCUMENT_BYTES} (1 MiB) the operator parses")
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise InvalidDocument(
+            f"arrays and objects nested {depth} deep, more than the {MAX_DEPTH} the operator parses"
+        )
 
 
 def relative_weights(weight: float) -> tuple[int, int]:
@@ -175,6 +224,18 @@ def set_flag(text: str | None, flag: str, weight: float, metadata: dict[str, str
     """
     if text is None or not text.strip():
         return new_document(flag, weight, metadata)
+    check_bounds(text)
+    updated = _set_flag(text, flag, weight, metadata)
+    size = len(updated.encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise InvalidDocument(
+            f"with the flag's entry it would be {size} bytes, more than the {MAX_DOCUMENT_BYTES} (1 MiB) "
+            "a ConfigMap holds"
+        )
+    return updated
+
+
+def _set_flag(text: str, flag: str, weight: float, metadata: dict[str, str] | None) -> str:
     start = _skip(text, 0)
     try:
         top, top_close = _object_members(text, start)
@@ -201,6 +262,8 @@ def set_flag(text: str | None, flag: str, weight: float, metadata: dict[str, str
         return text[: current.start] + rendered + text[current.end :]
     except json.JSONDecodeError as error:
         raise InvalidDocument(f"not valid JSON: {error}") from None
+    except RecursionError:  # check_bounds keeps well below the limit; never a crash loop should it not
+        raise InvalidDocument("nested too deep to parse") from None
 
 
 def flag_spec_flags(body: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +271,12 @@ def flag_spec_flags(body: dict[str, Any]) -> dict[str, Any]:
     flags = body.setdefault("spec", {}).setdefault("flagSpec", {}).setdefault("flags", {})
     if not isinstance(flags, dict):
         raise InvalidDocument("spec.flagSpec.flags is not an object; left untouched")
+    depth = value_depth(flags)
+    if depth > MAX_DEPTH:
+        raise InvalidDocument(
+            f"spec.flagSpec.flags nests arrays and objects more than the {MAX_DEPTH} deep the operator "
+            "handles; left untouched"
+        )
     return flags
 
 
@@ -233,10 +302,13 @@ def read_flag_entry(text: str | None, flag: str) -> Any:
     """Our flag's entry in the document as parsed JSON (None: no document or no such flag)."""
     if text is None or not text.strip():
         return None
+    check_bounds(text)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise InvalidDocument(f"not valid JSON: {error}") from None
+    except RecursionError:  # check_bounds keeps well below the limit; never a crash loop should it not
+        raise InvalidDocument("nested too deep to parse") from None
     if not isinstance(document, dict) or not isinstance(document.get("flags", {}), dict):
         raise InvalidDocument('expected a JSON object with a "flags" object')
     return document.get("flags", {}).get(flag)
