@@ -8,6 +8,16 @@ A metric's query is a template, so that one query can be shared between rollouts
 
 Rendering is a pure function. An unknown variable is an error that names it, so that a typo
 never reaches Prometheus as a confusing parse error.
+
+A metric template's `{{args.NAME}}` values come from whoever writes the FeatureRollout, so they
+cannot change the query's structure (docs/metric-templates.md, "How an arg is put in"):
+
+- inside a PromQL string (`"..."` or `'...'` in the template) the value is escaped as that
+  string's content (backslash, the quote, newline and carriage return), so it cannot leave its
+  quotes; inside a raw string (`` `...` ``) a value holding a backtick or a newline is refused;
+- outside a string (a range `[{{args.rateWindow}}]`, a factor `* {{args.scale}}`, a label name)
+  the value must be one bare token: letters, digits, `_`, `.` and `:`, with an optional leading
+  sign (`4m`, `0.5`, `-1`, `1e3`, `instance`); anything else is refused with an error naming it.
 """
 
 from __future__ import annotations
@@ -47,6 +57,71 @@ class MissingTemplateArgument(ValueError):
     def __init__(self, argument: str) -> None:
         self.argument = argument
         super().__init__(f"no value for {{{{args.{argument}}}}}")
+
+
+class UnsafeTemplateArgument(ValueError):
+    """An `{{args.NAME}}` value that cannot be put where the template places it without changing the query."""
+
+    def __init__(self, argument: str, why: str) -> None:
+        self.argument = argument
+        super().__init__(f"{{{{args.{argument}}}}}: {why}")
+
+
+_BARE_ARG_RE = re.compile(r"[+-]?[A-Za-z0-9_.:]+")
+_DOUBLE_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
+_SINGLE_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r"})
+
+
+def promql_string_content(value: str, quote: str = '"') -> str:
+    """`value` escaped as the content of a PromQL string quoted with `quote` (`"` or `'`)."""
+    return value.translate(_DOUBLE_ESCAPES if quote == '"' else _SINGLE_ESCAPES)
+
+
+def placeholder_quotes(template: str) -> dict[int, str | None]:
+    """Pure: for each `{{...}}` placeholder (by its start offset), the quote of the PromQL string it
+    sits in (`"`, `'` or a backtick), or None outside any string. Comments (`#` to the line's end)
+    count as outside."""
+    found: dict[int, str | None] = {}
+    quote: str | None = None
+    comment = False
+    pos = 0
+    while pos < len(template):
+        match = _VARIABLE_RE.match(template, pos)
+        if match:
+            found[pos] = quote
+            pos = match.end()
+            continue
+        char = template[pos]
+        if comment:
+            comment = char != "\n"
+        elif quote is None:
+            if char in "\"'`":
+                quote = char
+            elif char == "#":
+                comment = True
+        elif char == "\\" and quote != "`":
+            pos += 1  # the escaped character is part of the string
+        elif char == quote:
+            quote = None
+        pos += 1
+    return found
+
+
+def _put_argument(argument: str, value: str, quote: str | None) -> str:
+    """An `{{args.NAME}}` value as it may stand where the template puts it (see the module)."""
+    if quote in ('"', "'"):
+        return promql_string_content(value, quote)
+    if quote == "`":
+        if "`" in value or "\n" in value:
+            raise UnsafeTemplateArgument(argument, "a value inside a `raw string` cannot hold a backtick or a newline")
+        return value
+    if not _BARE_ARG_RE.fullmatch(value):
+        raise UnsafeTemplateArgument(
+            argument,
+            f"the template puts it outside a string, where a value must be one word, number or duration "
+            f"(letters, digits, _ . :), not {value!r}; quote it in the template to pass any text",
+        )
+    return value
 
 
 class UnknownQueryVariable(ValueError):
@@ -94,7 +169,8 @@ def render_query(
     a PromQL duration; `window` the time since the stage began, in whole seconds, at least 1s (the
     interval when not given). `args` (a metric template's) fills `{{args.NAME}}`; without it such a
 placeholder is an unknown variable. Raises UnknownQueryVariable or MissingTemplateArgument (both
-ValueErrors) naming the first variable that has no value.
+ValueErrors) naming the first variable that has no value, or UnsafeTemplateArgument for an arg's
+value that could change the query's structure (the module says which values are put in how).
     """
     used = {match.group(1) for match in _VARIABLE_RE.finditer(template)}
     for match in _VARIABLE_RE.finditer(template):
@@ -112,11 +188,14 @@ ValueErrors) naming the first variable that has no value.
         # Whole seconds, rounded up, so that the window never starts after the stage did.
         values["window"] = prometheus_duration(timedelta(seconds=max(1, math.ceil(span.total_seconds()))))
 
-    if args is not None:
-        # One pass over the template: an argument's value is put in as it is, never read as a variable.
-        values.update({ARGS_PREFIX + key: value for key, value in args.items()})
+    quotes = placeholder_quotes(template) if args is not None else {}
 
     def substitute(match: re.Match[str]) -> str:
-        return values[match.group(1)]
+        variable = match.group(1)
+        if args is not None and variable.startswith(ARGS_PREFIX):
+            # One pass over the template: an argument's value is never read as a variable.
+            argument = variable.removeprefix(ARGS_PREFIX)
+            return _put_argument(argument, args[argument], quotes.get(match.start()))
+        return values[variable]
 
     return _VARIABLE_RE.sub(substitute, template)
