@@ -23,7 +23,7 @@ within `window` of the first one that instant.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +38,10 @@ from featurerollout.edges.metrics.prometheus import PrometheusCredentials, Prome
 # How long the first query of a round waits for the others due at the same moment. It adds to the
 # analysis lag (due -> evaluated), whose goal is p99 < 1 s.
 WINDOW_SECONDS = 0.1
+# Providers kept (one HTTP session, and a CA file in /tmp when the credentials hold one, per
+# Prometheus and credentials): past this, the least recently used idle one is closed and its CA
+# file deleted, so that many addresses or CAs cannot fill the pod's 64 Mi /tmp or its memory.
+MAX_PROVIDERS = 64
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,11 @@ class QueryBatcher:
     """Operator-wide: gathers the queries due together, per Prometheus, into rounds."""
 
     window: float = WINDOW_SECONDS
+    max_providers: int = MAX_PROVIDERS
     _rounds: dict[Hashable, _Round] = field(default_factory=dict)
-    _providers: dict[Hashable, PrometheusMetricProvider] = field(default_factory=dict)
+    # Least recently used first; a provider with a query under way (`_busy`) is never closed.
+    _providers: OrderedDict[Hashable, PrometheusMetricProvider] = field(default_factory=OrderedDict)
+    _held: Counter[Hashable] = field(default_factory=Counter)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _instant: datetime | None = None
 
@@ -109,11 +116,31 @@ class QueryBatcher:
         return now
 
     def provider(self, key: Hashable, make: Any) -> PrometheusMetricProvider:
-        """One provider (one HTTP session, its connections kept alive) per Prometheus and credentials."""
+        """One provider (one HTTP session, its connections kept alive) per Prometheus and credentials,
+        at most `max_providers` of them: the least recently used idle ones are closed beyond that.
+        The provider is held (never closed) until `release(key)`: a look holds it while it measures."""
         provider = self._providers.get(key)
-        if provider is None:
+        if provider is not None:
+            self._providers.move_to_end(key)
+        else:
             provider = self._providers[key] = make()
+        self._held[key] += 1
+        self._evict()
         return provider
+
+    def release(self, key: Hashable) -> None:
+        """A look is done with the provider of `key`; idle, it may now be evicted."""
+        self._held[key] -= 1
+        if self._held[key] <= 0:
+            del self._held[key]
+            self._evict()
+
+    def _evict(self) -> None:
+        """Close (and so delete the CA file of) the least recently used providers past the bound,
+        skipping any a look holds: such a one goes once it is released, if still past the bound."""
+        excess = len(self._providers) - self.max_providers
+        for key in [k for k in self._providers if not self._held[k]][:max(0, excess)]:
+            self._providers.pop(key).close()
 
     async def ask(self, key: Hashable, provider: PrometheusMetricProvider, ask: Ask) -> Measurement:
         round_ = self._rounds.get(key)
@@ -193,12 +220,14 @@ async def _answer_at(
 @dataclass
 class BatchedProvider:
     """One rollout's view of the operator's QueryBatcher, as a MetricProvider: its queries join the
-    round of the Prometheus `key` names. Closing it closes nothing: the batcher owns the provider."""
+    round of the Prometheus `key` names. It holds the shared provider until closed; closing it
+    releases the provider to the batcher, which owns it (and closes it when it evicts it)."""
 
     batcher: QueryBatcher
     key: Hashable
     provider: PrometheusMetricProvider
     at: datetime | None = None  # the look's instant (QueryBatcher.instant); None: Prometheus's now
+    released: bool = False
 
     async def measure(self, query: str) -> Measurement:
         return await self.batcher.ask(self.key, self.provider, Ask(query, at=self.at))
@@ -216,7 +245,10 @@ class BatchedProvider:
         return await self.provider.is_online()
 
     async def aclose(self) -> None:
-        return None
+        """Release the shared provider (the batcher closes it, once idle and least recently used)."""
+        if not self.released:
+            self.released = True
+            self.batcher.release(self.key)
 
 
 def batched_provider(
