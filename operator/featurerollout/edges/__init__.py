@@ -6,6 +6,7 @@
 - `metrics/`: where analysis asks for numbers (one module per metric backend);
 - `notify/`: where people are told (one module per notifier);
 - `gate_webhook`: the webhook gate's question;
+- `http_bodies`: every HTTP answer read with a byte cap (Prometheus's, the webhooks');
 - `telemetry`: the operator's own Prometheus metrics.
 
 May import: `featurerollout.api`, `featurerollout.core` and `featurerollout.stats`; never the

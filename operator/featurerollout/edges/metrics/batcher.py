@@ -100,7 +100,7 @@ class QueryBatcher:
     window: float = WINDOW_SECONDS
     max_providers: int = MAX_PROVIDERS
     _rounds: dict[Hashable, _Round] = field(default_factory=dict)
-    # Least recently used first; a provider with a query under way (`_busy`) is never closed.
+    # Least recently used first; a provider a look holds (`_held`: measuring with it) is never closed.
     _providers: OrderedDict[Hashable, PrometheusMetricProvider] = field(default_factory=OrderedDict)
     _held: Counter[Hashable] = field(default_factory=Counter)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
