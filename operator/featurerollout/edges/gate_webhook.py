@@ -15,6 +15,7 @@ import httpx
 
 from featurerollout.api import FeatureRolloutSpec, FeatureRolloutStatus, Gate, parse_duration
 from featurerollout.core.gates import GateCheck
+from featurerollout.edges import egress
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.targets.webhook import WebhookClients, read_limited, shown_body, wire_weight
 
@@ -78,6 +79,9 @@ async def ask(
     except httpx.TimeoutException:
         return GateCheck(gate.name, False, f"{where}: no answer within {webhook.timeout}")
     except httpx.HTTPError as error:
+        refused = egress.refusal_in(error)
+        if refused is not None:
+            return GateCheck(gate.name, False, f"{where} not sent: {refused}")
         # httpx's message names the host and the cause, never the request's headers.
         return GateCheck(gate.name, False, f"{where}: could not connect: {error or type(error).__name__}")
     code = response.status_code

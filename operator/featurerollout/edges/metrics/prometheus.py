@@ -38,7 +38,7 @@ from urllib3.util.retry import Retry
 
 from featurerollout.api import PrometheusProvider, parse_duration
 from featurerollout.core.measurement import Measurement, MeasurementKind
-from featurerollout.edges import telemetry
+from featurerollout.edges import egress, telemetry
 
 # How much longer than the query timeout the caller waits for the worker thread before giving up
 # on it: requests' timeout normally fires first and yields a clearer message.
@@ -280,6 +280,9 @@ class PrometheusMetricProvider:
             "retry": Retry(total=0, connect=0, read=False, status=0, redirect=0, raise_on_status=False),
         }
         self._connect = PrometheusConnect(**options)
+        # After PrometheusConnect mounted its adapter: connections only where the egress policy
+        # allows (edges/egress.py).
+        egress.guard_session(session)
 
     def __repr__(self) -> str:
         return f"PrometheusMetricProvider({self.address!r}, timeout={self.timeout_text})"
@@ -306,6 +309,8 @@ class PrometheusMetricProvider:
             return self._query(query, at or self.at)
         except PrometheusApiClientException as error:
             return _api_error(error, self.address, self.timeout_text)
+        except egress.Refused as refused:
+            return Measurement.error(f"Prometheus at {self.address} not asked: {refused}")
         except requests.exceptions.ConnectTimeout as error:
             return _unreachable(error, self.address)
         except requests.Timeout:

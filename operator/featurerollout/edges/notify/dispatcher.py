@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from featurerollout.api import Receiver, ReceiverType, SecretKeyRef
-from featurerollout.edges import telemetry
+from featurerollout.edges import egress, telemetry
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.notify.base import Format
 from featurerollout.edges.notify.notices import Notification
@@ -124,9 +124,10 @@ class Notifier:
 
     def start(self) -> None:
         """Start the workers in the running event loop."""
-        # No redirects (a redirect could send the body elsewhere); TLS verified with the system's CAs.
-        self.client = httpx.AsyncClient(follow_redirects=False,
-                                        limits=httpx.Limits(max_connections=self.workers * 2))
+        # No redirects (a redirect could send the body elsewhere); TLS verified with the system's CAs;
+        # connections only where the egress policy allows (edges/egress.py).
+        limits = httpx.Limits(max_connections=self.workers * 2)
+        self.client = httpx.AsyncClient(follow_redirects=False, transport=egress.async_transport(limits=limits))
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._work(), name=f"featurerollout-notify-{i}") for i in range(self.workers)]
 
@@ -213,6 +214,10 @@ class Notifier:
                 problem = f"no answer within {self.timeout:g}s"
                 continue
             except httpx.HTTPError as error:
+                refused = egress.refusal_in(error)
+                if refused is not None:  # names an address, never the URL; a retry would be refused too
+                    log.warning("%s: not sent: %s", prefix, scrub(refused, url, token))
+                    return "failed"
                 problem = scrub(f"{type(error).__name__}: {error}", url, token)
                 continue
             if 200 <= code < 300:

@@ -30,6 +30,7 @@ import httpx
 
 from featurerollout.api import SecretKeyRef, parse_duration
 from featurerollout.api import WebhookTarget as WebhookSpec
+from featurerollout.edges import egress
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.targets.base import Holding, Owner, TargetError
 
@@ -67,7 +68,9 @@ class WebhookClients:
 
     def _new(self, verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
         # No redirects: a PUT that is redirected elsewhere was not applied where it was meant.
-        return httpx.AsyncClient(verify=verify, limits=self.limits, follow_redirects=False)
+        # Connections only where the egress policy allows (edges/egress.py).
+        return httpx.AsyncClient(transport=egress.async_transport(verify=verify, limits=self.limits),
+                                 follow_redirects=False)
 
     def client(self, ca_bundle: str | None = None) -> httpx.AsyncClient:
         """The pooled client for the system's CAs, or for this CA bundle (PEM)."""
@@ -204,6 +207,9 @@ class WebhookTarget:
                 reason, problem = UNREACHABLE, f"no answer within {self.spec.timeout}"
                 continue
             except httpx.TransportError as error:
+                refused = egress.refusal_in(error)
+                if refused is not None:  # the policy's answer will not change on a retry
+                    raise TargetError(UNREACHABLE, f"{self.describe()} not sent: {refused}; not applied") from None
                 # httpx's message names the host and the cause, never the request's headers.
                 reason, problem = UNREACHABLE, f"could not connect: {error or type(error).__name__}"
                 continue
