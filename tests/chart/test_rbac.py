@@ -27,6 +27,7 @@ import pytest
 from tests.edges.targets.gateway import create_route, httproute_crd_path, shop_route
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, start_sandbox, wait_until
 from tests.support.paths import FIXTURES
+from tests.support.secrets import USABLE
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import NAMESPACE, RELEASE, Access, Grants, Manifest, grants_for, of_kind, render, require_tool
@@ -119,7 +120,7 @@ def make_targets(cluster: Cluster) -> None:
          "metadata": {"name": "flags"}, "spec": {"flagSpec": {"flags": {}}}})
     create_route(cluster, shop_route())
     cluster.core.create_namespaced_secret(
-        "default", {"metadata": {"name": "prometheus-auth"}, "stringData": {"token": "t0ken"}})
+        "default", {"metadata": {"name": "prometheus-auth", "labels": USABLE}, "stringData": {"token": "t0ken"}})
     for body in (
         rollout_manifest("via-configmap", flag="via-configmap", target={"configMap": {"name": "feature-flags"}},
                          stages=ONE_SECOND_STAGES),

@@ -162,7 +162,8 @@ class WebhookTarget:
             if error.missing:
                 fix = "; create it or fix the name" if error.message.endswith("does not exist") else ""
                 raise TargetError(SECRET_NOT_FOUND, error.message + fix) from None
-            raise TargetError(INVALID_SECRET if error.not_text else "TargetError", error.message) from None
+            reason = INVALID_SECRET if error.not_text or error.not_usable else "TargetError"
+            raise TargetError(reason, error.message) from None
 
     async def _credentials(self) -> tuple[str | None, str | None]:
         token = ca_bundle = None
