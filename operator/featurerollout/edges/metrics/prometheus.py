@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from urllib3.util.retry import Retry
 
 from featurerollout.api import PrometheusProvider, parse_duration
 from featurerollout.core.measurement import Measurement, MeasurementKind
+from featurerollout.core.redact import scrub_url, shown_url
 from featurerollout.edges import egress, telemetry
 
 # How much longer than the query timeout the caller waits for the worker thread before giving up
@@ -239,6 +241,7 @@ class PrometheusMetricProvider:
         at: datetime | None = None,
     ) -> None:
         self.address = spec.address.rstrip("/")
+        self.shown = shown_url(self.address)  # what messages and logs say: no user:password@, no token=
         # The instant every query is evaluated at (Prometheus's `time`): a look's own instant, so that
         # `featurerollout simulate` can ask the very same question later. None: Prometheus's now.
         self.at = at
@@ -285,10 +288,10 @@ class PrometheusMetricProvider:
         egress.guard_session(session)
 
     def __repr__(self) -> str:
-        return f"PrometheusMetricProvider({self.address!r}, timeout={self.timeout_text})"
+        return f"PrometheusMetricProvider({self.shown!r}, timeout={self.timeout_text})"
 
     def _timed_out(self) -> Measurement:
-        return Measurement.error(f"query timed out after {self.timeout_text} (Prometheus at {self.address})")
+        return Measurement.error(f"query timed out after {self.timeout_text} (Prometheus at {self.shown})")
 
     def _query(self, query: str, at: datetime | None = None) -> Any:
         # The server-side timeout, in float seconds (PromQL durations take no fractions).
@@ -304,7 +307,14 @@ class PrometheusMetricProvider:
         return result if isinstance(result, Measurement) else classify_result(result)
 
     def _fetch(self, query: str, at: datetime | None = None) -> Any:
-        """Blocking: one query's `data.result`, or the Error measurement it came to."""
+        """Blocking: one query's `data.result`, or the Error measurement it came to, whose words
+        show the address without its credentials (core/redact.py)."""
+        result = self._ask(query, at)
+        if isinstance(result, Measurement) and result.detail:
+            return dataclasses.replace(result, detail=scrub_url(result.detail, self.address))
+        return result
+
+    def _ask(self, query: str, at: datetime | None = None) -> Any:
         try:
             return self._query(query, at or self.at)
         except PrometheusApiClientException as error:

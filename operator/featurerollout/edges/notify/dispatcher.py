@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from featurerollout.api import Receiver, ReceiverType, SecretKeyRef
+from featurerollout.core.redact import scrub as scrub  # the one place that redacts (re-exported)
 from featurerollout.edges import egress, telemetry
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.notify.base import Format
@@ -85,22 +86,6 @@ def kube_secrets(kube: Kube) -> SecretReader:
             raise SecretProblem(error.message) from None
 
     return read
-
-
-def scrub(text: str, *secrets: str | None) -> str:
-    """`text` with every secret, and a URL's path and query (where Slack and Teams keep their
-    token), replaced by [redacted]."""
-    for secret in secrets:
-        if not secret:
-            continue
-        parts = urlsplit(secret) if "://" in secret else None
-        pieces = [secret]
-        if parts is not None:
-            pieces += [secret.split("://", 1)[1], parts.path + (f"?{parts.query}" if parts.query else ""), parts.query]
-        for piece in sorted(pieces, key=len, reverse=True):
-            if len(piece) > 3:
-                text = text.replace(piece, "[redacted]")
-    return text
 
 
 def _backoff(attempt: int) -> float:

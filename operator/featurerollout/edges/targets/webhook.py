@@ -30,6 +30,7 @@ import httpx
 
 from featurerollout.api import SecretKeyRef, parse_duration
 from featurerollout.api import WebhookTarget as WebhookSpec
+from featurerollout.core.redact import scrub_url, shown_url
 from featurerollout.edges import egress
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.targets.base import Holding, Owner, TargetError
@@ -152,7 +153,7 @@ class WebhookTarget:
         self.flag = flag
 
     def describe(self) -> str:
-        return f"webhook PUT {self.spec.url}"
+        return f"webhook PUT {shown_url(self.spec.url)}"
 
     async def _secret_value(self, ref: SecretKeyRef, field_name: str) -> str:
         try:
@@ -212,14 +213,16 @@ class WebhookTarget:
                 if refused is not None:  # the policy's answer will not change on a retry
                     raise TargetError(UNREACHABLE, f"{self.describe()} not sent: {refused}; not applied") from None
                 # httpx's message names the host and the cause, never the request's headers.
-                reason, problem = UNREACHABLE, f"could not connect: {error or type(error).__name__}"
+                problem = scrub_url(str(error) or type(error).__name__, self.spec.url)
+                reason = UNREACHABLE
+                problem = f"could not connect: {problem}"
                 continue
             code = response.status_code
             if 200 <= code < 300:
                 self.clients.acknowledged[(self.namespace, self.rollout)] = weight
                 return True
             words = f"answered {code} {response.reason_phrase}".rstrip()
-            snippet = shown_body(raw, token)
+            snippet = scrub_url(shown_body(raw, token), self.spec.url)
             problem = words + (f": {snippet}" if snippet else "")
             if 400 <= code < 500:
                 advice = "; check the token in spec.target.webhook.secretRef" if code in (401, 403) else ""
