@@ -27,6 +27,7 @@ LOCAL = EgressPolicy.default()
     ("169.254.1.2", "169.254.0.0/16 (link-local; the operator's egress policy)"),
     ("fe80::1", "fe80::/10 (link-local"),
     ("::ffff:169.254.169.254", "169.254.169.254/32 (cloud metadata"),
+    ("64:ff9b::a9fe:a9fe", "169.254.169.254/32 (cloud metadata"),
 ])
 def test_metadata_and_link_local_are_denied_by_default_naming_the_rule(address: str, rule: str) -> None:
     for policy in (LOCAL, CLUSTER):

@@ -6,6 +6,7 @@
 - `metrics/`: where analysis asks for numbers (one module per metric backend);
 - `notify/`: where people are told (one module per notifier);
 - `gate_webhook`: the webhook gate's question;
+- `egress`: where the operator may connect (the deny list, and the HTTP clients that enforce it);
 - `telemetry`: the operator's own Prometheus metrics.
 
 May import: `featurerollout.api`, `featurerollout.core` and `featurerollout.stats`; never the

@@ -60,6 +60,9 @@ LINK_LOCAL = ("169.254.0.0/16", "fe80::/10")
 LOOPBACK = ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128")
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def _rules(cidrs: Iterable[str], name: str, source: str = "the operator's egress policy") -> list[Rule]:
     return [Rule(ipaddress.ip_network(cidr), name, source) for cidr in cidrs]
 
@@ -83,10 +86,13 @@ class EgressPolicy:
 
     def rule_for(self, address: str | Address) -> tuple[Address, Rule] | None:
         """Pure: the first rule that denies `address` (an IP address), with the address as checked
-        (an IPv4-mapped IPv6 address, ::ffff:a.b.c.d, is checked as its IPv4 one); None if none does."""
+        (an IPv4-mapped IPv6 address, ::ffff:a.b.c.d, and a NAT64 one, 64:ff9b::a.b.c.d, are checked as
+        their IPv4 one); None if none does."""
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
+        elif isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64:  # 64:ff9b::a.b.c.d reaches a.b.c.d
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         for rule in self.rules:
             if ip.version == rule.network.version and ip in rule.network:
                 return ip, rule
