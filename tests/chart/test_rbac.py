@@ -97,13 +97,14 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def operator_args(manifests: list[Manifest]) -> list[str]:
-    """The chart's container args, minus what cannot work on a test machine (fixed ports) and
-    minus `run`, which the test's operator factory supplies."""
+    """The chart's container args, minus what cannot work on a test machine (fixed ports, and
+    `--deny-loopback`: the test's Prometheus listens on loopback) and minus `run`, which the test's
+    operator factory supplies."""
     (deployment,) = of_kind(manifests, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args: list[str] = container["args"]
     assert args[0] == "run"
-    return [a for a in args[1:] if not a.startswith(("--metrics-port", "--liveness"))]
+    return [a for a in args[1:] if not a.startswith(("--metrics-port", "--liveness", "--deny-loopback"))]
 
 
 TARGET_ROLLOUTS = ("via-configmap", "via-featureflag", "via-httproute")
