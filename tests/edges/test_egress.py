@@ -4,9 +4,13 @@ on loopback, which must see no connection when the policy refuses."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from unittest import mock
 
 import httpx
@@ -174,3 +178,75 @@ def test_guard_session_keeps_the_retries_of_the_adapters_it_replaces() -> None:
     adapter = session.get_adapter("http://prometheus:9090/api")
     assert isinstance(adapter, egress.CheckedAdapter) and adapter.max_retries.total == 0
     assert session.trust_env is False
+
+
+# --- TLS through the checked address: the URL's name is still the one verified and sent -----------
+
+
+def _named_certificates(workdir: Path, name: str) -> tuple[str, ssl.SSLContext]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=workdir, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=egress test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={name}")
+    (workdir / "san.ext").write_text(f"subjectAltName=DNS:{name}\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(workdir / "server.crt", workdir / "server.key")
+    return (workdir / "ca.crt").read_text(), context
+
+
+class TLSListener:
+    """HTTPS on 127.0.0.1 with a certificate for gate.test.invalid only; records the SNI and the Host."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.names: list[str | None] = []
+        self.hosts: list[str] = []
+        context.sni_callback = lambda sock, name, ctx: self.names.append(name)  # type: ignore[assignment,func-returns-value]
+        self.context = context
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port: int = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(raw, server_side=True) as conn:
+                    request = conn.recv(65536).decode()
+                    self.hosts += [line.split(":", 1)[1].strip() for line in request.split("\r\n")
+                                   if line.lower().startswith("host:")]
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+
+async def test_tls_verifies_and_sends_the_urls_name_while_connecting_to_the_checked_address(tmp_path: Path) -> None:
+    ca, context = _named_certificates(tmp_path, "gate.test.invalid")
+    server = TLSListener(context)
+    url = f"https://gate.test.invalid:{server.port}/ask"
+    try:
+        with mock.patch("socket.getaddrinfo", _resolving_to("127.0.0.1")):
+            verify = ssl.create_default_context(cadata=ca)
+            async with httpx.AsyncClient(transport=egress.async_transport(verify=verify, policy=LOCAL)) as client:
+                assert (await client.get(url)).status_code == 200
+            session = requests.Session()
+            (tmp_path / "bundle.crt").write_text(ca)
+            session.verify = str(tmp_path / "bundle.crt")
+            egress.guard_session(session)
+            assert session.get(url, timeout=5).status_code == 200
+    finally:
+        server.sock.close()
+    assert server.names == ["gate.test.invalid", "gate.test.invalid"]
+    assert server.hosts == [f"gate.test.invalid:{server.port}"] * 2
