@@ -74,7 +74,7 @@ def test_defaults_watch_all_namespaces_with_two_leader_elected_replicas(home: Pa
         "run", "--all-namespaces", f"--lease-namespace={NAMESPACE}", "--lease-duration=15", "--renew-deadline=10",
         "--retry-period=2", "--log-format=json", "--log-level=info",
         "--metrics-port=8080", "--liveness=http://0.0.0.0:8081/healthz", "--concurrency=64",
-        "--analysis-status-every=60", "--max-response-bytes=10485760",
+        "--analysis-status-every=60", "--max-response-bytes=10485760", "--deny-loopback",
     ]
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     ports = {p["name"]: p["containerPort"] for p in operator["ports"]}

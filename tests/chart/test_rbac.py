@@ -27,6 +27,7 @@ import pytest
 from tests.edges.targets.gateway import create_route, httproute_crd_path, shop_route
 from tests.support.cluster import Cluster, OperatorFactory, rollout_manifest, start_sandbox, wait_until
 from tests.support.paths import FIXTURES
+from tests.support.secrets import USABLE
 
 from .chart_support import HELM as HELM_BINARY
 from .chart_support import NAMESPACE, RELEASE, Access, Grants, Manifest, grants_for, of_kind, render, require_tool
@@ -96,13 +97,14 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def operator_args(manifests: list[Manifest]) -> list[str]:
-    """The chart's container args, minus what cannot work on a test machine (fixed ports) and
-    minus `run`, which the test's operator factory supplies."""
+    """The chart's container args, minus what cannot work on a test machine (fixed ports, and
+    `--deny-loopback`: the test's Prometheus listens on loopback) and minus `run`, which the test's
+    operator factory supplies."""
     (deployment,) = of_kind(manifests, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args: list[str] = container["args"]
     assert args[0] == "run"
-    return [a for a in args[1:] if not a.startswith(("--metrics-port", "--liveness"))]
+    return [a for a in args[1:] if not a.startswith(("--metrics-port", "--liveness", "--deny-loopback"))]
 
 
 TARGET_ROLLOUTS = ("via-configmap", "via-featureflag", "via-httproute")
@@ -119,7 +121,7 @@ def make_targets(cluster: Cluster) -> None:
          "metadata": {"name": "flags"}, "spec": {"flagSpec": {"flags": {}}}})
     create_route(cluster, shop_route())
     cluster.core.create_namespaced_secret(
-        "default", {"metadata": {"name": "prometheus-auth"}, "stringData": {"token": "t0ken"}})
+        "default", {"metadata": {"name": "prometheus-auth", "labels": USABLE}, "stringData": {"token": "t0ken"}})
     for body in (
         rollout_manifest("via-configmap", flag="via-configmap", target={"configMap": {"name": "feature-flags"}},
                          stages=ONE_SECOND_STAGES),

@@ -79,7 +79,7 @@ def target_brief(target: Target) -> str:
     if target.http_route is not None:
         return f"httpRoute/{target.http_route.name}#{target.http_route.rule}"
     assert target.webhook is not None  # the models allow exactly one member
-    host = target.webhook.url.split("://", 1)[-1].split("/", 1)[0]
+    host = target.webhook.url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]  # no user:password@
     return f"webhook/{host}"
 
 

@@ -6,7 +6,8 @@ and its interface (`decision`); its rules split by reason to change (`drift_rule
 measurement's verdict (`verdicts`); what people read (`messages`); what a status says (`facts`);
 what a measurement is (`measurement`), the status conditions (`conditions`), gates (`gates`), the
 compare guardrail (`guardrail`), what a manual request is (`manual_requests`: reading one; filing
-one is the CLI's), and whether a status is worth writing (`statuswrites`).
+one is the CLI's), whether a status is worth writing (`statuswrites`), and how a credential in a URL or a message is
+shown (`redact`).
 
 May import: `featurerollout.api` (the resource's models) and `featurerollout.stats` (the
 statistics), and the standard library's pure parts. Never an I/O library (kubernetes, kopf,

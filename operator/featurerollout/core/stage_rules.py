@@ -9,6 +9,7 @@ from featurerollout.core.analysis_rules import AnalysisRules
 from featurerollout.core.facts import stage_hold
 from featurerollout.core.measurement import analysis_interval
 from featurerollout.core.messages import cli, pause_causes, pct, stage_words
+from featurerollout.core.redact import shown_url
 from featurerollout.core.verdicts import analysis_passed
 
 
@@ -134,7 +135,7 @@ class StageRules(AnalysisRules):
             self.event("Normal", "WaitingForApproval", f"waiting for approval gate {gate.name!r} "
                        f"{gates.point_words(point)} {where}: run {cli('approve')}")
         else:
-            url = gate.webhook.url if gate.webhook is not None else ""
+            url = shown_url(gate.webhook.url) if gate.webhook is not None else ""
             message = f"asking POST {url}"
             self.event("Normal", "WaitingForGate", f"waiting for webhook gate {gate.name!r} "
                        f"{gates.point_words(point)} {where}: asking POST {url}")

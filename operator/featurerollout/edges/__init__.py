@@ -7,6 +7,7 @@
 - `notify/`: where people are told (one module per notifier);
 - `gate_webhook`: the webhook gate's question;
 - `http_bodies`: every HTTP answer read with a byte cap (Prometheus's, the webhooks');
+- `egress`: where the operator may connect (the deny list, and the HTTP clients that enforce it);
 - `telemetry`: the operator's own Prometheus metrics.
 
 May import: `featurerollout.api`, `featurerollout.core` and `featurerollout.stats`; never the

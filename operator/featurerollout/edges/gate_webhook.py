@@ -15,6 +15,8 @@ import httpx
 
 from featurerollout.api import FeatureRolloutSpec, FeatureRolloutStatus, Gate, parse_duration
 from featurerollout.core.gates import GateCheck
+from featurerollout.core.redact import scrub_url, shown_url
+from featurerollout.edges import egress
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.targets.webhook import WebhookClients, read_limited, shown_body, wire_weight
 
@@ -61,7 +63,7 @@ async def ask(
     webhook = gate.webhook
     assert webhook is not None
     index = next(i for i, g in enumerate(spec.gates or []) if g.name == gate.name)
-    where = f"POST {webhook.url}"
+    where = f"POST {shown_url(webhook.url)}"
     try:
         token = await _token(kube, namespace, gate, index)
     except GateSecretError as error:
@@ -78,10 +80,14 @@ async def ask(
     except httpx.TimeoutException:
         return GateCheck(gate.name, False, f"{where}: no answer within {webhook.timeout}")
     except httpx.HTTPError as error:
+        refused = egress.refusal_in(error)
+        if refused is not None:
+            return GateCheck(gate.name, False, f"{where} not sent: {refused}")
         # httpx's message names the host and the cause, never the request's headers.
-        return GateCheck(gate.name, False, f"{where}: could not connect: {error or type(error).__name__}")
+        problem = scrub_url(str(error) or type(error).__name__, webhook.url)
+        return GateCheck(gate.name, False, f"{where}: could not connect: {problem}")
     code = response.status_code
     words = f"{where} answered {code} {response.reason_phrase}".rstrip()
-    snippet = shown_body(raw, token)
+    snippet = scrub_url(shown_body(raw, token), webhook.url)
     message = words + (f": {snippet}" if snippet else "")
     return GateCheck(gate.name, 200 <= code < 300, message)

@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import client, config
 
 from featurerollout import GROUP, PLURAL, VERSION
+from featurerollout.api.group import annotation
 
 # The API's errors (re-exported: most callers take them from here with the client).
 from featurerollout.edges.api_errors import CONFLICT as CONFLICT
@@ -95,21 +96,61 @@ class Kube:
 class SecretKeyUnreadable(Exception):
     """A Secret key could not be read. The message names the Secret, the key and the field that
     refers to them, never a value. `missing`: the Secret or the key does not exist; `not_text`:
-    the value is not UTF-8; otherwise the API refused or failed."""
+    the value is not UTF-8; `not_usable`: the Secret lacks the consent label (USABLE_LABEL);
+    otherwise the API refused or failed."""
 
-    def __init__(self, message: str, *, missing: bool = False, not_text: bool = False) -> None:
+    def __init__(self, message: str, *, missing: bool = False, not_text: bool = False,
+                 not_usable: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.missing = missing
         self.not_text = not_text
+        self.not_usable = not_usable
+
+
+# Secrets by consent: the operator reads a Secret that a rollout, a metric template or a notification
+# names only if it carries this label set to "true" (docs/security.md#secrets-by-consent), so that a
+# FeatureRollout cannot send any Secret of its namespace (a ServiceAccount token's, say) to a URL
+# its author picks.
+USABLE_LABEL = annotation("usable")
+USABLE_VALUE = "true"
+
+
+class SecretNotUsable(Exception):
+    """The Secret exists but is not labelled for the operator; the message names it and the label."""
+
+    def __init__(self, namespace: str, name: str, field_path: str | None = None) -> None:
+        where = f"Secret {namespace}/{name}" + (f" ({field_path})" if field_path else "")
+        self.message = (f"{where} is not labelled {USABLE_LABEL}={USABLE_VALUE}: the operator reads only Secrets "
+                        f"labelled for it (kubectl -n {namespace} label secret {name} {USABLE_LABEL}={USABLE_VALUE})")
+        super().__init__(self.message)
+
+
+def usable(secret: Any) -> bool:
+    """Whether a Secret (the client's V1Secret) carries the consent label."""
+    labels = (getattr(secret, "metadata", None) and secret.metadata.labels) or {}
+    return bool(labels.get(USABLE_LABEL) == USABLE_VALUE)
+
+
+async def read_usable_secret(kube: Kube, namespace: str, name: str, field_path: str | None = None) -> Any:
+    """The Secret, if it is labelled for the operator: SecretNotUsable otherwise (its data is
+    dropped unread); the API's errors as the client raises them."""
+    secret = await kube.call(kube.core.read_namespaced_secret, name, namespace)
+    if not usable(secret):
+        secret.data = secret.string_data = None
+        raise SecretNotUsable(namespace, name, field_path)
+    return secret
 
 
 async def read_secret_key(kube: Kube, namespace: str, name: str, key: str, field_path: str | None = None) -> str:
     """The text of one Secret key (as stored: callers strip a token's trailing newline). One place
-    for what every credential reader (webhook target, gates, notifications) says when it fails."""
+    for what every credential reader (webhook target, gates, notifications) says when it fails,
+    an unlabelled Secret (SecretNotUsable) included."""
     where = f"Secret {namespace}/{name} key {key}" + (f" ({field_path})" if field_path else "")
     try:
-        secret = await kube.call(kube.core.read_namespaced_secret, name, namespace)
+        secret = await read_usable_secret(kube, namespace, name, field_path)
+    except SecretNotUsable as refused:
+        raise SecretKeyUnreadable(refused.message, not_usable=True) from None
     except Exception as error:
         if status_code(error) == NOT_FOUND:
             raise SecretKeyUnreadable(f"{where}: the Secret does not exist", missing=True) from None

@@ -119,6 +119,21 @@ def add_parser(subparsers: Any) -> None:
         help="read at most this much of one Prometheus answer: a larger one is an analysis error that names "
         f"the cap, never a memory spike (default {MAX_RESPONSE_BYTES}: 10 MiB)",
     )
+    egress = parser.add_argument_group(
+        "egress", "Where the operator may connect for the URLs rollouts name (Prometheus, webhook gates and "
+        "targets, notifications), checked after DNS resolution: never link-local networks (169.254.0.0/16, "
+        "fe80::/10) or the cloud metadata addresses (docs/security.md).",
+    )
+    egress.add_argument(
+        "--deny-loopback", action="store_true",
+        help="refuse loopback too (127.0.0.0/8, ::1, 0.0.0.0/8, ::): the chart sets it, since in a cluster "
+        "nothing a rollout names should be the operator's own pod (default: loopback allowed, for a "
+        "Prometheus or receiver on the machine that runs the operator)",
+    )
+    egress.add_argument(
+        "--deny-network", action="append", default=[], metavar="CIDR", type=_network,
+        help="refuse this network as well, e.g. 10.96.0.0/12 (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -126,6 +141,15 @@ def _positive_bytes(text: str) -> int:
     if not text.isdigit() or int(text) < 1024:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes of at least 1024")
     return int(text)
+
+
+def _network(text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a network (CIDR, e.g. 10.0.0.0/8)") from None
 
 
 def _prometheus_url(text: str) -> str:
@@ -161,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     from featurerollout import __version__
+    from featurerollout.edges import egress
     from featurerollout.edges.kube import Kube, load_config
     from featurerollout.process.handlers import OperatorState, build_registry
     from featurerollout.process.leader import InvalidTimings, default_identity
@@ -173,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"featurerollout run: error: {error}", file=sys.stderr)
             return 2
     load_config(args.kubeconfig, args.context)
+    egress.install(egress.EgressPolicy.default(deny_loopback=args.deny_loopback, deny=args.deny_network))
     kopf.configure(
         debug=args.log_level == "debug",
         verbose=args.log_level in ("debug", "info"),

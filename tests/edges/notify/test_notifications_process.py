@@ -43,6 +43,7 @@ from tests.process.analysis.test_analysis import Exporter, analysis, operator_me
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer, free_port
 from tests.support.rollouts import document, make_configmap, make_rollout, wait_rolled_back
+from tests.support.secrets import USABLE
 
 from featurerollout.edges.targets.flagd import read_flag_weight
 
@@ -105,7 +106,7 @@ def received() -> Iterator[tuple[Received, int]]:
 
 def make_secret(cluster: Cluster, name: str, url: str) -> None:
     cluster.core.create_namespaced_secret("default", {
-        "metadata": {"name": name}, "data": {"url": base64.b64encode(url.encode()).decode()}})
+        "metadata": {"name": name, "labels": USABLE}, "data": {"url": base64.b64encode(url.encode()).decode()}})
 
 
 def epoch(stamp: str) -> float:

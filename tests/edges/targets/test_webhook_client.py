@@ -17,6 +17,7 @@ import pytest
 from tests.edges.targets.flag_service import FlagService
 from tests.edges.targets.tls import make_certificates
 from tests.support.cluster import Cluster, wait_until
+from tests.support.secrets import USABLE
 
 from featurerollout.api import WebhookTarget as WebhookSpec
 from featurerollout.edges.kube import Kube
@@ -48,7 +49,7 @@ async def clients() -> AsyncIterator[WebhookClients]:
 
 def make_secret(cluster: Cluster, name: str, **data: str) -> None:
     cluster.core.create_namespaced_secret("default", {
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": USABLE},
         "data": {k.replace("_", "."): base64.b64encode(v.encode()).decode() for k, v in data.items()},
     })
 

@@ -26,6 +26,7 @@ from tests.support.cluster import (
     wait_until,
 )
 from tests.support.prometheus import free_port
+from tests.support.secrets import USABLE
 
 from featurerollout.edges.targets.webhook import MAX_ATTEMPTS
 
@@ -46,7 +47,8 @@ def service() -> Iterator[FlagService]:
 
 def make_secret(cluster: Cluster, value: str) -> None:
     cluster.core.create_namespaced_secret("default", {
-        "metadata": {"name": "flag-service"}, "data": {"token": base64.b64encode(value.encode()).decode()},
+        "metadata": {"name": "flag-service", "labels": USABLE},
+        "data": {"token": base64.b64encode(value.encode()).decode()},
     })
 
 

@@ -18,6 +18,7 @@ from tests.process.analysis.test_analysis import Exporter, analysis, exporter, p
 from tests.support.cluster import Cluster, OperatorFactory, wait_until
 from tests.support.prometheus import PrometheusServer
 from tests.support.rollouts import make_configmap, make_rollout, status, wait_phase
+from tests.support.secrets import USABLE
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -41,7 +42,7 @@ def in_background(factory: Callable[[], AbstractAsyncContextManager[T]]) -> Iter
 
 def secret(cluster: Cluster, name: str, **data: str) -> None:
     cluster.core.create_namespaced_secret("default", {
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": USABLE},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     })
 

@@ -41,6 +41,7 @@ from tests.support.rollouts import (
     wait_phase,
     wait_rolled_back,
 )
+from tests.support.secrets import USABLE
 from tests.support.windows import holds_for
 
 pytestmark = pytest.mark.integration
@@ -66,7 +67,7 @@ def test_a_pre_exposure_webhook_gate_answering_500_keeps_0_percent_and_200_lets_
 ) -> None:
     make_configmap(cluster)
     cluster.core.create_namespaced_secret("default", {
-        "metadata": {"name": "checks"}, "data": {"token": base64.b64encode(TOKEN.encode()).decode()}})
+        "metadata": {"name": "checks", "labels": USABLE}, "data": {"token": base64.b64encode(TOKEN.encode()).decode()}})
     operator()
     gate = {"name": "smoke", "before": "Start",
             "webhook": {"url": receiver.url, "secretRef": {"name": "checks", "key": "token"}, "timeout": "2s"}}

@@ -42,6 +42,7 @@ from tests.support.rollouts import (
     wait_rolled_back,
     weights_seen,
 )
+from tests.support.secrets import USABLE
 from tests.support.windows import holds_for
 
 pytestmark = pytest.mark.integration
@@ -163,7 +164,7 @@ def test_no_secret_value_reaches_the_log_events_status_or_metrics_and_the_json_l
     exporter.set("guarded", 0.0)
     for name, data in {"right": {"token": b64(token)}, "wrong": {"token": b64(wrong)},
                        "basic": {"username": b64("me"), "password": b64(password)}}.items():
-        cluster.core.create_namespaced_secret("default", {"metadata": {"name": name}, "data": data})
+        cluster.core.create_namespaced_secret("default", {"metadata": {"name": name, "labels": USABLE}, "data": data})
     port = free_port()
     with in_background(lambda: auth_proxy(prometheus.url, {"Authorization": f"Bearer {token}"})) as proxy:
         process = operator("--log-format", "json", "--log-level", "debug", "--metrics-port", str(port))

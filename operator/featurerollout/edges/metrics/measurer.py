@@ -24,7 +24,7 @@ from featurerollout.core import engine
 from featurerollout.core.measurement import Measurement, analysis_interval
 from featurerollout.edges import telemetry
 from featurerollout.edges.http_bodies import MAX_ANSWER_BYTES
-from featurerollout.edges.kube import Kube, api_message
+from featurerollout.edges.kube import Kube, SecretNotUsable, api_message, read_usable_secret
 from featurerollout.edges.metrics import provider_for
 from featurerollout.edges.metrics.batcher import QueryBatcher, batched_provider
 from featurerollout.edges.metrics.prometheus import InvalidCredentials, PrometheusCredentials, credentials_from_secret
@@ -239,7 +239,9 @@ class Measurer:
         # Always the rollout's namespace, a ClusterMetricTemplate's auth too (docs/metric-templates.md).
         where = f"Secret {namespace}/{spec.auth.secret_name} ({field})"
         try:
-            secret = await self.kube.call(self.kube.core.read_namespaced_secret, spec.auth.secret_name, namespace)
+            secret = await read_usable_secret(self.kube, namespace, spec.auth.secret_name, field)
+        except SecretNotUsable as refused:
+            raise InvalidCredentials(refused.message) from None
         except Exception as error:
             raise InvalidCredentials(f"{where}: {api_message(error)}") from None
         data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}

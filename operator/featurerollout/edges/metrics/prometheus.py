@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -42,7 +43,8 @@ from urllib3.util.retry import Retry
 
 from featurerollout.api import PrometheusProvider, parse_duration
 from featurerollout.core.measurement import Measurement, MeasurementKind
-from featurerollout.edges import telemetry
+from featurerollout.core.redact import scrub_url, shown_url
+from featurerollout.edges import egress, telemetry
 from featurerollout.edges.http_bodies import MAX_ANSWER_BYTES, AnswerTooLarge, CappedSession
 
 # How much longer than the query timeout the caller waits for the worker thread before giving up
@@ -245,6 +247,7 @@ class PrometheusMetricProvider:
         max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.address = spec.address.rstrip("/")
+        self.shown = shown_url(self.address)  # what messages and logs say: no user:password@, no token=
         # The instant every query is evaluated at (Prometheus's `time`): a look's own instant, so that
         # `featurerollout simulate` can ask the very same question later. None: Prometheus's now.
         self.at = at
@@ -287,12 +290,15 @@ class PrometheusMetricProvider:
             "retry": Retry(total=0, connect=0, read=False, status=0, redirect=0, raise_on_status=False),
         }
         self._connect = PrometheusConnect(**options)
+        # After PrometheusConnect mounted its adapter: connections only where the egress policy
+        # allows (edges/egress.py).
+        egress.guard_session(session)
 
     def __repr__(self) -> str:
-        return f"PrometheusMetricProvider({self.address!r}, timeout={self.timeout_text})"
+        return f"PrometheusMetricProvider({self.shown!r}, timeout={self.timeout_text})"
 
     def _timed_out(self) -> Measurement:
-        return Measurement.error(f"query timed out after {self.timeout_text} (Prometheus at {self.address})")
+        return Measurement.error(f"query timed out after {self.timeout_text} (Prometheus at {self.shown})")
 
     def _query(self, query: str, at: datetime | None = None) -> Any:
         # The server-side timeout, in float seconds (PromQL durations take no fractions).
@@ -308,7 +314,14 @@ class PrometheusMetricProvider:
         return result if isinstance(result, Measurement) else classify_result(result)
 
     def _fetch(self, query: str, at: datetime | None = None) -> Any:
-        """Blocking: one query's `data.result`, or the Error measurement it came to."""
+        """Blocking: one query's `data.result`, or the Error measurement it came to, whose words
+        show the address without its credentials (core/redact.py)."""
+        result = self._ask(query, at)
+        if isinstance(result, Measurement) and result.detail:
+            return dataclasses.replace(result, detail=scrub_url(result.detail, self.address))
+        return result
+
+    def _ask(self, query: str, at: datetime | None = None) -> Any:
         try:
             return self._query(query, at or self.at)
         except AnswerTooLarge as error:
@@ -318,6 +331,8 @@ class PrometheusMetricProvider:
             )
         except PrometheusApiClientException as error:
             return _api_error(error, self.address, self.timeout_text)
+        except egress.Refused as refused:
+            return Measurement.error(f"Prometheus at {self.address} not asked: {refused}")
         except requests.exceptions.ConnectTimeout as error:
             return _unreachable(error, self.address)
         except requests.Timeout:

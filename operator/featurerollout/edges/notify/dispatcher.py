@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from featurerollout.api import Receiver, ReceiverType, SecretKeyRef
-from featurerollout.edges import telemetry
+from featurerollout.core.redact import scrub as scrub  # the one place that redacts (re-exported)
+from featurerollout.edges import egress, telemetry
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.notify.base import Format
 from featurerollout.edges.notify.notices import Notification
@@ -87,22 +88,6 @@ def kube_secrets(kube: Kube) -> SecretReader:
     return read
 
 
-def scrub(text: str, *secrets: str | None) -> str:
-    """`text` with every secret, and a URL's path and query (where Slack and Teams keep their
-    token), replaced by [redacted]."""
-    for secret in secrets:
-        if not secret:
-            continue
-        parts = urlsplit(secret) if "://" in secret else None
-        pieces = [secret]
-        if parts is not None:
-            pieces += [secret.split("://", 1)[1], parts.path + (f"?{parts.query}" if parts.query else ""), parts.query]
-        for piece in sorted(pieces, key=len, reverse=True):
-            if len(piece) > 3:
-                text = text.replace(piece, "[redacted]")
-    return text
-
-
 def _backoff(attempt: int) -> float:
     return float(BACKOFF_BASE * 2**attempt * random.uniform(0.5, 1.5))
 
@@ -124,9 +109,10 @@ class Notifier:
 
     def start(self) -> None:
         """Start the workers in the running event loop."""
-        # No redirects (a redirect could send the body elsewhere); TLS verified with the system's CAs.
-        self.client = httpx.AsyncClient(follow_redirects=False,
-                                        limits=httpx.Limits(max_connections=self.workers * 2))
+        # No redirects (a redirect could send the body elsewhere); TLS verified with the system's CAs;
+        # connections only where the egress policy allows (edges/egress.py).
+        limits = httpx.Limits(max_connections=self.workers * 2)
+        self.client = httpx.AsyncClient(follow_redirects=False, transport=egress.async_transport(limits=limits))
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._work(), name=f"featurerollout-notify-{i}") for i in range(self.workers)]
 
@@ -213,6 +199,10 @@ class Notifier:
                 problem = f"no answer within {self.timeout:g}s"
                 continue
             except httpx.HTTPError as error:
+                refused = egress.refusal_in(error)
+                if refused is not None:  # names an address, never the URL; a retry would be refused too
+                    log.warning("%s: not sent: %s", prefix, scrub(refused, url, token))
+                    return "failed"
                 problem = scrub(f"{type(error).__name__}: {error}", url, token)
                 continue
             if 200 <= code < 300:

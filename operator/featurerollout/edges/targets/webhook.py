@@ -30,6 +30,8 @@ import httpx
 
 from featurerollout.api import SecretKeyRef, parse_duration
 from featurerollout.api import WebhookTarget as WebhookSpec
+from featurerollout.core.redact import scrub_url, shown_url
+from featurerollout.edges import egress
 from featurerollout.edges.http_bodies import read_at_most
 from featurerollout.edges.kube import Kube, SecretKeyUnreadable, read_secret_key
 from featurerollout.edges.targets.base import Holding, Owner, TargetError
@@ -68,7 +70,9 @@ class WebhookClients:
 
     def _new(self, verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
         # No redirects: a PUT that is redirected elsewhere was not applied where it was meant.
-        return httpx.AsyncClient(verify=verify, limits=self.limits, follow_redirects=False)
+        # Connections only where the egress policy allows (edges/egress.py).
+        return httpx.AsyncClient(transport=egress.async_transport(verify=verify, limits=self.limits),
+                                 follow_redirects=False)
 
     def client(self, ca_bundle: str | None = None) -> httpx.AsyncClient:
         """The pooled client for the system's CAs, or for this CA bundle (PEM)."""
@@ -143,7 +147,7 @@ class WebhookTarget:
         self.flag = flag
 
     def describe(self) -> str:
-        return f"webhook PUT {self.spec.url}"
+        return f"webhook PUT {shown_url(self.spec.url)}"
 
     async def _secret_value(self, ref: SecretKeyRef, field_name: str) -> str:
         try:
@@ -153,7 +157,8 @@ class WebhookTarget:
             if error.missing:
                 fix = "; create it or fix the name" if error.message.endswith("does not exist") else ""
                 raise TargetError(SECRET_NOT_FOUND, error.message + fix) from None
-            raise TargetError(INVALID_SECRET if error.not_text else "TargetError", error.message) from None
+            reason = INVALID_SECRET if error.not_text or error.not_usable else "TargetError"
+            raise TargetError(reason, error.message) from None
 
     async def _credentials(self) -> tuple[str | None, str | None]:
         token = ca_bundle = None
@@ -198,15 +203,20 @@ class WebhookTarget:
                 reason, problem = UNREACHABLE, f"no answer within {self.spec.timeout}"
                 continue
             except httpx.TransportError as error:
+                refused = egress.refusal_in(error)
+                if refused is not None:  # the policy's answer will not change on a retry
+                    raise TargetError(UNREACHABLE, f"{self.describe()} not sent: {refused}; not applied") from None
                 # httpx's message names the host and the cause, never the request's headers.
-                reason, problem = UNREACHABLE, f"could not connect: {error or type(error).__name__}"
+                problem = scrub_url(str(error) or type(error).__name__, self.spec.url)
+                reason = UNREACHABLE
+                problem = f"could not connect: {problem}"
                 continue
             code = response.status_code
             if 200 <= code < 300:
                 self.clients.acknowledged[(self.namespace, self.rollout)] = weight
                 return True
             words = f"answered {code} {response.reason_phrase}".rstrip()
-            snippet = shown_body(raw, token)
+            snippet = scrub_url(shown_body(raw, token), self.spec.url)
             problem = words + (f": {snippet}" if snippet else "")
             if 400 <= code < 500:
                 advice = "; check the token in spec.target.webhook.secretRef" if code in (401, 403) else ""
